@@ -1,0 +1,61 @@
+/* 2-D max / average / min pooling, forward and backward, NHWC layout.
+ *
+ * Layout: x is (n, h, w, c) C-contiguous, y/dy are (n, oh, ow, c) C-contiguous.
+ * Window of output (oh_i, ow_i) covers input rows ih = oh_i*sh - pt + [0, kh)
+ * and columns iw = ow_i*sw - pl + [0, kw); cells outside [0,h) x [0,w) are
+ * padding: they never win a max/min and are not counted by avg (the divisor is
+ * the number of in-bounds cells). The boundary guarantees 0 <= pt, pl < kh, kw
+ * and that every window holds at least one in-bounds cell, and that all sizes
+ * are >= 1 except n (n may be 0).
+ *
+ * Max/min ties go to the first cell in row-major window order; a NaN in a
+ * window makes the result NaN, and the first NaN is the "winner" that gets
+ * the gradient.
+ *
+ * argmax (optional, may be NULL): for max/min, the winning cell of each output
+ * element as a flat index ih*w + iw within its (h, w) plane (like PyTorch's
+ * return_indices), same shape as y.
+ *
+ * Threads: `nthreads` OpenMP threads (ignored without OpenMP). Results are
+ * bit-identical for any thread count: every output element is written by one
+ * thread, and overlapping-window backward accumulates in a fixed order. */
+#ifndef CNNFAST_POOL2D_H
+#define CNNFAST_POOL2D_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum cf_pool_mode { CF_POOL_MAX = 0, CF_POOL_AVG = 1, CF_POOL_MIN = 2 };
+
+typedef struct {
+    int64_t n, h, w, c;  /* input sizes */
+    int64_t oh, ow;      /* output sizes */
+    int64_t kh, kw;      /* window */
+    int64_t sh, sw;      /* strides */
+    int64_t pt, pl;      /* top / left padding (bottom/right implied by oh, ow) */
+} cf_pool2d_shape;
+
+/* y = pool(x). argmax may be NULL (and is ignored for avg). */
+void cf_pool2d_forward_f32(const cf_pool2d_shape *s, int mode, const float *x,
+                           float *y, int32_t *argmax, int nthreads);
+void cf_pool2d_forward_f64(const cf_pool2d_shape *s, int mode, const double *x,
+                           double *y, int32_t *argmax, int nthreads);
+
+/* dx = d pool / dx applied to dy. dx is fully overwritten (zeros where no
+ * gradient lands). For max/min, if argmax != NULL it must come from the forward
+ * of the same x, and x is not read; otherwise the winners are found again from x.
+ * For avg, x and argmax are not read (either may be NULL). */
+void cf_pool2d_backward_f32(const cf_pool2d_shape *s, int mode, const float *dy,
+                            const float *x, const int32_t *argmax, float *dx,
+                            int nthreads);
+void cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double *dy,
+                            const double *x, const int32_t *argmax, double *dx,
+                            int nthreads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

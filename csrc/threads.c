@@ -1,0 +1,55 @@
+/* Thread-count policy: see threads.h. */
+#include "threads.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* 0 = not set by the user. Read without a lock: an int store is atomic on
+ * every platform we build for, and a stale read only changes a thread count. */
+static volatile int user_threads = 0;
+
+int cf_get_num_threads(void)
+{
+#ifdef _OPENMP
+    int omp_max = omp_get_max_threads();
+    int n = user_threads;
+    if (n <= 0)
+        return omp_max < 1 ? 1 : omp_max;
+    /* threadpoolctl lowers the OpenMP limit temporarily: honour it. */
+    if (omp_max >= 1 && omp_max < n)
+        n = omp_max;
+    return n;
+#else
+    return 1;
+#endif
+}
+
+void cf_set_num_threads(int n)
+{
+#ifdef _OPENMP
+    if (n > 0)
+        omp_set_num_threads(n);
+    user_threads = n > 0 ? n : 0;
+#else
+    (void)n;
+#endif
+}
+
+int cf_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int cf_openmp_version(void)
+{
+#ifdef _OPENMP
+    return _OPENMP;
+#else
+    return 0;
+#endif
+}

@@ -1,0 +1,32 @@
+/* Thread-count policy shared by every kernel of cnnfast.
+ *
+ * One place decides how many OpenMP threads a kernel may use, so that
+ * cnnfast.set_num_threads(), OMP_NUM_THREADS and threadpoolctl (which calls
+ * omp_set_num_threads on the calling thread) all act on every kernel alike.
+ * Builds without OpenMP report 1 thread and run the same code sequentially. */
+#ifndef CNNFAST_THREADS_H
+#define CNNFAST_THREADS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of threads the next kernel call from this OS thread will use:
+ * the user's cnnfast.set_num_threads() value if one was set, capped by the
+ * OpenMP limit of the calling thread (OMP_NUM_THREADS, threadpoolctl). */
+int cf_get_num_threads(void);
+
+/* n >= 1 sets a process-wide count (and the calling thread's OpenMP limit);
+ * n == 0 returns to the OpenMP default. The boundary validates n. */
+void cf_set_num_threads(int n);
+
+/* 1 when compiled with OpenMP, else 0. */
+int cf_openmp_enabled(void);
+
+/* The _OPENMP macro (yyyymm) of the build, 0 without OpenMP. */
+int cf_openmp_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,159 @@
+"""Build script for cnnfast's compiled core.
+
+One extension module, ``cnnfast._kernels``, made of the Cython boundary
+(``cnnfast/_kernels.pyx``) and the plain C kernels in ``csrc/``.
+
+OpenMP is probed with the compiler that ``build_ext`` will really use: a tiny
+program is compiled *and linked* with each candidate flag set. When none works
+(e.g. Apple clang without libomp) the build goes on without OpenMP, warns once
+and the kernels run single-threaded (they guard every pragma with ``_OPENMP``).
+
+No ``-march=native``: the baseline is plain x86-64 (or whatever the platform's
+default is). AVX2/AVX-512 code lives in functions carrying GCC ``target``
+attributes and is chosen at run time (see ``csrc/cpu_features.c``).
+
+Environment switches:
+  CNNFAST_NO_OPENMP=1     build without OpenMP on purpose
+  CNNFAST_NATIVE=1        local builds only: add -march=native
+  CNNFAST_DEBUG=1         -O0 -g and Cython bounds checks
+  CNNFAST_SANITIZE=address  build the C with AddressSanitizer (for test runs
+                          under LD_PRELOAD=libasan.so)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+from glob import glob
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        printf("%d %d\\n", n, omp_get_max_threads());
+        return n < 1;
+    }
+    """
+)
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _openmp_candidates(compiler_type: str):
+    """(compile flags, link flags) to try, in order."""
+    if compiler_type == "msvc":
+        return [(["/openmp:llvm"], []), (["/openmp"], [])]
+    cands = [(["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":
+        extra_inc, extra_lib = [], []
+        for prefix in ("/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"):
+            if os.path.isdir(prefix):
+                extra_inc.append(f"-I{prefix}/include")
+                extra_lib.append(f"-L{prefix}/lib")
+        cands.append(
+            (["-Xpreprocessor", "-fopenmp", *extra_inc], [*extra_lib, "-lomp"])
+        )
+    return cands
+
+
+class BuildExt(build_ext):
+    """build_ext that probes OpenMP with the real compiler before compiling."""
+
+    def _try_openmp(self, cflags, lflags) -> bool:
+        tmp = tempfile.mkdtemp(prefix="cnnfast-omp-")
+        try:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write(OPENMP_PROBE)
+            objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+            self.compiler.link_executable(
+                objs, "probe", output_dir=tmp, extra_postargs=lflags
+            )
+            return True
+        except Exception:  # any compile or link failure means "not available"
+            return False
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        omp = None
+        if _env_on("CNNFAST_NO_OPENMP"):
+            print("cnnfast: CNNFAST_NO_OPENMP set, building without OpenMP")
+        else:
+            for cflags, lflags in _openmp_candidates(ctype):
+                if self._try_openmp(cflags, lflags):
+                    omp = (cflags, lflags)
+                    break
+            if omp is None:
+                print(
+                    "\n" + "*" * 72 + "\n"
+                    "cnnfast WARNING: this compiler cannot build OpenMP code.\n"
+                    "cnnfast will be built without OpenMP and run single-threaded.\n"
+                    "(On macOS: `brew install libomp`, then reinstall.)\n" + "*" * 72 + "\n"
+                )
+        if ctype == "msvc":
+            base = ["/O2"]
+        elif _env_on("CNNFAST_DEBUG"):
+            base = ["-O0", "-g", "-std=c99", "-Wall", "-Wextra"]
+        else:
+            base = ["-O3", "-std=c99", "-Wall", "-Wextra", "-fno-math-errno"]
+            if _env_on("CNNFAST_NATIVE"):
+                base.append("-march=native")
+        san = os.environ.get("CNNFAST_SANITIZE", "").strip()
+        link_extra = []
+        if san and ctype != "msvc":
+            base += [f"-fsanitize={san}", "-fno-omit-frame-pointer", "-g"]
+            link_extra.append(f"-fsanitize={san}")
+        for ext in self.extensions:
+            ext.extra_compile_args = base + (omp[0] if omp else [])
+            ext.extra_link_args = link_extra + (omp[1] if omp else [])
+            ext.define_macros = list(ext.define_macros or []) + [
+                ("NPY_NO_DEPRECATED_API", "NPY_1_22_API_VERSION"),
+                ("CNNFAST_COMPILER", '"%s"' % _compiler_name(self.compiler)),
+            ]
+        super().build_extensions()
+
+
+def _compiler_name(compiler) -> str:
+    exe = getattr(compiler, "compiler", None) or [compiler.compiler_type]
+    return os.path.basename(str(exe[0])).replace('"', "")
+
+
+DEBUG = _env_on("CNNFAST_DEBUG")
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": False,
+    "cdivision": True,
+    "initializedcheck": DEBUG,
+    "nonecheck": False,
+    "embedsignature": True,
+}
+
+extensions = [
+    Extension(
+        "cnnfast._kernels",
+        sources=["cnnfast/_kernels.pyx", *sorted(glob("csrc/*.c"))],
+        include_dirs=["csrc", np.get_include()],
+    )
+]
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=directives),
+    cmdclass={"build_ext": BuildExt},
+)
