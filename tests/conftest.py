@@ -1,0 +1,33 @@
+"""Shared pytest configuration for cnnfast's tests: the hypothesis profiles.
+
+Profiles:
+  "ci"  - selected when the environment variable CI is set: derandomized (the
+          same examples every run, so CI is reproducible), no deadline (the
+          machine is shared and noisy; we never assert on timing).
+  "dev" - the default elsewhere: random examples, no deadline.
+Either can be forced with HYPOTHESIS_PROFILE=name.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
+
