@@ -1,0 +1,234 @@
+# cython: language_level=3
+"""The Cython boundary of cnnfast: thin, GIL-free wrappers around the C kernels.
+
+``cnnfast.ops`` validates the user's arguments and allocates the outputs;
+this module checks only what memory safety needs (dtype, C-contiguity,
+shapes matching the resolved sizes), releases the GIL and calls into C,
+which owns the OpenMP parallel decomposition.
+"""
+
+cimport numpy as cnp
+from libc.stdint cimport int32_t, int64_t
+
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "threads.h" nogil:
+    int cf_get_num_threads()
+    void cf_set_num_threads(int n)
+    int cf_openmp_enabled()
+    int cf_openmp_version()
+
+cdef extern from "cpu_features.h" nogil:
+    int cf_simd_detected()
+    int cf_simd_level()
+    int cf_simd_set_cap(int level)
+    const char *cf_simd_name(int level)
+
+cdef extern from "conv2d.h" nogil:
+    ctypedef struct cf_conv2d_shape:
+        int64_t n, h, w, c
+        int64_t oh, ow, f
+        int64_t kh, kw
+        int64_t sh, sw
+        int64_t dh, dw
+        int64_t pt, pl
+    int cf_conv2d_forward_f32(const cf_conv2d_shape *s, const float *x,
+                              const float *kernel, const float *bias, int relu,
+                              float *y, int nthreads)
+    int cf_conv2d_forward_f64(const cf_conv2d_shape *s, const double *x,
+                              const double *kernel, const double *bias, int relu,
+                              double *y, int nthreads)
+    int cf_conv2d_backward_input_f32(const cf_conv2d_shape *s, const float *dy,
+                                     const float *kernel, float *dx, int nthreads)
+    int cf_conv2d_backward_input_f64(const cf_conv2d_shape *s, const double *dy,
+                                     const double *kernel, double *dx, int nthreads)
+    int cf_conv2d_backward_kernel_f32(const cf_conv2d_shape *s, const float *x,
+                                      const float *dy, float *dkernel, float *dbias,
+                                      int nthreads)
+    int cf_conv2d_backward_kernel_f64(const cf_conv2d_shape *s, const double *x,
+                                      const double *dy, double *dkernel,
+                                      double *dbias, int nthreads)
+
+cdef extern from *:
+    """
+    #ifndef CNNFAST_COMPILER
+    #define CNNFAST_COMPILER "unknown"
+    #endif
+    static const char *cf_compiler_name(void) { return CNNFAST_COMPILER; }
+    """
+    const char *cf_compiler_name()
+
+
+# ---------------------------------------------------------------- runtime --
+
+def get_num_threads():
+    """Threads the next kernel call from this thread will use."""
+    return cf_get_num_threads()
+
+
+def set_num_threads(int n):
+    """n >= 1: use n threads; 0: back to the OpenMP default."""
+    cf_set_num_threads(n)
+
+
+def openmp_enabled():
+    return bool(cf_openmp_enabled())
+
+
+def openmp_version():
+    return cf_openmp_version()
+
+
+def simd_level():
+    return cf_simd_name(cf_simd_level()).decode()
+
+
+def simd_detected():
+    return cf_simd_name(cf_simd_detected()).decode()
+
+
+_SIMD_LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2}
+
+
+def set_simd_cap(str name):
+    """Cap the SIMD path ("scalar", "avx2", "avx512"); returns the level now in use.
+
+    For tests and comparisons; call it between kernel calls, not during them.
+    """
+    if name not in _SIMD_LEVELS:
+        raise ValueError(f"unknown SIMD level {name!r}; expected one of {list(_SIMD_LEVELS)}")
+    return cf_simd_name(cf_simd_set_cap(_SIMD_LEVELS[name])).decode()
+
+
+def compiler():
+    return cf_compiler_name().decode()
+
+
+# ---------------------------------------------------------------- helpers --
+
+cdef inline void _check(cnp.ndarray a, object dtype, tuple shape, str name) except *:
+    if a.dtype != dtype:
+        raise ValueError(f"{name}: expected dtype {dtype}, got {a.dtype}")
+    if not a.flags.c_contiguous or not a.flags.aligned:
+        raise ValueError(f"{name}: expected an aligned C-contiguous array")
+    if (<object>a).shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {(<object>a).shape}")
+
+
+cdef inline void _check_out(cnp.ndarray a, object dtype, tuple shape, str name) except *:
+    _check(a, dtype, shape, name)
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: output array is read-only")
+
+
+cdef cf_conv2d_shape _shape(tuple s) except *:
+    cdef cf_conv2d_shape r
+    (r.n, r.h, r.w, r.c, r.oh, r.ow, r.f, r.kh, r.kw,
+     r.sh, r.sw, r.dh, r.dw, r.pt, r.pl) = s
+    return r
+
+
+# ------------------------------------------------------------ convolution --
+
+def conv2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.ndarray y,
+                   tuple shape, bint relu):
+    """y[n, oh, ow, f] = conv(x NHWC, kernel (kh, kw, c, f)) (+ bias) (relu).
+
+    shape = (n, h, w, c, oh, ow, f, kh, kw, sh, sw, dh, dw, pt, pl)
+    """
+    cdef cf_conv2d_shape s = _shape(shape)
+    cdef int nt = cf_get_num_threads()
+    cdef int rc = 0
+    cdef cnp.ndarray b
+    cdef void *bp = NULL
+    dt = x.dtype
+    _check(x, dt, (s.n, s.h, s.w, s.c), "x")
+    _check(kernel, dt, (s.kh, s.kw, s.c, s.f), "kernel")
+    _check_out(y, dt, (s.n, s.oh, s.ow, s.f), "y")
+    if bias is not None:
+        b = bias
+        _check(b, dt, (s.f,), "bias")
+        bp = cnp.PyArray_DATA(b)
+    if dt == np.float32:
+        with nogil:
+            rc = cf_conv2d_forward_f32(&s, <const float *>cnp.PyArray_DATA(x),
+                                       <const float *>cnp.PyArray_DATA(kernel),
+                                       <const float *>bp, relu,
+                                       <float *>cnp.PyArray_DATA(y), nt)
+    elif dt == np.float64:
+        with nogil:
+            rc = cf_conv2d_forward_f64(&s, <const double *>cnp.PyArray_DATA(x),
+                                       <const double *>cnp.PyArray_DATA(kernel),
+                                       <const double *>bp, relu,
+                                       <double *>cnp.PyArray_DATA(y), nt)
+    else:
+        raise TypeError(f"x: unsupported dtype {dt}")
+    if rc != 0:
+        raise MemoryError("cnnfast: could not allocate convolution workspace")
+
+
+def conv2d_backward_input(cnp.ndarray dy, cnp.ndarray kernel, cnp.ndarray dx,
+                          tuple shape):
+    """dx (n, h, w, c) from dy (n, oh, ow, f) and kernel (kh, kw, c, f)."""
+    cdef cf_conv2d_shape s = _shape(shape)
+    cdef int nt = cf_get_num_threads()
+    cdef int rc = 0
+    dt = dy.dtype
+    _check(dy, dt, (s.n, s.oh, s.ow, s.f), "dy")
+    _check(kernel, dt, (s.kh, s.kw, s.c, s.f), "kernel")
+    _check_out(dx, dt, (s.n, s.h, s.w, s.c), "dx")
+    if dt == np.float32:
+        with nogil:
+            rc = cf_conv2d_backward_input_f32(&s, <const float *>cnp.PyArray_DATA(dy),
+                                              <const float *>cnp.PyArray_DATA(kernel),
+                                              <float *>cnp.PyArray_DATA(dx), nt)
+    elif dt == np.float64:
+        with nogil:
+            rc = cf_conv2d_backward_input_f64(&s, <const double *>cnp.PyArray_DATA(dy),
+                                              <const double *>cnp.PyArray_DATA(kernel),
+                                              <double *>cnp.PyArray_DATA(dx), nt)
+    else:
+        raise TypeError(f"dy: unsupported dtype {dt}")
+    if rc != 0:
+        raise MemoryError("cnnfast: could not allocate convolution workspace")
+
+
+def conv2d_backward_kernel(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray dkernel,
+                           object dbias, tuple shape):
+    """dkernel (kh, kw, c, f) and dbias (f,) (or None) from x and dy."""
+    cdef cf_conv2d_shape s = _shape(shape)
+    cdef int nt = cf_get_num_threads()
+    cdef int rc = 0
+    cdef cnp.ndarray db
+    cdef void *dbp = NULL
+    dt = x.dtype
+    _check(x, dt, (s.n, s.h, s.w, s.c), "x")
+    _check(dy, dt, (s.n, s.oh, s.ow, s.f), "dy")
+    _check_out(dkernel, dt, (s.kh, s.kw, s.c, s.f), "dkernel")
+    if dbias is not None:
+        db = dbias
+        _check_out(db, dt, (s.f,), "dbias")
+        dbp = cnp.PyArray_DATA(db)
+    if dt == np.float32:
+        with nogil:
+            rc = cf_conv2d_backward_kernel_f32(&s, <const float *>cnp.PyArray_DATA(x),
+                                               <const float *>cnp.PyArray_DATA(dy),
+                                               <float *>cnp.PyArray_DATA(dkernel),
+                                               <float *>dbp, nt)
+    elif dt == np.float64:
+        with nogil:
+            rc = cf_conv2d_backward_kernel_f64(&s, <const double *>cnp.PyArray_DATA(x),
+                                               <const double *>cnp.PyArray_DATA(dy),
+                                               <double *>cnp.PyArray_DATA(dkernel),
+                                               <double *>dbp, nt)
+    else:
+        raise TypeError(f"x: unsupported dtype {dt}")
+    if rc != 0:
+        raise MemoryError("cnnfast: could not allocate convolution workspace")
+
+
+# ---------------------------------------------------------------- pooling --
+
+include "_pool.pxi"

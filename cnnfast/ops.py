@@ -1,0 +1,419 @@
+"""The functional API: numpy arrays in, numpy arrays out.
+
+This module is the checking boundary of cnnfast. It validates every
+argument (raising ``ValueError``/``TypeError`` that name the argument and the
+shapes involved), resolves strides/padding/dilation once (``cnnfast._spec``),
+converts the inputs to C-contiguous arrays of the computation dtype, allocates
+the outputs and calls the GIL-free kernels of ``cnnfast._kernels``.
+
+The kernels work in ``channels_last`` (NHWC) layout with Keras-order kernels
+``(KH, KW, C, F)``; ``channels_first`` inputs are transposed at this boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import _kernels
+from ._spec import as_pair, check_data_format, window_spec
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "pool2d",
+    "pool2d_backward",
+    "max_pool2d",
+    "avg_pool2d",
+    "min_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+    "min_pool2d_backward",
+]
+
+IntOrPair = Union[int, tuple[int, int]]
+Padding = Union[str, int, tuple[int, int], tuple[tuple[int, int], tuple[int, int]]]
+
+# Every resolved size, stride, dilation and padding must stay below this, so
+# that all index arithmetic in the C kernels fits in int64 with room to spare.
+_MAX_DIM = 2**31 - 1
+_MAX_ELEMS = np.iinfo(np.intp).max // 8
+_POOL_MODES = {"max": 0, "avg": 1, "min": 2}
+
+
+# ----------------------------------------------------------------- checks --
+
+def _as_real_array(a: Any, name: str) -> np.ndarray:
+    if a is None:
+        raise TypeError(f"{name} must be an array of real numbers, got None")
+    try:
+        arr = np.asarray(a)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(
+            f"{name} must hold real numbers (float32/float64, or integers), "
+            f"got dtype {arr.dtype}"
+        )
+    return arr
+
+
+def _compute_dtype(*arrays: np.ndarray) -> np.dtype:
+    dt = np.result_type(*[a.dtype for a in arrays], np.float32)
+    if dt == np.float16:
+        dt = np.dtype(np.float32)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(
+            "inputs must be float32 or float64 (or convertible without loss); "
+            f"got dtypes {[str(a.dtype) for a in arrays]}"
+        )
+    return np.dtype(dt)
+
+
+def _check_ndim(arr: np.ndarray, ndim: int, name: str, layout: str) -> None:
+    if arr.ndim != ndim:
+        raise ValueError(
+            f"{name} must be {ndim}-D {layout}, got shape {arr.shape} ({arr.ndim}-D)"
+        )
+
+
+def _check_sizes(name: str, *values: int) -> None:
+    for v in values:
+        if v > _MAX_DIM:
+            raise ValueError(
+                f"{name}: size {v} is too large (would overflow the kernels' index arithmetic;"
+                f" limit {_MAX_DIM})"
+            )
+
+
+def _check_elems(name: str, shape: tuple[int, ...]) -> None:
+    total = 1
+    for s in shape:
+        total *= int(s)
+    if total > _MAX_ELEMS:
+        raise ValueError(f"{name}: shape {shape} has {total} elements, which would overflow")
+
+
+def _contig(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _to_nhwc(x: np.ndarray, fmt: str) -> np.ndarray:
+    return x if fmt == "channels_last" else x.transpose(0, 2, 3, 1)
+
+
+def _from_nhwc(y: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt == "channels_last":
+        return y
+    return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+
+def _kernel_to_hwcf(k: np.ndarray, fmt: str) -> np.ndarray:
+    return k if fmt == "channels_last" else k.transpose(2, 3, 1, 0)
+
+
+def _kernel_from_hwcf(k: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt == "channels_last":
+        return k
+    return np.ascontiguousarray(k.transpose(3, 2, 0, 1))
+
+
+def _layout_name(fmt: str, what: str) -> str:
+    return {
+        ("channels_last", "x"): "(N, H, W, C)",
+        ("channels_first", "x"): "(N, C, H, W)",
+        ("channels_last", "kernel"): "(KH, KW, C, F)",
+        ("channels_first", "kernel"): "(F, C, KH, KW)",
+    }[(fmt, what)]
+
+
+class _ConvProblem:
+    """Validated convolution arguments in NHWC form."""
+
+    __slots__ = ("fmt", "dtype", "x", "kernel", "spec", "n", "c", "f", "shape")
+
+    def __init__(self, x, kernel, strides, padding, dilation_rate, data_format,
+                 extra: tuple = ()):
+        self.fmt = fmt = check_data_format(data_format)
+        xa = _as_real_array(x, "x")
+        ka = _as_real_array(kernel, "kernel")
+        _check_ndim(xa, 4, "x", _layout_name(fmt, "x"))
+        _check_ndim(ka, 4, "kernel", _layout_name(fmt, "kernel"))
+        self.dtype = _compute_dtype(xa, ka, *extra)
+        x4 = _to_nhwc(xa, fmt)
+        k4 = _kernel_to_hwcf(ka, fmt)
+        n, h, w, c = (int(v) for v in x4.shape)
+        kh, kw, kc, f = (int(v) for v in k4.shape)
+        if kc != c:
+            raise ValueError(
+                f"kernel expects {kc} input channels but x has {c}: x shape {xa.shape}, "
+                f"kernel shape {ka.shape} ({fmt}: x {_layout_name(fmt, 'x')}, kernel "
+                f"{_layout_name(fmt, 'kernel')})"
+            )
+        if min(h, w, c) < 1:
+            raise ValueError(f"x must have non-zero H, W and C, got shape {xa.shape}")
+        if min(kh, kw, f) < 1:
+            raise ValueError(f"kernel must have non-zero KH, KW and F, got shape {ka.shape}")
+        _check_sizes("x", n, h, w, c)
+        _check_sizes("kernel", kh, kw, f)
+        _check_elems("x", xa.shape)
+        sp = window_spec((h, w), (kh, kw), strides, padding, dilation_rate)
+        _check_sizes("strides", sp.sh, sp.sw)
+        _check_sizes("dilation_rate", sp.dh, sp.dw, (kh - 1) * sp.dh + 1, (kw - 1) * sp.dw + 1)
+        _check_sizes("padding", sp.pt, sp.pb, sp.pl, sp.pr, h + sp.pt + sp.pb, w + sp.pl + sp.pr)
+        _check_elems("output", (n, sp.oh, sp.ow, f))
+        _check_elems("kernel", (kh, kw, c, f))
+        self.x, self.kernel, self.spec = x4, k4, sp
+        self.n, self.c, self.f = n, c, f
+        self.shape = (n, h, w, c, sp.oh, sp.ow, f, kh, kw, sp.sh, sp.sw, sp.dh, sp.dw,
+                      sp.pt, sp.pl)
+
+    def out_shape(self) -> tuple[int, int, int, int]:
+        n, sp, f = self.n, self.spec, self.f
+        if self.fmt == "channels_last":
+            return (n, sp.oh, sp.ow, f)
+        return (n, f, sp.oh, sp.ow)
+
+
+# ------------------------------------------------------------ convolution --
+
+def conv2d(
+    x: Any,
+    kernel: Any,
+    bias: Optional[Any] = None,
+    strides: IntOrPair = 1,
+    padding: Padding = "valid",
+    dilation_rate: IntOrPair = 1,
+    data_format: str = "channels_last",
+    activation: Optional[str] = None,
+) -> np.ndarray:
+    """2-D convolution (cross-correlation) of a batch of images.
+
+    channels_last: x ``(N, H, W, C)``, kernel ``(KH, KW, C, F)`` -> ``(N, OH, OW, F)``.
+    channels_first: x ``(N, C, H, W)``, kernel ``(F, C, KH, KW)`` -> ``(N, F, OH, OW)``.
+    ``padding`` is "valid", "same" (TensorFlow/Keras), an int, ``(ph, pw)`` or
+    ``((top, bottom), (left, right))``; zero padding. ``activation="relu"``
+    applies ReLU inside the kernel (no extra pass over the output).
+    """
+    extra = ()
+    ba = None
+    if bias is not None:
+        ba = _as_real_array(bias, "bias")
+        extra = (ba,)
+    prob = _ConvProblem(x, kernel, strides, padding, dilation_rate, data_format, extra)
+    if ba is not None and ba.shape != (prob.f,):
+        raise ValueError(
+            f"bias must have shape ({prob.f},) (one value per filter), got {ba.shape}"
+        )
+    relu = _parse_activation(activation)
+    dt = prob.dtype
+    sp = prob.spec
+    y = np.empty((prob.n, sp.oh, sp.ow, prob.f), dtype=dt)
+    _kernels.conv2d_forward(
+        _contig(prob.x, dt),
+        _contig(prob.kernel, dt),
+        None if ba is None else _contig(ba, dt),
+        y,
+        prob.shape,
+        relu,
+    )
+    return _from_nhwc(y, prob.fmt)
+
+
+def _parse_activation(activation: Optional[str]) -> bool:
+    if activation is None:
+        return False
+    if not isinstance(activation, str) or activation.lower() not in ("linear", "relu"):
+        raise ValueError(
+            f"activation must be None, 'linear' or 'relu' (the fused ones), got {activation!r}"
+        )
+    return activation.lower() == "relu"
+
+
+def conv2d_backward(
+    dy: Any,
+    x: Any,
+    kernel: Any,
+    strides: IntOrPair = 1,
+    padding: Padding = "valid",
+    dilation_rate: IntOrPair = 1,
+    data_format: str = "channels_last",
+    input_grad: bool = True,
+) -> tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv2d` given ``dy`` = dL/dy.
+
+    Returns ``(dx, dkernel, dbias)``: ``dx`` shaped like ``x`` (``None`` when
+    ``input_grad=False``), ``dkernel`` like ``kernel``, ``dbias`` ``(F,)`` = the
+    sum of dy over batch and space. The kernel and bias gradients are summed
+    in a fixed order: bit-identical for any thread count.
+    """
+    dya = _as_real_array(dy, "dy")
+    prob = _ConvProblem(x, kernel, strides, padding, dilation_rate, data_format, (dya,))
+    expected = prob.out_shape()
+    if dya.shape != expected:
+        raise ValueError(
+            f"dy must have the shape of conv2d's output {expected} "
+            f"(x {np.shape(x)}, kernel {np.shape(kernel)}), got {dya.shape}"
+        )
+    dt = prob.dtype
+    dy4 = _contig(_to_nhwc(dya, prob.fmt), dt)
+    k4 = _contig(prob.kernel, dt)
+    n, h, w, c = prob.x.shape
+    dx = None
+    if input_grad:
+        dx4 = np.empty((n, h, w, c), dtype=dt)
+        _kernels.conv2d_backward_input(dy4, k4, dx4, prob.shape)
+        dx = _from_nhwc(dx4, prob.fmt)
+    dk4 = np.empty(prob.kernel.shape, dtype=dt)
+    db = np.empty((prob.f,), dtype=dt)
+    _kernels.conv2d_backward_kernel(_contig(prob.x, dt), dy4, dk4, db, prob.shape)
+    return dx, _kernel_from_hwcf(dk4, prob.fmt), db
+
+
+# ---------------------------------------------------------------- pooling --
+
+class _PoolProblem:
+    """Validated pooling arguments in NHWC form."""
+
+    __slots__ = ("fmt", "dtype", "x", "spec", "mode", "shape", "n", "c")
+
+    def __init__(self, x, pool_size, strides, padding, mode, data_format, extra=()):
+        self.fmt = fmt = check_data_format(data_format)
+        if not isinstance(mode, str) or mode.lower() not in _POOL_MODES:
+            raise ValueError(f"mode must be 'max', 'avg' or 'min', got {mode!r}")
+        self.mode = _POOL_MODES[mode.lower()]
+        xa = _as_real_array(x, "x")
+        _check_ndim(xa, 4, "x", _layout_name(fmt, "x"))
+        self.dtype = _compute_dtype(xa, *extra)
+        x4 = _to_nhwc(xa, fmt)
+        n, h, w, c = (int(v) for v in x4.shape)
+        if min(h, w, c) < 1:
+            raise ValueError(f"x must have non-zero H, W and C, got shape {xa.shape}")
+        _check_sizes("x", n, h, w, c)
+        _check_elems("x", xa.shape)
+        kh, kw = as_pair(pool_size, "pool_size")
+        _check_sizes("pool_size", kh, kw)
+        if strides is None:
+            strides = (kh, kw)
+        sp = window_spec((h, w), (kh, kw), strides, padding, 1, window_name="pool_size")
+        _check_sizes("strides", sp.sh, sp.sw)
+        if max(sp.pt, sp.pb) >= kh or max(sp.pl, sp.pr) >= kw:
+            raise ValueError(
+                f"padding (({sp.pt}, {sp.pb}), ({sp.pl}, {sp.pr})) must be smaller than "
+                f"pool_size ({kh}, {kw}) on each side: a window would hold only padding"
+            )
+        if h * w > 2**31 - 1:
+            raise ValueError(f"x: plane {h}x{w} too large for int32 indices (overflow)")
+        self.x, self.spec, self.n, self.c = x4, sp, n, c
+        self.shape = (kh, kw, sp.sh, sp.sw, sp.pt, sp.pl)
+
+    def out_shape(self) -> tuple[int, int, int, int]:
+        sp = self.spec
+        if self.fmt == "channels_last":
+            return (self.n, sp.oh, sp.ow, self.c)
+        return (self.n, self.c, sp.oh, sp.ow)
+
+
+def pool2d(
+    x: Any,
+    pool_size: IntOrPair = 2,
+    strides: Optional[IntOrPair] = None,
+    padding: Padding = "valid",
+    mode: str = "max",
+    data_format: str = "channels_last",
+    return_indices: bool = False,
+):
+    """Max / average / min pooling over (H, W) windows.
+
+    Padded cells never win a max/min and are not counted by avg. Ties go to
+    the first cell in row-major window order; a NaN in a window gives NaN.
+    With ``return_indices=True`` (max/min only) also returns the int32 flat
+    index ``ih * W + iw`` of each winner inside its plane, for
+    :func:`pool2d_backward`.
+    """
+    prob = _PoolProblem(x, pool_size, strides, padding, mode, data_format)
+    if return_indices and prob.mode == _POOL_MODES["avg"]:
+        raise ValueError("return_indices is only meaningful for mode 'max' or 'min'")
+    dt = prob.dtype
+    sp = prob.spec
+    y = np.empty((prob.n, sp.oh, sp.ow, prob.c), dtype=dt)
+    idx = np.empty(y.shape, dtype=np.int32) if return_indices else None
+    _kernels.pool2d_forward(_contig(prob.x, dt), y, idx, *prob.shape, prob.mode)
+    y = _from_nhwc(y, prob.fmt)
+    if return_indices:
+        return y, _from_nhwc(idx, prob.fmt)
+    return y
+
+
+def pool2d_backward(
+    dy: Any,
+    x: Any,
+    pool_size: IntOrPair = 2,
+    strides: Optional[IntOrPair] = None,
+    padding: Padding = "valid",
+    mode: str = "max",
+    data_format: str = "channels_last",
+    indices: Optional[Any] = None,
+) -> np.ndarray:
+    """Gradient of :func:`pool2d` w.r.t. x given ``dy``.
+
+    max/min: each window's dy goes whole to its winner (the first one on
+    ties). ``indices`` from ``pool2d(..., return_indices=True)`` on the same x
+    skips searching again. avg: dy is spread evenly over the in-bounds cells.
+    """
+    dya = _as_real_array(dy, "dy")
+    prob = _PoolProblem(x, pool_size, strides, padding, mode, data_format, (dya,))
+    expected = prob.out_shape()
+    if dya.shape != expected:
+        raise ValueError(
+            f"dy must have the shape of pool2d's output {expected} for x {np.shape(x)}, "
+            f"got {dya.shape}"
+        )
+    dt = prob.dtype
+    n, h, w, c = prob.x.shape
+    idx4 = None
+    if indices is not None and prob.mode != _POOL_MODES["avg"]:
+        ia = np.asarray(indices)
+        if ia.dtype.kind not in "iu":
+            raise TypeError(f"indices must be integers, got dtype {ia.dtype}")
+        if ia.shape != expected:
+            raise ValueError(f"indices must have the shape of dy {expected}, got {ia.shape}")
+        if ia.size and (int(ia.min()) < 0 or int(ia.max()) >= h * w):
+            raise ValueError(
+                f"indices must lie in [0, H*W) = [0, {h * w}), got values in "
+                f"[{int(ia.min())}, {int(ia.max())}]"
+            )
+        idx4 = np.ascontiguousarray(_to_nhwc(ia, prob.fmt), dtype=np.int32)
+    dx = np.empty((n, h, w, c), dtype=dt)
+    xin = None
+    if prob.mode != _POOL_MODES["avg"] and idx4 is None:
+        xin = _contig(prob.x, dt)
+    _kernels.pool2d_backward(
+        _contig(_to_nhwc(dya, prob.fmt), dt), xin, idx4, dx, *prob.shape, prob.mode
+    )
+    return _from_nhwc(dx, prob.fmt)
+
+
+def _bind(mode: str):
+    def fwd(x, pool_size=2, strides=None, padding="valid", data_format="channels_last",
+            return_indices=False):
+        return pool2d(x, pool_size, strides, padding, mode, data_format, return_indices)
+
+    def bwd(dy, x, pool_size=2, strides=None, padding="valid", data_format="channels_last",
+            indices=None):
+        return pool2d_backward(dy, x, pool_size, strides, padding, mode, data_format, indices)
+
+    fwd.__name__ = f"{mode}_pool2d"
+    fwd.__qualname__ = fwd.__name__
+    fwd.__doc__ = f"``pool2d(..., mode={mode!r})``."
+    bwd.__name__ = f"{mode}_pool2d_backward"
+    bwd.__qualname__ = bwd.__name__
+    bwd.__doc__ = f"``pool2d_backward(..., mode={mode!r})``."
+    return fwd, bwd
+
+
+max_pool2d, max_pool2d_backward = _bind("max")
+avg_pool2d, avg_pool2d_backward = _bind("avg")
+min_pool2d, min_pool2d_backward = _bind("min")
+

@@ -1,0 +1,35 @@
+/* 2-D convolution kernels (NHWC), float32 and float64: see conv2d.h. */
+#include "conv2d.h"
+
+#include <string.h>
+
+#include "cpu_features.h"
+#include "ukernel.h"
+#include "workspace.h"
+
+/* Tunables (measured on a 2-core AVX-512 machine; see the benchmark notes):
+ * micro-panels per backward-input tile, kernel-gradient chunking. */
+#define CF_CONV_TILE_PANELS 8
+#define CF_CONV_DW_CHUNK 512
+#define CF_CONV_DW_MAX_CHUNKS 32
+#define CF_CONV_DW_MAX_PARTIAL (int64_t)(16 * 1024 * 1024)
+
+#define CV_T float
+#define CV_SFX f32
+#define CV_UK cf_ukernel_f32
+#define CV_SELECT cf_ukernel_select_f32
+#include "conv2d_impl.h"
+#undef CV_T
+#undef CV_SFX
+#undef CV_UK
+#undef CV_SELECT
+
+#define CV_T double
+#define CV_SFX f64
+#define CV_UK cf_ukernel_f64
+#define CV_SELECT cf_ukernel_select_f64
+#include "conv2d_impl.h"
+#undef CV_T
+#undef CV_SFX
+#undef CV_UK
+#undef CV_SELECT

@@ -1,0 +1,415 @@
+/* Convolution drivers for one element type; see conv2d.h for the contract.
+ *
+ * Instantiated by conv2d.c with CV_T (element type), CV_SFX (f32/f64),
+ * CV_UK (micro-kernel struct type) and CV_SELECT (its selector). */
+
+#define CV_CAT2(a, b) a##_##b
+#define CV_CAT(a, b) CV_CAT2(a, b)
+#define CV_FN(name) CV_CAT(name, CV_SFX)
+
+/* Full im2col rows (all K) of `np` consecutive pixels: dst[i * K + k]. */
+static void CV_FN(im2col_rows)(const cf_conv2d_shape *s, const CV_T *restrict x,
+                               int64_t p0, int64_t np, CV_T *restrict dst)
+{
+    const int64_t C = s->c, K = s->kh * s->kw * s->c;
+    const int64_t ohw = s->oh * s->ow;
+    int64_t n = p0 / ohw, r = p0 % ohw;
+    int64_t oh = r / s->ow, ow = r % s->ow;
+    for (int64_t i = 0; i < np; i++) {
+        const int64_t ih0 = oh * s->sh - s->pt, iw0 = ow * s->sw - s->pl;
+        const CV_T *xn = x + n * s->h * s->w * C;
+        CV_T *d = dst + i * K;
+        for (int64_t khi = 0; khi < s->kh; khi++) {
+            const int64_t ih = ih0 + khi * s->dh;
+            for (int64_t kwi = 0; kwi < s->kw; kwi++, d += C) {
+                const int64_t iw = iw0 + kwi * s->dw;
+                if (ih >= 0 && ih < s->h && iw >= 0 && iw < s->w)
+                    memcpy(d, xn + (ih * s->w + iw) * C, (size_t)C * sizeof(CV_T));
+                else
+                    memset(d, 0, (size_t)C * sizeof(CV_T));
+            }
+        }
+        if (++ow == s->ow) {
+            ow = 0;
+            if (++oh == s->oh) {
+                oh = 0;
+                n++;
+            }
+        }
+    }
+}
+
+/* Copy the receptive field of image `xn` into a zero-padded buffer of
+ * hp x wp pixels: xp[r][q] = x[r - pt][q - pl] (0 outside the image). */
+static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
+                             int64_t hp, int64_t wp, CV_T *restrict xp)
+{
+    const int64_t C = s->c;
+    int64_t q_lo = s->pl, q_hi = s->pl + s->w; /* columns that hold pixels */
+    if (q_lo < 0)
+        q_lo = 0;
+    if (q_hi > wp)
+        q_hi = wp;
+    for (int64_t r = 0; r < hp; r++) {
+        CV_T *row = xp + r * wp * C;
+        const int64_t ih = r - s->pt;
+        if (ih < 0 || ih >= s->h || q_lo >= q_hi) {
+            memset(row, 0, (size_t)(wp * C) * sizeof(CV_T));
+            continue;
+        }
+        if (q_lo > 0)
+            memset(row, 0, (size_t)(q_lo * C) * sizeof(CV_T));
+        memcpy(row + q_lo * C, xn + (ih * s->w + (q_lo - s->pl)) * C,
+               (size_t)((q_hi - q_lo) * C) * sizeof(CV_T));
+        if (q_hi < wp)
+            memset(row + q_hi * C, 0, (size_t)((wp - q_hi) * C) * sizeof(CV_T));
+    }
+}
+
+/* One output row (n, oh) from a padded image: MR pixels x NR filters at a
+ * time through the direct micro-kernel. */
+static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_UK *uk,
+                              const int64_t *tap_off, const CV_T *xp, int64_t wp,
+                              int64_t oh, const CV_T *kernel, const CV_T *bias,
+                              int relu, CV_T *yrow)
+{
+    const int64_t MR = uk->mr, NR = uk->nr, C = s->c, F = s->f;
+    const int64_t ntaps = s->kh * s->kw;
+    for (int64_t ow0 = 0; ow0 < s->ow; ow0 += MR) {
+        const int64_t mr = s->ow - ow0 < MR ? s->ow - ow0 : MR;
+        const CV_T *a = xp + (oh * s->sh * wp + ow0 * s->sw) * C;
+        for (int64_t j0 = 0; j0 < F; j0 += NR) {
+            const int64_t nr = F - j0 < NR ? F - j0 : NR;
+            uk->direct(ntaps, tap_off, C, a, s->sw * C, kernel + j0, F,
+                       yrow + ow0 * F + j0, F, (int)mr, (int)nr,
+                       bias ? bias + j0 : NULL, relu);
+        }
+    }
+}
+
+int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
+                             const CV_T *kernel, const CV_T *bias, int relu,
+                             CV_T *y, int nthreads)
+{
+    const CV_UK uk = CV_SELECT(cf_simd_level());
+    const int64_t C = s->c, F = s->f, MR = uk.mr;
+    if (s->n == 0)
+        return 0;
+    /* The padded image covers exactly the receptive field of the output,
+     * plus slack so that the micro-kernel's reads of rows past the end of
+     * the last tile stay inside the buffer. */
+    const int64_t hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
+    const int64_t wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
+    const int64_t img = hp * wp * C;
+    const int64_t slack = (MR + 1) * s->sw * C + C;
+    const int64_t ntaps = s->kh * s->kw;
+    int64_t *tap_off = (int64_t *)cf_workspace(2, (size_t)ntaps * sizeof(int64_t));
+    if (tap_off == NULL)
+        return -1;
+    for (int64_t a = 0; a < s->kh; a++)
+        for (int64_t b = 0; b < s->kw; b++)
+            tap_off[a * s->kw + b] = (a * s->dh * wp + b * s->dw) * C;
+    const int64_t yimg = s->oh * s->ow * F;
+    int failed = 0;
+
+    if (s->n >= nthreads) {
+        /* Whole images per thread: the padded copy stays in this core's cache. */
+        int nt = nthreads < 1 ? 1 : nthreads;
+        (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+        {
+            CV_T *xp = (CV_T *)cf_workspace(0, (size_t)(img + slack) * sizeof(CV_T));
+            if (xp == NULL) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+                failed = 1;
+            } else {
+                memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
+            }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t n = 0; n < s->n; n++) {
+                if (xp == NULL)
+                    continue;
+                CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp);
+                for (int64_t oh = 0; oh < s->oh; oh++)
+                    CV_FN(direct_row)(s, &uk, tap_off, xp, wp, oh, kernel, bias, relu,
+                                      y + n * yimg + oh * s->ow * F);
+            }
+        }
+        return failed ? -1 : 0;
+    }
+
+    /* Few images: pad them all into one shared buffer, then split the rows. */
+    CV_T *xp = (CV_T *)cf_workspace(1, (size_t)(s->n * img + slack) * sizeof(CV_T));
+    if (xp == NULL)
+        return -1;
+    memset(xp + s->n * img, 0, (size_t)slack * sizeof(CV_T));
+    const int64_t rows = s->n * s->oh;
+    int nt = nthreads;
+    if (nt > rows)
+        nt = (int)rows;
+    if (nt < 1)
+        nt = 1;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t n = 0; n < s->n; n++)
+            CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp + n * img);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t n = r / s->oh, oh = r % s->oh;
+            CV_FN(direct_row)(s, &uk, tap_off, xp + n * img, wp, oh, kernel, bias, relu,
+                              y + n * yimg + oh * s->ow * F);
+        }
+    }
+    return 0;
+}
+
+/* Stride 1: the input gradient is a stride-1 convolution of dy with the
+ * spatially flipped kernel whose channel axes are swapped, padded by
+ * (k-1)*d - p (negative values crop). It runs on the forward path. */
+static int CV_FN(backward_input_stride1)(const cf_conv2d_shape *s, const CV_T *dy,
+                                         const CV_T *kernel, CV_T *dx, int nthreads)
+{
+    const int64_t KH = s->kh, KW = s->kw, C = s->c, F = s->f;
+    CV_T *wf = (CV_T *)cf_workspace(3, (size_t)(KH * KW * C * F) * sizeof(CV_T));
+    if (wf == NULL)
+        return -1;
+    /* wf[kh', kw', f, c] = kernel[KH-1-kh', KW-1-kw', c, f] */
+    for (int64_t a = 0; a < KH; a++)
+        for (int64_t b = 0; b < KW; b++) {
+            const CV_T *src = kernel + ((KH - 1 - a) * KW + (KW - 1 - b)) * C * F;
+            CV_T *dst = wf + (a * KW + b) * F * C;
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t f = 0; f < F; f++)
+                    dst[f * C + c] = src[c * F + f];
+        }
+    cf_conv2d_shape t;
+    t.n = s->n;
+    t.h = s->oh;
+    t.w = s->ow;
+    t.c = F;
+    t.oh = s->h;
+    t.ow = s->w;
+    t.f = C;
+    t.kh = KH;
+    t.kw = KW;
+    t.sh = 1;
+    t.sw = 1;
+    t.dh = s->dh;
+    t.dw = s->dw;
+    t.pt = (KH - 1) * s->dh - s->pt;
+    t.pl = (KW - 1) * s->dw - s->pl;
+    return CV_FN(cf_conv2d_forward)(&t, dy, wf, NULL, 0, dx, nthreads);
+}
+
+/* Any stride: per image, dcol = dy . kernel^T by the micro-kernel, then
+ * col2im scatter-add. Each image belongs to one thread, so the additions
+ * happen in a fixed order. */
+static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy,
+                                        const CV_T *kernel, CV_T *dx, int nthreads)
+{
+    const CV_UK uk = CV_SELECT(cf_simd_level());
+    const int64_t MR = uk.mr, NR = uk.nr;
+    const int64_t C = s->c, F = s->f, K = s->kh * s->kw * s->c;
+    const int64_t ohw = s->oh * s->ow, hwc = s->h * s->w * C;
+    const int64_t MT = MR * CF_CONV_TILE_PANELS;
+    CV_T *wt = (CV_T *)cf_workspace(1, (size_t)(K * F) * sizeof(CV_T));
+    if (wt == NULL)
+        return -1;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t f = 0; f < F; f++)
+            wt[f * K + k] = kernel[k * F + f];
+    int nt = nthreads;
+    if (nt > s->n)
+        nt = (int)s->n;
+    if (nt < 1)
+        nt = 1;
+    int failed = 0;
+    (void)nt;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        CV_T *panel = (CV_T *)cf_workspace(0, (size_t)(MT * F) * sizeof(CV_T));
+        CV_T *dcol = (CV_T *)cf_workspace(2, (size_t)(MT * K) * sizeof(CV_T));
+        if (panel == NULL || dcol == NULL) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t n = 0; n < s->n; n++) {
+            if (panel == NULL || dcol == NULL)
+                continue;
+            CV_T *dxn = dx + n * hwc;
+            memset(dxn, 0, (size_t)hwc * sizeof(CV_T));
+            const CV_T *dyn = dy + n * ohw * F;
+            for (int64_t p0 = 0; p0 < ohw; p0 += MT) {
+                const int64_t mt = ohw - p0 < MT ? ohw - p0 : MT;
+                for (int64_t ip = 0; ip < mt; ip += MR) {
+                    const int64_t np = mt - ip < MR ? mt - ip : MR;
+                    CV_T *a = panel + ip * F;
+                    for (int64_t f = 0; f < F; f++)
+                        for (int64_t i = 0; i < MR; i++)
+                            a[f * MR + i] = i < np ? dyn[(p0 + ip + i) * F + f] : 0;
+                    for (int64_t j0 = 0; j0 < K; j0 += NR) {
+                        const int64_t nr = K - j0 < NR ? K - j0 : NR;
+                        uk.fn(F, a, MR, wt + j0, K, dcol + ip * K + j0, K, (int)np,
+                              (int)nr, 0, NULL, 0);
+                    }
+                }
+                for (int64_t i = 0; i < mt; i++) {
+                    const int64_t p = p0 + i;
+                    const int64_t oh = p / s->ow, ow = p % s->ow;
+                    const CV_T *src = dcol + i * K;
+                    for (int64_t khi = 0; khi < s->kh; khi++) {
+                        const int64_t ih = oh * s->sh - s->pt + khi * s->dh;
+                        for (int64_t kwi = 0; kwi < s->kw; kwi++, src += C) {
+                            const int64_t iw = ow * s->sw - s->pl + kwi * s->dw;
+                            if (ih < 0 || ih >= s->h || iw < 0 || iw >= s->w)
+                                continue;
+                            CV_T *d = dxn + (ih * s->w + iw) * C;
+                            for (int64_t c = 0; c < C; c++)
+                                d[c] += src[c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
+                                    const CV_T *kernel, CV_T *dx, int nthreads)
+{
+    if (s->n == 0)
+        return 0;
+    if (s->sh == 1 && s->sw == 1)
+        return CV_FN(backward_input_stride1)(s, dy, kernel, dx, nthreads);
+    return CV_FN(backward_input_col2im)(s, dy, kernel, dx, nthreads);
+}
+
+int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
+                                     const CV_T *dy, CV_T *dkernel, CV_T *dbias,
+                                     int nthreads)
+{
+    const CV_UK uk = CV_SELECT(cf_simd_level());
+    const int64_t MR = uk.mr, NR = uk.nr;
+    const int64_t K = s->kh * s->kw * s->c, F = s->f;
+    const int64_t P = s->n * s->oh * s->ow;
+    const int64_t KF = K * F;
+    if (P == 0) {
+        memset(dkernel, 0, (size_t)KF * sizeof(CV_T));
+        if (dbias)
+            memset(dbias, 0, (size_t)F * sizeof(CV_T));
+        return 0;
+    }
+    /* The chunking depends on the problem only, never on the thread count:
+     * that is what makes the sum bit-identical for any number of threads. */
+    int64_t nchunks = (P + CF_CONV_DW_CHUNK - 1) / CF_CONV_DW_CHUNK;
+    if (nchunks > CF_CONV_DW_MAX_CHUNKS)
+        nchunks = CF_CONV_DW_MAX_CHUNKS;
+    while (nchunks > 1 && nchunks * (KF + F) > CF_CONV_DW_MAX_PARTIAL)
+        nchunks--;
+    const int64_t chunk = (P + nchunks - 1) / nchunks;
+    nchunks = (P + chunk - 1) / chunk;
+    /* Pixels per im2col sub-tile: about 512 KiB of patches, in L2. */
+    int64_t SP = (int64_t)(131072 / (K > 0 ? K : 1));
+    SP = SP < 32 ? 32 : SP > 512 ? 512 : SP;
+
+    CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (KF + F)) * sizeof(CV_T));
+    if (part == NULL)
+        return -1;
+    int nt = nthreads;
+    if (nt > nchunks)
+        nt = (int)nchunks;
+    if (nt < 1)
+        nt = 1;
+    int failed = 0;
+    (void)nt;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        CV_T *col = (CV_T *)cf_workspace(0, (size_t)(SP * K + MR) * sizeof(CV_T));
+        if (col == NULL) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        } else {
+            /* the micro-kernel reads up to MR-1 values past the last row */
+            memset(col + SP * K, 0, (size_t)MR * sizeof(CV_T));
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t ch = 0; ch < nchunks; ch++) {
+            if (col == NULL)
+                continue;
+            CV_T *pk = part + ch * (KF + F);
+            CV_T *pb = pk + KF;
+            const int64_t c0 = ch * chunk;
+            const int64_t c1 = c0 + chunk < P ? c0 + chunk : P;
+            for (int64_t f = 0; f < F; f++)
+                pb[f] = 0;
+            for (int64_t p0 = c0; p0 < c1; p0 += SP) {
+                const int64_t sp = c1 - p0 < SP ? c1 - p0 : SP;
+                CV_FN(im2col_rows)(s, x, p0, sp, col);
+                if (sp < SP)
+                    memset(col + sp * K, 0, (size_t)MR * sizeof(CV_T));
+                const CV_T *dyp = dy + p0 * F;
+                for (int64_t i0 = 0; i0 < K; i0 += MR) {
+                    const int64_t mr = K - i0 < MR ? K - i0 : MR;
+                    for (int64_t j0 = 0; j0 < F; j0 += NR) {
+                        const int64_t nr = F - j0 < NR ? F - j0 : NR;
+                        uk.fn(sp, col + i0, K, dyp + j0, F, pk + i0 * F + j0, F,
+                              (int)mr, (int)nr, p0 > c0, NULL, 0);
+                    }
+                }
+                for (int64_t p = 0; p < sp; p++)
+                    for (int64_t f = 0; f < F; f++)
+                        pb[f] += dyp[p * F + f];
+            }
+        }
+        if (!failed) {
+            /* fixed-order reduction of the chunk partials */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t e = 0; e < KF + F; e++) {
+                CV_T acc = part[e];
+                for (int64_t ch = 1; ch < nchunks; ch++)
+                    acc += part[ch * (KF + F) + e];
+                if (e < KF)
+                    dkernel[e] = acc;
+                else if (dbias)
+                    dbias[e - KF] = acc;
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+#undef CV_FN
+#undef CV_CAT
+#undef CV_CAT2

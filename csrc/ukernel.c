@@ -1,0 +1,264 @@
+/* GEMM micro-kernels: scalar definition, AVX2+FMA and AVX-512 variants, and
+ * the run-time selection. See ukernel.h for the contract. */
+#include "ukernel.h"
+
+#include "cpu_features.h"
+
+#if CF_HAVE_X86_DISPATCH
+#include <immintrin.h>
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Portable scalar kernels: the readable definition and the fallback.       */
+
+#define SC_MR 4
+#define SC_NR 8
+
+#define DEFINE_SCALAR_UKERNEL(NAME, T)                                              \
+    static void NAME(int64_t kc, const T *restrict a, int64_t a_ks,                 \
+                     const T *restrict b, int64_t b_ks, T *restrict c,              \
+                     int64_t ldc, int mr, int nr, int accumulate,                   \
+                     const T *restrict bias, int relu)                              \
+    {                                                                               \
+        T acc[SC_MR][SC_NR] = {{0}};                                                \
+        for (int64_t k = 0; k < kc; k++) {                                          \
+            T brow[SC_NR] = {0};                                                    \
+            for (int j = 0; j < nr; j++)                                            \
+                brow[j] = b[k * b_ks + j];                                          \
+            for (int i = 0; i < SC_MR; i++) {                                       \
+                T ai = a[k * a_ks + i];                                             \
+                for (int j = 0; j < SC_NR; j++)                                     \
+                    acc[i][j] += ai * brow[j];                                      \
+            }                                                                       \
+        }                                                                           \
+        for (int i = 0; i < mr; i++)                                                \
+            for (int j = 0; j < nr; j++) {                                          \
+                T r = acc[i][j];                                                    \
+                if (accumulate)                                                     \
+                    r = c[i * ldc + j] + r;                                         \
+                if (bias)                                                           \
+                    r += bias[j];                                                   \
+                if (relu && r < 0)                                                  \
+                    r = 0;                                                          \
+                c[i * ldc + j] = r;                                                 \
+            }                                                                       \
+    }
+
+#define DEFINE_SCALAR_DIRECT(NAME, T)                                               \
+    static void NAME(int64_t ntaps, const int64_t *restrict tap_off, int64_t c,     \
+                     const T *restrict a, int64_t a_is, const T *restrict b,        \
+                     int64_t b_ks, T *restrict y, int64_t ldc, int mr, int nr,      \
+                     const T *restrict bias, int relu)                              \
+    {                                                                               \
+        T acc[SC_MR][SC_NR] = {{0}};                                                \
+        for (int64_t t = 0; t < ntaps; t++)                                         \
+            for (int64_t cc = 0; cc < c; cc++) {                                    \
+                const T *bk = b + (t * c + cc) * b_ks;                              \
+                T brow[SC_NR] = {0};                                                \
+                for (int j = 0; j < nr; j++)                                        \
+                    brow[j] = bk[j];                                                \
+                for (int i = 0; i < SC_MR; i++) {                                   \
+                    T ai = a[tap_off[t] + i * a_is + cc];                           \
+                    for (int j = 0; j < SC_NR; j++)                                 \
+                        acc[i][j] += ai * brow[j];                                  \
+                }                                                                   \
+            }                                                                       \
+        for (int i = 0; i < mr; i++)                                                \
+            for (int j = 0; j < nr; j++) {                                          \
+                T r = acc[i][j];                                                    \
+                if (bias)                                                           \
+                    r += bias[j];                                                   \
+                if (relu && r < 0)                                                  \
+                    r = 0;                                                          \
+                y[i * ldc + j] = r;                                                 \
+            }                                                                       \
+    }
+
+DEFINE_SCALAR_UKERNEL(uk_scalar_f32, float)
+DEFINE_SCALAR_UKERNEL(uk_scalar_f64, double)
+DEFINE_SCALAR_DIRECT(ukd_scalar_f32, float)
+DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
+
+#if CF_HAVE_X86_DISPATCH
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512: 14 x 32 (f32) / 14 x 16 (f64) tiles: 28 zmm accumulators, two B  */
+/* vectors per k step, A broadcast straight from memory.                    */
+
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
+
+#define UK_TARGET AVX512_TARGET
+#define UK_NAME uk_avx512_f32
+#define UK_T float
+#define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+#define UK_VW 16
+#define UK_V __m512
+#define UK_M __mmask16
+#define UK_MASK(n) ((n) >= 16 ? (__mmask16)0xFFFF : (n) <= 0 ? (__mmask16)0 : (__mmask16)((1u << (n)) - 1u))
+#define UK_ZERO() _mm512_setzero_ps()
+#define UK_LOADM(p, mk) _mm512_maskz_loadu_ps((mk), (p))
+#define UK_STOREM(p, mk, v) _mm512_mask_storeu_ps((p), (mk), (v))
+#define UK_BCAST(p) _mm512_set1_ps(*(p))
+#define UK_FMA(x, y, z) _mm512_fmadd_ps((x), (y), (z))
+#define UK_ADD(x, y) _mm512_add_ps((x), (y))
+#define UK_RELU(x) _mm512_max_ps(_mm512_setzero_ps(), (x))
+#include "ukernel_impl.h"
+#define UK_DNAME ukd_avx512_f32
+#define UK_AROW(i) (                                                          \
+    (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
+    (i) == 4 ? p0 + 4 * r : (i) == 5 ? p0 + r5 : (i) == 6 ? p0 + 2 * r3 :           \
+    (i) == 7 ? p7 : (i) == 8 ? p7 + r : (i) == 9 ? p7 + 2 * r : (i) == 10 ? p7 + r3 : \
+    (i) == 11 ? p7 + 4 * r : (i) == 12 ? p7 + r5 : p7 + 2 * r3)
+#include "ukernel_direct_impl.h"
+#undef UK_DNAME
+#undef UK_NAME
+#undef UK_T
+#undef UK_VW
+#undef UK_V
+#undef UK_M
+#undef UK_MASK
+#undef UK_ZERO
+#undef UK_LOADM
+#undef UK_STOREM
+#undef UK_BCAST
+#undef UK_FMA
+#undef UK_ADD
+#undef UK_RELU
+
+#define UK_NAME uk_avx512_f64
+#define UK_T double
+#define UK_VW 8
+#define UK_V __m512d
+#define UK_M __mmask8
+#define UK_MASK(n) ((n) >= 8 ? (__mmask8)0xFF : (n) <= 0 ? (__mmask8)0 : (__mmask8)((1u << (n)) - 1u))
+#define UK_ZERO() _mm512_setzero_pd()
+#define UK_LOADM(p, mk) _mm512_maskz_loadu_pd((mk), (p))
+#define UK_STOREM(p, mk, v) _mm512_mask_storeu_pd((p), (mk), (v))
+#define UK_BCAST(p) _mm512_set1_pd(*(p))
+#define UK_FMA(x, y, z) _mm512_fmadd_pd((x), (y), (z))
+#define UK_ADD(x, y) _mm512_add_pd((x), (y))
+#define UK_RELU(x) _mm512_max_pd(_mm512_setzero_pd(), (x))
+#include "ukernel_impl.h"
+#define UK_DNAME ukd_avx512_f64
+#include "ukernel_direct_impl.h"
+#undef UK_DNAME
+#undef UK_AROW
+#undef UK_TARGET
+#undef UK_NAME
+#undef UK_T
+#undef UK_ROWS
+#undef UK_VW
+#undef UK_V
+#undef UK_M
+#undef UK_MASK
+#undef UK_ZERO
+#undef UK_LOADM
+#undef UK_STOREM
+#undef UK_BCAST
+#undef UK_FMA
+#undef UK_ADD
+#undef UK_RELU
+
+/* ------------------------------------------------------------------------ */
+/* AVX2 + FMA: 6 x 16 (f32) / 6 x 8 (f64): 12 ymm accumulators.             */
+
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+static const int32_t avx2_mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                            0,  0,  0,  0,  0,  0,  0,  0};
+
+AVX2_TARGET static inline __m256i avx2_mask_ps(int n)
+{
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return _mm256_loadu_si256((const __m256i *)(avx2_mask_table + 8 - n));
+}
+
+AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
+{
+    n = n < 0 ? 0 : n > 4 ? 4 : n;
+    /* two 32-bit lanes per double */
+    return _mm256_loadu_si256((const __m256i *)(avx2_mask_table + 8 - 2 * n));
+}
+
+#define UK_TARGET AVX2_TARGET
+#define UK_NAME uk_avx2_f32
+#define UK_T float
+#define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define UK_VW 8
+#define UK_V __m256
+#define UK_M __m256i
+#define UK_MASK(n) avx2_mask_ps(n)
+#define UK_ZERO() _mm256_setzero_ps()
+#define UK_LOADM(p, mk) _mm256_maskload_ps((p), (mk))
+#define UK_STOREM(p, mk, v) _mm256_maskstore_ps((p), (mk), (v))
+#define UK_BCAST(p) _mm256_broadcast_ss(p)
+#define UK_FMA(x, y, z) _mm256_fmadd_ps((x), (y), (z))
+#define UK_ADD(x, y) _mm256_add_ps((x), (y))
+#define UK_RELU(x) _mm256_max_ps(_mm256_setzero_ps(), (x))
+#include "ukernel_impl.h"
+#define UK_DNAME ukd_avx2_f32
+#define UK_AROW(i) (                                                          \
+    (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
+    (i) == 4 ? p0 + 4 * r : p0 + r5)
+#include "ukernel_direct_impl.h"
+#undef UK_DNAME
+#undef UK_NAME
+#undef UK_T
+#undef UK_VW
+#undef UK_V
+#undef UK_MASK
+#undef UK_ZERO
+#undef UK_LOADM
+#undef UK_STOREM
+#undef UK_BCAST
+#undef UK_FMA
+#undef UK_ADD
+#undef UK_RELU
+
+#define UK_NAME uk_avx2_f64
+#define UK_T double
+#define UK_VW 4
+#define UK_V __m256d
+#define UK_MASK(n) avx2_mask_pd(n)
+#define UK_ZERO() _mm256_setzero_pd()
+#define UK_LOADM(p, mk) _mm256_maskload_pd((p), (mk))
+#define UK_STOREM(p, mk, v) _mm256_maskstore_pd((p), (mk), (v))
+#define UK_BCAST(p) _mm256_broadcast_sd(p)
+#define UK_FMA(x, y, z) _mm256_fmadd_pd((x), (y), (z))
+#define UK_ADD(x, y) _mm256_add_pd((x), (y))
+#define UK_RELU(x) _mm256_max_pd(_mm256_setzero_pd(), (x))
+#include "ukernel_impl.h"
+#define UK_DNAME ukd_avx2_f64
+#include "ukernel_direct_impl.h"
+
+#endif /* CF_HAVE_X86_DISPATCH */
+
+cf_ukernel_f32 cf_ukernel_select_f32(int level)
+{
+    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, SC_MR, SC_NR};
+#if CF_HAVE_X86_DISPATCH
+    if (level >= CF_SIMD_AVX512) {
+        k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.mr = 14; k.nr = 32;
+    } else if (level >= CF_SIMD_AVX2) {
+        k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.mr = 6; k.nr = 16;
+    }
+#else
+    (void)level;
+#endif
+    return k;
+}
+
+cf_ukernel_f64 cf_ukernel_select_f64(int level)
+{
+    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, SC_MR, SC_NR};
+#if CF_HAVE_X86_DISPATCH
+    if (level >= CF_SIMD_AVX512) {
+        k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.mr = 14; k.nr = 16;
+    } else if (level >= CF_SIMD_AVX2) {
+        k.fn = uk_avx2_f64; k.direct = ukd_avx2_f64; k.mr = 6; k.nr = 8;
+    }
+#else
+    (void)level;
+#endif
+    return k;
+}

@@ -1,0 +1,80 @@
+/* Register-blocked GEMM micro-kernels shared by every convolution direction.
+ *
+ * A micro-kernel computes one MR x NR tile of C:
+ *
+ *     C[i][j] = (accumulate ? C[i][j] : 0) + sum_{k < kc} A(i, k) * B(k, j)
+ *     then, if bias != NULL: C[i][j] += bias[j]; if relu: C[i][j] = max(C[i][j], 0)
+ *
+ * for i < mr <= MR and j < nr <= NR, where
+ *
+ *     A(i, k) = a[k * a_ks + i]   -- the MR values of one k step are contiguous
+ *                                    (a packed panel, or a row of an im2col matrix)
+ *     B(k, j) = b[k * b_ks + j]   -- one row of B per k step, contiguous in j
+ *     C[i][j] = c[i * ldc + j]
+ *
+ * A is read for all MR rows even when mr < MR (the caller makes those reads
+ * valid: zero-padded panels or slack after a buffer); those rows are computed
+ * and dropped. B and C are never touched beyond nr columns (masked access).
+ * The epilogue (bias, relu) is applied by the caller only on the last k block.
+ *
+ * Variants: portable scalar (the readable definition), AVX2+FMA, AVX-512;
+ * chosen at run time through cf_ukernel_select_*(). */
+#ifndef CNNFAST_UKERNEL_H
+#define CNNFAST_UKERNEL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef void (*cf_ukernel_f32_fn)(int64_t kc, const float *a, int64_t a_ks,
+                                  const float *b, int64_t b_ks, float *c,
+                                  int64_t ldc, int mr, int nr, int accumulate,
+                                  const float *bias, int relu);
+typedef void (*cf_ukernel_f64_fn)(int64_t kc, const double *a, int64_t a_ks,
+                                  const double *b, int64_t b_ks, double *c,
+                                  int64_t ldc, int mr, int nr, int accumulate,
+                                  const double *bias, int relu);
+
+/* Direct-convolution variant (ukernel_direct_impl.h): the same MR x NR tile,
+ * reduced over `ntaps` taps of `c` channels read straight from pixel rows:
+ *   Y[i][j] = sum_t sum_cc a[tap_off[t] + i*a_is + cc] * b[(t*c + cc)*b_ks + j]
+ * then + bias[j], relu, stored to y[i*ldc + j] for i < mr, j < nr. All MR
+ * rows are read (the caller keeps them in bounds). */
+typedef void (*cf_ukernel_direct_f32_fn)(int64_t ntaps, const int64_t *tap_off,
+                                         int64_t c, const float *a, int64_t a_is,
+                                         const float *b, int64_t b_ks, float *y,
+                                         int64_t ldc, int mr, int nr,
+                                         const float *bias, int relu);
+typedef void (*cf_ukernel_direct_f64_fn)(int64_t ntaps, const int64_t *tap_off,
+                                         int64_t c, const double *a, int64_t a_is,
+                                         const double *b, int64_t b_ks, double *y,
+                                         int64_t ldc, int mr, int nr,
+                                         const double *bias, int relu);
+
+typedef struct {
+    cf_ukernel_f32_fn fn;
+    cf_ukernel_direct_f32_fn direct;
+    int mr, nr;
+} cf_ukernel_f32;
+
+typedef struct {
+    cf_ukernel_f64_fn fn;
+    cf_ukernel_direct_f64_fn direct;
+    int mr, nr;
+} cf_ukernel_f64;
+
+/* The micro-kernel for a SIMD level (cpu_features.h); a level the build
+ * cannot produce falls back to the next lower one. */
+cf_ukernel_f32 cf_ukernel_select_f32(int simd_level);
+cf_ukernel_f64 cf_ukernel_select_f64(int simd_level);
+
+/* Largest MR of any variant: callers size zero-padding slack with it. */
+#define CF_UKERNEL_MAX_MR 14
+#define CF_UKERNEL_MAX_NR 32
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,26 @@
+/* Per-OS-thread scratch memory that outlives a kernel call.
+ *
+ * OpenMP worker threads persist between parallel regions, so a buffer kept
+ * in thread-local storage is allocated once and reused by every later call
+ * (no malloc/free or page faults in the hot path). Each OS thread has its own
+ * slots, so concurrent calls from several Python threads never share one. */
+#ifndef CNNFAST_WORKSPACE_H
+#define CNNFAST_WORKSPACE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CF_WS_SLOTS = 4 };
+
+/* A 64-byte aligned buffer of at least `bytes` bytes in slot `slot` of the
+ * calling thread, grown (never shrunk) as needed; contents are not kept when
+ * it grows. Returns NULL if memory is exhausted. */
+void *cf_workspace(int slot, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
