@@ -1,0 +1,440 @@
+"""Sequential model: whole-model gradients, fit/evaluate/predict, weights files, summary,
+reproducibility, input checking; losses, optimizers, to_categorical, progress bar."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from cnnfast import layers, losses, models, optimizers, utils
+from cnnfast.progress import Progbar
+
+
+def _tiny_model(last="softmax", separate_softmax=False, dtype="float64"):
+    stack = [
+        layers.Conv2D(3, 3, padding="same", activation="relu", input_shape=(6, 6, 2)),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(2, 2, activation="tanh"),
+        layers.AveragePooling2D(1),
+        layers.Flatten(),
+        layers.Dense(5, activation="relu"),
+    ]
+    if separate_softmax:
+        stack += [layers.Dense(4), layers.Activation("softmax")]
+    else:
+        stack.append(layers.Dense(4, activation=last))
+    return models.Sequential(stack, dtype=dtype)
+
+
+def _data(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 6, 6, 2))
+    labels = rng.integers(0, 4, n)
+    return x, labels
+
+
+@pytest.mark.parametrize("loss, last, separate", [
+    ("categorical_crossentropy", "softmax", False),
+    ("categorical_crossentropy", "softmax", True),
+    ("sparse_categorical_crossentropy", "softmax", False),
+    ("mse", "sigmoid", False),
+    ("categorical_crossentropy", "sigmoid", False),  # CE on non-softmax outputs
+])
+def test_whole_model_gradient_matches_finite_differences(loss, last, separate):
+    utils.set_random_seed(0)
+    model = _tiny_model(last, separate)
+    model.compile(optimizer="sgd", loss=loss)
+    x, labels = _data()
+    y = labels if loss.startswith("sparse") else utils.to_categorical(labels, 4)
+    y = model.loss.check_targets(y, len(x), (4,), np.float64)
+    assert model._fused_output == (last == "softmax")
+    loss_value, _, grads = model._compute_gradients(x, y)
+    grads = [np.array(g) for g in grads]
+
+    def f():
+        out = model._forward(x, training=False)
+        return model._loss_and_grad(y, out)[0]
+
+    assert abs(f() - loss_value) < 1e-12
+    eps = 1e-6
+    for w, g in zip(model.trainable_weights, grads):
+        num = np.zeros_like(w)
+        for i in range(w.size):
+            old = w.flat[i]
+            w.flat[i] = old + eps
+            fp = f()
+            w.flat[i] = old - eps
+            fm = f()
+            w.flat[i] = old
+            num.flat[i] = (fp - fm) / (2 * eps)
+        np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8)
+
+
+def _mnist_like(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, 8, 8, 1)).astype(np.uint8)
+    y = rng.integers(0, 3, n)
+    return x, y
+
+
+def _small_cnn(dtype="float32"):
+    return models.Sequential([
+        layers.Input(shape=(8, 8, 1)),
+        layers.Conv2D(4, (3, 3), padding="same", activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dense(8, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(3, activation="softmax"),
+    ], dtype=dtype)
+
+
+def test_fit_evaluate_predict_shapes_and_history():
+    utils.set_random_seed(0)
+    model = _small_cnn()
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    x, labels = _mnist_like()
+    y = utils.to_categorical(labels, 3)
+    hist = model.fit(x / 255.0, y, batch_size=10, epochs=3, verbose=0,
+                     validation_data=(x[:20] / 255.0, y[:20]))
+    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 3 for v in hist.history.values())
+    assert hist.epoch == [0, 1, 2] and len(hist.train_seconds) == 3
+    res = model.evaluate(x[:20] / 255.0, y[:20], batch_size=10, verbose=0)
+    assert isinstance(res, list) and len(res) == 2
+    np.testing.assert_allclose(res, [hist.history["val_loss"][-1],
+                                     hist.history["val_accuracy"][-1]], rtol=1e-6)
+    p = model.predict(x / 255.0, batch_size=7)
+    assert p.shape == (64, 3) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    # Without metrics evaluate returns the loss alone.
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    assert isinstance(model.evaluate(x / 255.0, y, verbose=0), float)
+
+
+def test_validation_split_takes_the_last_fraction():
+    utils.set_random_seed(1)
+    model = _small_cnn()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x, labels = _mnist_like(50)
+    xf = x.astype(np.float32) / 255
+    hist = model.fit(xf, labels, batch_size=8, epochs=2, validation_split=0.2, verbose=0)
+    assert hist.params["steps"] == 5  # 40 training samples
+    val = model.evaluate(xf[40:], labels[40:], batch_size=8, verbose=0)
+    np.testing.assert_allclose(val, [hist.history["val_loss"][-1],
+                                     hist.history["val_accuracy"][-1]], rtol=1e-6)
+
+
+def test_training_run_repeats_bit_for_bit():
+    def run():
+        utils.set_random_seed(42)
+        model = _small_cnn()
+        model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+        x, labels = _mnist_like(48)
+        hist = model.fit(x, utils.to_categorical(labels, 3), batch_size=16, epochs=2,
+                         verbose=0)
+        return model.get_weights(), hist.history
+
+    w1, h1 = run()
+    w2, h2 = run()
+    assert h1 == h2
+    for a, b in zip(w1, w2):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_loss_falls_on_a_learnable_problem():
+    utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 120)
+    x = rng.normal(0, 0.3, (120, 8, 8, 1)).astype(np.float32)
+    x[np.arange(120), labels * 3, labels * 3, 0] += 3.0  # class = position of a bright pixel
+    model = _small_cnn()
+    model.compile(optimizer=optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    hist = model.fit(x, labels, batch_size=16, epochs=8, verbose=0)
+    assert hist.history["loss"][-1] < 0.5 * hist.history["loss"][0]
+    assert model.evaluate(x, labels, verbose=0)[1] > 0.9
+
+
+def test_inputs_are_cast_and_checked_before_any_work():
+    utils.set_random_seed(0)
+    model = _small_cnn()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    x, labels = _mnist_like(8)
+    y = utils.to_categorical(labels, 3)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"\(None, 8, 8, 1\)"):
+        model.fit(x[..., 0], y, verbose=0)
+    with pytest.raises(ValueError, match="y has shape"):
+        model.fit(x, y[:5], verbose=0)
+    with pytest.raises(ValueError, match="expected"):
+        model.fit(x, labels, verbose=0)  # integer labels with categorical_crossentropy
+    with pytest.raises(TypeError, match="dtype"):
+        model.predict(x.astype(np.complex64))
+    assert model.optimizer.iterations == 0
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Any int/float dtype gives the same result as float32.
+    for dt in (np.uint8, np.int32, np.float64):
+        np.testing.assert_array_equal(model.predict(x.astype(dt)),
+                                      model.predict(x.astype(np.float32)))
+
+
+def test_float64_model():
+    utils.set_random_seed(0)
+    model = _small_cnn(dtype="float64")
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    assert all(w.dtype == np.float64 for w in model.weights)
+    x, labels = _mnist_like(8)
+    model.fit(x / 255.0, utils.to_categorical(labels, 3), epochs=1, verbose=0)
+    assert model.predict(x).dtype == np.float64
+    with pytest.raises(TypeError, match="dtype"):
+        models.Sequential(dtype="float16")
+
+
+def test_save_load_weights_roundtrip_and_mismatch(tmp_path):
+    utils.set_random_seed(0)
+    a = _small_cnn()
+    x, _ = _mnist_like(5)
+    path = tmp_path / "w.npz"
+    a.save_weights(path)
+    b = _small_cnn()
+    assert not np.array_equal(a.predict(x), b.predict(x))
+    b.load_weights(path)
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    # The file is a plain npz readable without pickle.
+    with np.load(path, allow_pickle=False) as z:
+        assert "__meta__" in z.files and len(z.files) == 1 + len(a.weights)
+
+    other = models.Sequential([
+        layers.Input(shape=(8, 8, 1)),
+        layers.Conv2D(5, (3, 3), padding="same", activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dense(8, activation="relu"),
+        layers.Dense(3, activation="softmax"),
+    ])
+    with pytest.raises(ValueError, match="does not match"):
+        other.load_weights(path)
+    fewer = models.Sequential([layers.Flatten(input_shape=(8, 8, 1)), layers.Dense(3)])
+    with pytest.raises(ValueError, match="holds weights for 3 layers"):
+        fewer.load_weights(path)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="not a cnnfast weights file"):
+        b.load_weights(bad)
+
+
+def test_get_set_weights():
+    utils.set_random_seed(0)
+    model = _small_cnn()
+    w = model.get_weights()
+    assert [a.shape for a in w] == [(3, 3, 1, 4), (4,), (64, 8), (8,), (8, 3), (3,)]
+    zeros = [np.zeros_like(a) for a in w]
+    kernel = model.layers[0].kernel
+    model.set_weights(zeros)
+    assert model.layers[0].kernel is kernel and not kernel.any()
+    with pytest.raises(ValueError, match="expected shape"):
+        model.set_weights([np.zeros((2, 2))] + zeros[1:])
+    with pytest.raises(ValueError, match="weight arrays"):
+        model.set_weights(zeros[:-1])
+
+
+def test_summary_table():
+    model = models.Sequential([
+        layers.Conv2D(32, (3, 3), padding="same", activation="relu", input_shape=(28, 28, 1)),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), padding="same", activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ], name="tutorial")
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert lines[0] == 'Model: "tutorial"'
+    assert "(None, 28, 28, 32)" in text and "(None, 7, 7, 64)" in text
+    assert "(None, 3136)" in text and "401,536" in text and "18,496" in text
+    assert "Total params: 421,642" in text and "Non-trainable params: 0" in text
+    assert "(Conv2D)" in text and "(MaxPooling2D)" in text and "(Dropout)" in text
+    unbuilt = models.Sequential([layers.Dense(3)])
+    with pytest.raises(ValueError, match="not been built"):
+        unbuilt.summary()
+
+
+def test_lazy_build_and_input_layer():
+    model = models.Sequential()
+    model.add(layers.Dense(4, activation="relu"))
+    model.add(layers.Dense(2))
+    assert not model.built
+    p = model.predict(np.ones((3, 5)))
+    assert model.built and p.shape == (3, 2) and model.input_shape == (None, 5)
+    m2 = models.Sequential([layers.Input((5,)), layers.Dense(2)])
+    assert len(m2.layers) == 1 and m2.layers[0].input_shape == (None, 5)
+    m3 = models.Sequential([layers.Dense(2, input_dim=7)])
+    assert m3.output_shape == (None, 2) and m3.count_params() == 16
+
+
+def test_train_on_batch_and_non_trainable_layer():
+    utils.set_random_seed(0)
+    model = _small_cnn()
+    model.layers[0].trainable = False
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    frozen = model.layers[0].kernel.copy()
+    x, labels = _mnist_like(16)
+    loss, acc = model.train_on_batch(x, utils.to_categorical(labels, 3))
+    assert np.isfinite(loss) and 0 <= acc <= 1
+    np.testing.assert_array_equal(model.layers[0].kernel, frozen)
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Non-trainable params: 40" in "\n".join(lines)
+
+
+# ---- losses ---------------------------------------------------------------------------
+
+def test_crossentropy_from_logits_is_stable_and_correct():
+    z = np.array([[1000.0, 0.0, -1000.0], [0.2, 0.1, -0.3]])
+    y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    loss, grad = losses.CategoricalCrossentropy().value_and_grad_logits(y, z)
+    p1 = np.exp(z[1] - z[1].max()) / np.exp(z[1] - z[1].max()).sum()
+    expected = (1000.0 + -np.log(p1[0])) / 2
+    assert np.isfinite(loss) and abs(loss - expected) < 1e-9
+    p = np.stack([[1.0, 0.0, 0.0], p1])
+    np.testing.assert_allclose(grad, (p - y) / 2, atol=1e-12)
+    sparse_loss, sparse_grad = losses.SparseCategoricalCrossentropy().value_and_grad_logits(
+        np.array([1, 0]), z)
+    assert abs(sparse_loss - loss) < 1e-9
+    np.testing.assert_allclose(sparse_grad, grad, atol=1e-12)
+
+
+def test_loss_functions_on_probabilities():
+    y = np.array([[0, 1, 0], [0, 0, 1]], np.float64)
+    p = np.array([[0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    expected = -(np.log(0.8) + np.log(0.6)) / 2
+    assert abs(losses.categorical_crossentropy(y, p) - expected) < 1e-12
+    assert abs(losses.sparse_categorical_crossentropy([1, 2], p) - expected) < 1e-12
+    assert abs(losses.mse(y, p) - np.mean((y - p) ** 2)) < 1e-12
+    # Probabilities of exactly 0 are clipped (Keras' epsilon), not log(0).
+    assert np.isfinite(losses.categorical_crossentropy(y, np.array([[1.0, 0, 0]] * 2)))
+    with pytest.raises(ValueError, match="labels must lie"):
+        losses.sparse_categorical_crossentropy([3, 0], p)
+    with pytest.raises(ValueError, match="unknown loss"):
+        losses.get("hinge_of_doom")
+
+
+# ---- optimizers -----------------------------------------------------------------------
+
+def _run_optimizer(opt, steps=3):
+    w = np.array([1.0, -2.0, 0.5])
+    grads = [np.array([0.1, -0.3, 0.2]), np.array([0.05, 0.1, -0.4]), np.array([1, 2, 3.0])]
+    for g in grads[:steps]:
+        opt.apply([w], [g])
+    return w, grads
+
+
+def test_sgd_plain_momentum_nesterov():
+    w, grads = _run_optimizer(optimizers.SGD(0.1))
+    np.testing.assert_allclose(w, np.array([1.0, -2.0, 0.5]) - 0.1 * sum(grads))
+    for nesterov in (False, True):
+        w, grads = _run_optimizer(optimizers.SGD(0.1, momentum=0.9, nesterov=nesterov))
+        ref, v = np.array([1.0, -2.0, 0.5]), np.zeros(3)
+        for g in grads:
+            v = 0.9 * v - 0.1 * g
+            ref = ref + (0.9 * v - 0.1 * g if nesterov else v)
+        np.testing.assert_allclose(w, ref, rtol=1e-12)
+
+
+def test_adam_matches_keras_formula():
+    w, grads = _run_optimizer(optimizers.Adam())
+    ref, m, v = np.array([1.0, -2.0, 0.5]), np.zeros(3), np.zeros(3)
+    for t, g in enumerate(grads, start=1):
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        alpha = 0.001 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+        ref = ref - alpha * m / (np.sqrt(v) + 1e-7)
+    np.testing.assert_allclose(w, ref, rtol=1e-12)
+    opt = optimizers.get("adam")
+    assert opt.epsilon == 1e-7 and opt.learning_rate == 0.001
+    assert isinstance(optimizers.get("SGD"), optimizers.SGD)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        optimizers.get("adagrad_plus")
+
+
+def test_rmsprop_formula():
+    w, grads = _run_optimizer(optimizers.RMSprop(0.01))
+    ref, a = np.array([1.0, -2.0, 0.5]), np.zeros(3)
+    for g in grads:
+        a = 0.9 * a + 0.1 * g * g
+        ref = ref - 0.01 * g / (np.sqrt(a) + 1e-7)
+    np.testing.assert_allclose(w, ref, rtol=1e-12)
+
+
+# ---- utils ----------------------------------------------------------------------------
+
+def test_to_categorical():
+    y = utils.to_categorical([0, 2, 1])
+    np.testing.assert_array_equal(y, [[1, 0, 0], [0, 0, 1], [0, 1, 0]])
+    assert y.dtype == np.float32
+    assert utils.to_categorical(np.array([[1], [3]]), 5).shape == (2, 5)
+    assert utils.to_categorical(np.zeros((2, 3), int), 4).shape == (2, 3, 4)
+    with pytest.raises(ValueError, match="out of range"):
+        utils.to_categorical([0, 5], 3)
+    with pytest.raises(ValueError, match="integer"):
+        utils.to_categorical([0.5])
+
+
+def test_set_random_seed_validation():
+    with pytest.raises(TypeError):
+        utils.set_random_seed(1.5)
+    utils.set_random_seed(3)
+    a = utils.get_rng().random()
+    utils.set_random_seed(3)
+    assert utils.get_rng().random() == a
+
+
+# ---- progress bar ---------------------------------------------------------------------
+
+class _TTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_terminal_and_log_output():
+    log = io.StringIO()
+    bar = Progbar(10, stream=log, interval=0)
+    for i in range(1, 10):
+        bar.update(i, [("loss", 0.5)])
+    bar.update(10, [("loss", 0.25), ("accuracy", 0.9612)], finalize=True)
+    text = log.getvalue()
+    assert "\r" not in text and text.count("\n") == 1
+    assert text.startswith("10/10 [==============================] - ")
+    assert "/step - loss: 0.2500 - accuracy: 0.9612" in text
+
+    tty = _TTY()
+    bar = Progbar(10, stream=tty, interval=0)
+    for i in range(1, 10):
+        bar.update(i, [("loss", 0.5)])
+    bar.update(10, [("loss", 0.25)], finalize=True)
+    out = tty.getvalue()
+    assert out.count("\r") == 10 and "ETA:" in out and " 5/10 [" + "=" * 14 + ">" in out
+    assert out.endswith("\n")
+
+
+def test_fit_verbose_output_when_not_a_terminal(capsys):
+    utils.set_random_seed(0)
+    model = _small_cnn()
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    x, labels = _mnist_like(40)
+    model.fit(x, utils.to_categorical(labels, 3), batch_size=10, epochs=2, verbose=1)
+    out = capsys.readouterr().out
+    assert "\r" not in out
+    lines = out.strip().splitlines()
+    assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2"
+    assert lines[1].startswith("4/4 [") and "- loss: " in lines[1] and "- accuracy: " in lines[1]
+    model.fit(x, utils.to_categorical(labels, 3), batch_size=10, epochs=1, verbose=0)
+    assert capsys.readouterr().out == ""
