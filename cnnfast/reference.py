@@ -16,7 +16,9 @@ or an integer array), which is numpy's promotion of the inputs with float32.
 A float32 result is therefore the correctly rounded float64 answer, which is
 at least as accurate as any float32 kernel.
 
-Layouts: ``channels_first`` inputs are transposed to ``channels_last`` on the
+Layouts: every input is first copied to a C-ordered float64 array (so the
+results do not depend on the memory layout of the inputs), and
+``channels_first`` inputs are transposed to ``channels_last`` on the
 way in and the results transposed back on the way out; the loops only ever see
 x (N, H, W, C), kernel (KH, KW, C, F), y (N, OH, OW, F).
 """
@@ -82,6 +84,11 @@ def _array(value: object, name: str) -> np.ndarray:
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
     return a
+
+
+def _f64(a: np.ndarray) -> np.ndarray:
+    """A C-ordered float64 copy: the loops then never depend on the caller's memory layout."""
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 def _out_dtype(*arrays: np.ndarray) -> np.dtype:
@@ -174,11 +181,11 @@ def _conv_setup(x, kernel, strides, padding, dilation_rate, data_format):
     d = _pair(dilation_rate, "dilation_rate")
     dtype = _out_dtype(x, kernel)
     if fmt == "channels_first":
-        x64 = np.transpose(x, (0, 2, 3, 1)).astype(np.float64)
-        k64 = np.transpose(kernel, (2, 3, 1, 0)).astype(np.float64)
+        x64 = _f64(np.transpose(x, (0, 2, 3, 1)))
+        k64 = _f64(np.transpose(kernel, (2, 3, 1, 0)))
     else:
-        x64 = x.astype(np.float64)
-        k64 = kernel.astype(np.float64)
+        x64 = _f64(x)
+        k64 = _f64(kernel)
     n, h, w, c = x64.shape
     kh, kw, kc, f = k64.shape
     if kc != c:
@@ -236,7 +243,7 @@ def conv2d(
         if b.shape != (g["f"],):
             raise ValueError(f"bias must have shape ({g['f']},), got {b.shape}")
         dtype = np.result_type(dtype, b.dtype)
-        b64 = b.astype(np.float64)
+        b64 = _f64(b)
 
     xp = _zero_padded(x64, g)
     (sh, sw), (dh, dw) = g["s"], g["d"]
@@ -280,10 +287,10 @@ def conv2d_backward(
     want = (g["n"], g["oh"], g["ow"], g["f"])
     if fmt == "channels_first":
         want_user = (g["n"], g["f"], g["oh"], g["ow"])
-        dy64 = np.transpose(dy, (0, 2, 3, 1)).astype(np.float64) if dy.ndim == 4 else None
+        dy64 = _f64(np.transpose(dy, (0, 2, 3, 1))) if dy.ndim == 4 else None
     else:
         want_user = want
-        dy64 = dy.astype(np.float64)
+        dy64 = _f64(dy)
     if dy.shape != want_user:
         raise ValueError(f"dy must have shape {want_user}, got {dy.shape}")
 
@@ -328,7 +335,7 @@ def _pool_setup(x, pool_size, strides, padding, mode, data_format):
     k = _pair(pool_size, "pool_size")
     s = k if strides is None else _pair(strides, "strides")
     dtype = _out_dtype(x)
-    x64 = (np.transpose(x, (0, 2, 3, 1)) if fmt == "channels_first" else x).astype(np.float64)
+    x64 = _f64(np.transpose(x, (0, 2, 3, 1)) if fmt == "channels_first" else x)
     n, h, w, c = x64.shape
     if min(h, w, c) < 1:
         raise ValueError(f"x must have non-zero sizes, got shape {x.shape}")
@@ -436,7 +443,7 @@ def pool2d_backward(
     user_shape = (g["n"], g["c"], g["oh"], g["ow"]) if fmt == "channels_first" else shape
     if dy.shape != user_shape:
         raise ValueError(f"dy must have shape {user_shape}, got {dy.shape}")
-    dy64 = (np.transpose(dy, (0, 2, 3, 1)) if fmt == "channels_first" else dy).astype(np.float64)
+    dy64 = _f64(np.transpose(dy, (0, 2, 3, 1)) if fmt == "channels_first" else dy)
     idx = None
     if indices is not None and mode != "avg":
         ind = np.asarray(indices)

@@ -1,0 +1,166 @@
+"""The built extension: OpenMP on, show_config's report, and every SIMD code path.
+
+Each SIMD level the CPU supports is forced in turn, both in-process through
+``cnnfast._kernels.set_simd_cap`` and in a fresh interpreter through the
+``CNNFAST_CPU_FEATURES`` environment variable, and the kernels are compared
+with the reference on shapes that exercise full vectors and remainders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import cnnfast
+from cnnfast import _kernels
+from cnnfast import reference as ref
+
+LEVELS = ("scalar", "avx2", "avx512")
+
+
+def test_openmp_enabled():
+    if os.environ.get("CNNFAST_SKIP_OPENMP_TEST") == "1":
+        pytest.skip("CNNFAST_SKIP_OPENMP_TEST=1 (a compiler without OpenMP)")
+    assert cnnfast.openmp_enabled() is True
+
+
+def test_show_config_prints_every_field():
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        cnnfast.show_config()
+    text = buf.getvalue()
+    low = text.lower()
+    assert cnnfast.__version__ in text
+    assert "compiler" in low and _kernels.compiler() in text
+    assert "openmp" in low
+    assert ("on" if cnnfast.openmp_enabled() else "off") in low
+    assert "simd" in low and cnnfast.simd_level() in text
+    assert "thread" in low and str(cnnfast.get_num_threads()) in text
+
+
+def test_version_matches_pyproject():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "pyproject.toml")
+    if not os.path.exists(path):
+        pytest.skip("not running from a source checkout")
+    with open(path) as f:
+        assert f'version = "{cnnfast.__version__}"' in f.read()
+
+
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _detected() -> str:
+    return _kernels.simd_detected()
+
+
+def test_simd_level_detected_from_cpu():
+    assert cnnfast.simd_level() in LEVELS
+    assert _detected() in LEVELS
+    flags = _cpu_flags()
+    if platform.machine() not in ("x86_64", "AMD64") or not flags:
+        pytest.skip("level detection is checked on x86-64 Linux only")
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        want = "avx512"
+    elif {"avx2", "fma"} <= flags:
+        want = "avx2"
+    else:
+        want = "scalar"
+    assert _detected() == want
+
+
+def _supported_levels():
+    return LEVELS[: LEVELS.index(_detected()) + 1]
+
+
+def _check_kernels_against_reference():
+    """A few kernels on shapes with full SIMD vectors and remainders (C, F = 1, 17, 37)."""
+    rng = np.random.default_rng(42)
+    for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):
+        for c, f, fmt in ((1, 17, "channels_last"), (17, 37, "channels_first"),
+                          (3, 1, "channels_last")):
+            x = rng.standard_normal((2, 9, 10, c)).astype(dtype)
+            k = rng.standard_normal((3, 3, c, f)).astype(dtype)
+            if fmt == "channels_first":
+                x, k = x.transpose(0, 3, 1, 2), k.transpose(3, 2, 0, 1)
+            b = rng.standard_normal(f).astype(dtype)
+            geo = dict(strides=(1, 2), padding="same", data_format=fmt)
+            y = cnnfast.conv2d(x, k, b, **geo, activation="relu")
+            np.testing.assert_allclose(y, ref.conv2d(x, k, b, **geo, activation="relu"),
+                                       rtol=tol, atol=tol * 10)
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            for g, w in zip(cnnfast.conv2d_backward(dy, x, k, **geo),
+                            ref.conv2d_backward(dy, x, k, **geo)):
+                np.testing.assert_allclose(g, w, rtol=tol, atol=tol * 10 * max(1, abs(w).max()))
+            for mode in ("max", "avg", "min"):
+                p = cnnfast.pool2d(x, 3, 2, "same", mode, fmt)
+                np.testing.assert_allclose(p, ref.pool2d(x, 3, 2, "same", mode, fmt),
+                                           rtol=tol, atol=tol)
+                pdy = np.ones(p.shape, dtype)
+                np.testing.assert_allclose(
+                    cnnfast.pool2d_backward(pdy, x, 3, 2, "same", mode, fmt),
+                    ref.pool2d_backward(pdy, x, 3, 2, "same", mode, fmt), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_simd_cap_in_process(level):
+    if level not in _supported_levels():
+        pytest.skip(f"this CPU has no {level}")
+    before = cnnfast.simd_level()  # may itself be capped by CNNFAST_CPU_FEATURES
+    try:
+        assert _kernels.set_simd_cap(level) == level
+        assert cnnfast.simd_level() == level
+        _check_kernels_against_reference()
+    finally:
+        _kernels.set_simd_cap(before)
+    assert cnnfast.simd_level() == before
+
+
+def test_simd_cap_above_cpu_is_clamped():
+    before = cnnfast.simd_level()
+    try:
+        assert _kernels.set_simd_cap("avx512") == _detected()
+    finally:
+        _kernels.set_simd_cap(before)
+    with pytest.raises(ValueError):
+        _kernels.set_simd_cap("sse9")
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import cnnfast
+    from test_build import _check_kernels_against_reference
+    _check_kernels_against_reference()
+    print("LEVEL", cnnfast.simd_level())
+    """
+)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_simd_env_var_in_fresh_interpreter(level):
+    if level not in _supported_levels():
+        pytest.skip(f"this CPU has no {level}")
+    env = dict(os.environ, CNNFAST_CPU_FEATURES=level)
+    code = CHILD.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"LEVEL {level}" in out.stdout

@@ -1,0 +1,359 @@
+"""pool2d / pool2d_backward (max, avg, min) of the compiled engine against cnnfast.reference.
+
+Covers every padding form (padded cells never win, are not counted by avg),
+both layouts, float32/float64, the tie rule (first cell in row-major window
+order wins and takes the whole gradient), NaN propagation, return_indices and
+the indices= fast path of the backward, gradient checks and edge cases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnfast
+from cnnfast import reference as ref
+
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+MODES = ("max", "avg", "min")
+LAYOUTS = ("channels_last", "channels_first")
+
+
+def assert_close(got, want):
+    assert isinstance(got, np.ndarray)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert got.flags.c_contiguous
+    tol = TOL[want.dtype.type]
+    scale = max(1.0, float(np.nanmax(np.abs(want)))) if want.size and not np.isnan(
+        want).all() else 1.0
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+def nchw(a):
+    return a.transpose(0, 3, 1, 2)
+
+
+@st.composite
+def pool_cases(draw, values="any"):
+    """A pooling problem: x and every argument, valid for the contract."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    strides = draw(st.one_of(
+        st.none(), st.integers(1, 3), st.tuples(st.integers(1, 4), st.integers(1, 4))))
+    form = draw(st.sampled_from(["valid", "same", "Same", "int", "pair", "pairs"]))
+    # Every padding side must be smaller than the window on that axis.
+    if form == "int":
+        padding = draw(st.integers(0, min(kh, kw) - 1))
+        pads = ((padding, padding), (padding, padding))
+    elif form == "pair":
+        padding = (draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1)))
+        pads = ((padding[0],) * 2, (padding[1],) * 2)
+    elif form == "pairs":
+        padding = ((draw(st.integers(0, kh - 1)), draw(st.integers(0, kh - 1))),
+                   (draw(st.integers(0, kw - 1)), draw(st.integers(0, kw - 1))))
+        pads = padding
+    else:
+        padding, pads = form, ((0, 0), (0, 0))
+    lo_h = 1 if form.lower() == "same" else max(1, kh - sum(pads[0]))
+    lo_w = 1 if form.lower() == "same" else max(1, kw - sum(pads[1]))
+    h, w = draw(st.integers(lo_h, lo_h + 6)), draw(st.integers(lo_w, lo_w + 6))
+    n, c = draw(st.sampled_from([0, 1, 2, 3])), draw(st.integers(1, 5))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    fmt = draw(st.sampled_from(LAYOUTS))
+    mode = draw(st.sampled_from(MODES))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kind = values if values != "any" else draw(st.sampled_from(["normal", "ties", "nan"]))
+    if kind == "ties":  # few distinct values: many ties inside windows
+        x = rng.integers(-2, 3, (n, h, w, c)).astype(dtype)
+    elif kind == "distinct":
+        x = (rng.permutation(n * h * w * c).reshape(n, h, w, c) * 0.25 - 3).astype(dtype)
+    else:
+        x = rng.standard_normal((n, h, w, c)).astype(dtype)
+        if kind == "nan":
+            x[rng.random(x.shape) < 0.15] = np.nan
+    if fmt == "channels_first":
+        x = nchw(x)
+    return dict(x=x, pool_size=(kh, kw) if kh != kw or draw(st.booleans()) else kh,
+                strides=strides, padding=padding, mode=mode, data_format=fmt)
+
+
+def _args(case):
+    return {k: v for k, v in case.items() if k != "x"}
+
+
+@settings(max_examples=60)
+@given(pool_cases())
+def test_pool2d_matches_reference(case):
+    want = ref.pool2d(**case)
+    got = cnnfast.pool2d(**case)
+    if case["mode"] == "avg":
+        assert_close(got, want)
+    else:
+        # max/min select an input value: exact, NaN where the reference has NaN.
+        assert got.dtype == want.dtype and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=60)
+@given(pool_cases())
+def test_pool2d_backward_matches_reference(case):
+    y = ref.pool2d(**case)
+    dy = np.random.default_rng(y.size).standard_normal(y.shape).astype(y.dtype)
+    want = ref.pool2d_backward(dy, **case)
+    got = cnnfast.pool2d_backward(dy, **case)
+    assert_close(got, want)
+
+
+@settings(max_examples=50)
+@given(pool_cases())
+def test_pool2d_return_indices(case):
+    if case["mode"] == "avg":
+        case["mode"] = "max"
+    y_ref, idx_ref = ref.pool2d(**case, return_indices=True)
+    y, idx = cnnfast.pool2d(**case, return_indices=True)
+    np.testing.assert_array_equal(y, y_ref)
+    assert idx.dtype == np.int32 and idx.shape == y.shape and idx.flags.c_contiguous
+    np.testing.assert_array_equal(idx, idx_ref)
+    # The same y as without indices.
+    np.testing.assert_array_equal(cnnfast.pool2d(**case), y)
+    # Backward through the indices equals recomputing the winners; x is then only
+    # used for its shape and dtype, so a zero x of that shape gives the same dx.
+    dy = np.random.default_rng(3).standard_normal(y.shape).astype(y.dtype)
+    dx = cnnfast.pool2d_backward(dy, **case)
+    args = _args(case)
+    np.testing.assert_array_equal(cnnfast.pool2d_backward(dy, case["x"], **args, indices=idx),
+                                  dx)
+    np.testing.assert_array_equal(
+        cnnfast.pool2d_backward(dy, np.zeros_like(case["x"]), **args, indices=idx), dx)
+    assert_close(dx, ref.pool2d_backward(dy, **case))
+
+
+@settings(max_examples=30)
+@given(pool_cases(values="ties"))
+def test_pool2d_ties_first_cell_takes_whole_gradient(case):
+    if case["mode"] == "avg":
+        case["mode"] = "min"
+    y = cnnfast.pool2d(**case)
+    dy = np.ones(y.shape, y.dtype)
+    dx = cnnfast.pool2d_backward(dy, **case)
+    # dy = 1 everywhere: each window puts exactly 1 on a single cell, its first winner.
+    want = ref.pool2d_backward(dy, **case)
+    np.testing.assert_array_equal(dx, want)
+    assert dx.sum() == y.size
+
+
+def test_pool2d_tie_rule_by_hand():
+    x = np.array([[5, 7, 7], [7, 1, 7], [0, 7, 2]], np.float64)[None, :, :, None]
+    y, idx = cnnfast.max_pool2d(x, 3, return_indices=True)
+    assert y.item() == 7 and idx.item() == 1
+    dx = cnnfast.max_pool2d_backward(np.full((1, 1, 1, 1), 2.5), x, 3)
+    want = np.zeros((3, 3))
+    want[0, 1] = 2.5
+    np.testing.assert_array_equal(dx[0, :, :, 0], want)
+    x = -x
+    y, idx = cnnfast.min_pool2d(x, 3, return_indices=True)
+    assert y.item() == -7 and idx.item() == 1
+    np.testing.assert_array_equal(
+        cnnfast.min_pool2d_backward(np.full((1, 1, 1, 1), 2.5), x, 3)[0, :, :, 0], want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", MODES)
+def test_pool2d_nan_propagates(mode, dtype):
+    x = np.arange(16, dtype=dtype).reshape(1, 4, 4, 1)
+    x[0, 0, 1, 0] = np.nan  # in the first 2x2 window only, not its first cell
+    x[0, 3, 3, 0] = np.nan  # last cell of the last window
+    x[0, 2, 2, 0] = -np.inf
+    y = cnnfast.pool2d(x, 2, mode=mode)[0, :, :, 0]
+    assert np.isnan(y[0, 0]) and np.isnan(y[1, 1])
+    assert not np.isnan(y[0, 1]) and not np.isnan(y[1, 0])
+    np.testing.assert_array_equal(cnnfast.pool2d(x, 2, mode=mode), ref.pool2d(x, 2, mode=mode))
+    dy = np.ones((1, 2, 2, 1), dtype)
+    dx = cnnfast.pool2d_backward(dy, x, 2, mode=mode)
+    np.testing.assert_array_equal(dx, ref.pool2d_backward(dy, x, 2, mode=mode))
+    if mode != "avg":  # the NaN itself is the winner that gets the gradient
+        assert dx[0, 0, 1, 0] == 1 and dx[0, 3, 3, 0] == 1
+        _, idx = cnnfast.pool2d(x, 2, mode=mode, return_indices=True)
+        assert idx[0, 0, 0, 0] == 1 and idx[0, 1, 1, 0] == 15
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_pool2d_padding_never_wins(mode):
+    sign = 1 if mode == "max" else -1
+    x = sign * -np.arange(1.0, 26.0).reshape(1, 5, 5, 1)  # all < 0 for max, > 0 for min
+    for padding in ("same", 1, ((2, 0), (0, 2)), (1, 2)):
+        y = cnnfast.pool2d(x, 3, 1, padding=padding, mode=mode)
+        assert (sign * y < 0).all()
+        np.testing.assert_array_equal(y, ref.pool2d(x, 3, 1, padding=padding, mode=mode))
+
+
+def test_avg_pool2d_counts_only_in_bounds_cells():
+    x = np.ones((2, 5, 4, 3))
+    for padding in ("same", 1, ((0, 2), (2, 1))):
+        y = cnnfast.avg_pool2d(x, 3, 2, padding=padding)
+        np.testing.assert_allclose(y, 1.0, rtol=0, atol=1e-15)  # padding is never averaged in
+
+
+# ---------------------------------------------------------------------------
+# Central differences (float64, distinct values so max/min never switch)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "shape, k, s, p, fmt",
+    [
+        ((2, 5, 5, 2), 2, None, "valid", "channels_last"),
+        ((1, 6, 5, 3), 3, 2, "same", "channels_first"),
+        ((1, 5, 6, 1), (3, 2), 1, ((2, 0), (1, 1)), "channels_last"),  # overlapping
+        ((2, 4, 7, 2), (2, 3), (3, 2), (1, 2), "channels_first"),
+    ],
+)
+def test_pool2d_backward_central_differences(mode, shape, k, s, p, fmt):
+    rng = np.random.default_rng(4)
+    x = rng.permutation(int(np.prod(shape))).reshape(shape) * 0.01 + 1.0
+    if fmt == "channels_first":
+        x = np.ascontiguousarray(nchw(x))
+    args = dict(pool_size=k, strides=s, padding=p, mode=mode, data_format=fmt)
+    y = cnnfast.pool2d(x, **args)
+    w = rng.standard_normal(y.shape)
+    dx = cnnfast.pool2d_backward(w, x, **args)
+    h = 1e-6
+    num = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        orig = x[i]
+        x[i] = orig + h
+        lp = np.sum(cnnfast.pool2d(x, **args) * w)
+        x[i] = orig - h
+        lm = np.sum(cnnfast.pool2d(x, **args) * w)
+        x[i] = orig
+        num[i] = (lp - lm) / (2 * h)
+    np.testing.assert_allclose(dx, num, rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Bound variants, float32 vs float64, layouts, dtypes, edge cases
+# ---------------------------------------------------------------------------
+
+
+@settings(max_examples=20)
+@given(pool_cases(values="normal"))
+def test_bound_variants_equal_pool2d(case):
+    mode = case.pop("mode")
+    x = case.pop("x")
+    fwd = {"max": cnnfast.max_pool2d, "avg": cnnfast.avg_pool2d, "min": cnnfast.min_pool2d}
+    bwd = {"max": cnnfast.max_pool2d_backward, "avg": cnnfast.avg_pool2d_backward,
+           "min": cnnfast.min_pool2d_backward}
+    y = cnnfast.pool2d(x, mode=mode, **case)
+    np.testing.assert_array_equal(fwd[mode](x, **case), y)
+    dy = np.ones(y.shape, y.dtype)
+    np.testing.assert_array_equal(bwd[mode](dy, x, **case),
+                                  cnnfast.pool2d_backward(dy, x, mode=mode, **case))
+
+
+@settings(max_examples=30)
+@given(pool_cases(values="normal"))
+def test_pool2d_float32_agrees_with_float64(case):
+    x32 = case["x"].astype(np.float32)
+    args = _args(case)
+    y32 = cnnfast.pool2d(x32, **args)
+    y64 = cnnfast.pool2d(x32.astype(np.float64), **args)
+    assert y32.dtype == np.float32 and y64.dtype == np.float64
+    np.testing.assert_allclose(y32, y64, rtol=1e-5, atol=1e-5)
+    dy = np.random.default_rng(0).standard_normal(y64.shape)
+    d32 = cnnfast.pool2d_backward(dy.astype(np.float32), x32, **args)
+    d64 = cnnfast.pool2d_backward(dy.astype(np.float32).astype(np.float64),
+                                  x32.astype(np.float64), **args)
+    np.testing.assert_allclose(d32, d64, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["fortran", "strided", "reversed", "readonly"])
+@pytest.mark.parametrize("mode", MODES)
+def test_pool2d_any_input_layout(kind, mode):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 7, 6, 3))
+    y, dy = cnnfast.pool2d(x, 3, 2, "same", mode), None
+    dy = rng.standard_normal(y.shape)
+    dx = cnnfast.pool2d_backward(dy, x, 3, 2, "same", mode)
+
+    def var(a):
+        if kind == "fortran":
+            return np.asfortranarray(a)
+        if kind == "strided":
+            big = np.zeros(tuple(2 * s for s in a.shape), a.dtype)
+            big[::2, ::2, ::2, ::2] = a
+            return big[::2, ::2, ::2, ::2]
+        if kind == "reversed":
+            return np.flip(np.flip(a).copy())
+        b = a.copy()
+        b.flags.writeable = False
+        return b
+
+    np.testing.assert_array_equal(cnnfast.pool2d(var(x), 3, 2, "same", mode), y)
+    np.testing.assert_array_equal(cnnfast.pool2d_backward(var(dy), var(x), 3, 2, "same", mode),
+                                  dx)
+    if mode != "avg":
+        _, idx = cnnfast.pool2d(x, 3, 2, "same", mode, return_indices=True)
+        np.testing.assert_array_equal(
+            cnnfast.pool2d_backward(dy, x, 3, 2, "same", mode, indices=var(idx)), dx)
+
+
+@pytest.mark.parametrize("xdt, want", [(np.float16, np.float32), (np.int64, np.float64),
+                                       (np.float32, np.float32)])
+def test_pool2d_dtype_promotion(xdt, want):
+    x = (np.random.default_rng(1).standard_normal((1, 4, 4, 2)) * 5).astype(xdt)
+    for mode in MODES:
+        y = cnnfast.pool2d(x, 2, mode=mode)
+        assert y.dtype == want
+        np.testing.assert_allclose(y, ref.pool2d(x, 2, mode=mode), rtol=1e-6)
+        assert cnnfast.pool2d_backward(np.ones(y.shape), x, 2, mode=mode).dtype == np.result_type(
+            want, np.float64)
+
+
+EDGE_CASES = [
+    # name, x NHWC, pool, strides, padding
+    ("1x1 input", (2, 1, 1, 3), 1, None, "valid"),
+    ("1x1 input, pool 2 same", (2, 1, 1, 3), 2, None, "same"),
+    ("1x1 input, pool 3 pad 1", (1, 1, 1, 2), 3, 1, 1),
+    ("pool = input", (2, 5, 4, 3), (5, 4), None, "valid"),
+    ("pool = input, same", (2, 5, 4, 3), (5, 4), 1, "same"),
+    ("stride > pool", (2, 9, 8, 2), 2, 3, "valid"),
+    ("stride > pool, same", (1, 9, 8, 2), 1, (4, 5), "same"),
+    ("stride > input", (1, 5, 5, 2), 2, 1000, "same"),
+    ("batch 1, one channel", (1, 7, 5, 1), 3, 2, "valid"),
+    ("odd sizes", (3, 7, 5, 3), 2, None, "same"),
+    ("odd sizes, overlapping", (3, 7, 5, 3), 3, 1, "same"),
+    ("many channels", (1, 4, 4, 70), 2, 1, "valid"),
+    ("batch 0", (0, 5, 5, 2), 2, None, "same"),
+    ("big window, big pads", (1, 1, 1, 2), (101, 101), 1, 50),
+]
+
+
+@pytest.mark.parametrize("fmt", LAYOUTS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name, xs, k, s, p", EDGE_CASES, ids=[c[0] for c in EDGE_CASES])
+def test_pool2d_edge_cases(name, xs, k, s, p, mode, fmt):
+    rng = np.random.default_rng(len(name))
+    x = rng.standard_normal(xs)
+    if fmt == "channels_first":
+        x = nchw(x)
+    args = dict(pool_size=k, strides=s, padding=p, mode=mode, data_format=fmt)
+    y = cnnfast.pool2d(x, **args)
+    assert_close(y, ref.pool2d(x, **args))
+    dy = rng.standard_normal(y.shape)
+    dx = cnnfast.pool2d_backward(dy, x, **args)
+    assert_close(dx, ref.pool2d_backward(dy, x, **args))
+    if xs[0] == 0:
+        assert y.shape[0] == 0 and dx.shape == x.shape
+    if mode != "avg":
+        yi, idx = cnnfast.pool2d(x, **args, return_indices=True)
+        np.testing.assert_array_equal(idx, ref.pool2d(x, **args, return_indices=True)[1])
+        np.testing.assert_array_equal(cnnfast.pool2d_backward(dy, x, **args, indices=idx), dx)
+
+
+def test_pool2d_default_strides_equal_pool_size():
+    x = np.random.default_rng(0).standard_normal((1, 6, 6, 2))
+    for k in (2, 3, (2, 3)):
+        np.testing.assert_array_equal(cnnfast.pool2d(x, k), cnnfast.pool2d(x, k, strides=k))

@@ -1,0 +1,181 @@
+"""Threads: bit-identical results for any thread count, the thread-count API,
+threadpoolctl and OMP_NUM_THREADS, and concurrent calls from Python threads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cnnfast
+from cnnfast import reference as ref
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+@pytest.fixture(autouse=True)
+def _default_threads():
+    """Every test starts and ends with the OpenMP default thread count."""
+    cnnfast.set_num_threads(0)
+    yield
+    cnnfast.set_num_threads(0)
+
+
+def _problems():
+    """Problems large enough that two threads really split the work."""
+    rng = np.random.default_rng(21)
+    out = []
+    for dtype in (np.float32, np.float64):
+        for fmt in ("channels_last", "channels_first"):
+            x = rng.standard_normal((6, 13, 11, 5)).astype(dtype)
+            k = rng.standard_normal((3, 3, 5, 7)).astype(dtype)
+            if fmt == "channels_first":
+                x, k = x.transpose(0, 3, 1, 2).copy(), k.transpose(3, 2, 0, 1).copy()
+            b = rng.standard_normal(7).astype(dtype)
+            geo = dict(strides=(1, 2), padding="same", dilation_rate=(2, 1), data_format=fmt)
+            out.append((x, k, b, geo))
+    return out
+
+
+def _run_all(x, k, b, geo):
+    """Every kernel on one problem; returns a flat list of result arrays."""
+    y = cnnfast.conv2d(x, k, b, **geo)
+    dy = np.cos(np.arange(y.size, dtype=y.dtype)).reshape(y.shape)
+    dx, dk, db = cnnfast.conv2d_backward(dy, x, k, **geo)
+    res = [y, cnnfast.conv2d(x, k, b, **geo, activation="relu"), dx, dk, db]
+    fmt = geo["data_format"]
+    for mode in ("max", "avg", "min"):
+        # Overlapping windows (stride 1 < pool 3): backward accumulates into shared cells.
+        p = cnnfast.pool2d(x, 3, 1, "same", mode, fmt)
+        pdy = np.sin(np.arange(p.size, dtype=p.dtype)).reshape(p.shape)
+        res += [p, cnnfast.pool2d_backward(pdy, x, 3, 1, "same", mode, fmt)]
+        if mode != "avg":
+            p2, idx = cnnfast.pool2d(x, (2, 3), (2, 1), 1, mode, fmt, return_indices=True)
+            q = np.ones(p2.shape, p2.dtype)
+            res += [p2, idx, cnnfast.pool2d_backward(q, x, (2, 3), (2, 1), 1, mode, fmt,
+                                                      indices=idx)]
+    return res
+
+
+def _assert_identical(a_list, b_list):
+    assert len(a_list) == len(b_list)
+    for a, b in zip(a_list, b_list):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()  # bit-identical, not merely close
+
+
+def test_thread_count_api():
+    default = cnnfast.get_num_threads()
+    assert default >= 1
+    cnnfast.set_num_threads(1)
+    assert cnnfast.get_num_threads() == 1
+    cnnfast.set_num_threads(3)
+    assert cnnfast.get_num_threads() == (3 if cnnfast.openmp_enabled() else 1)
+    cnnfast.set_num_threads(None)
+    assert cnnfast.get_num_threads() == default
+    cnnfast.set_num_threads(2)
+    cnnfast.set_num_threads(0)
+    assert cnnfast.get_num_threads() == default
+    for bad in (-1, -5):
+        with pytest.raises(ValueError):
+            cnnfast.set_num_threads(bad)
+    for bad in (1.5, "2"):
+        with pytest.raises((TypeError, ValueError)):
+            cnnfast.set_num_threads(bad)
+    assert cnnfast.get_num_threads() == default
+
+
+def test_bit_identical_for_1_2_and_3_threads():
+    for prob in _problems():
+        cnnfast.set_num_threads(1)
+        one = _run_all(*prob)
+        cnnfast.set_num_threads(2)
+        two = _run_all(*prob)
+        cnnfast.set_num_threads(3)  # more threads than cores, uneven split
+        three = _run_all(*prob)
+        _assert_identical(one, two)
+        _assert_identical(one, three)
+
+
+def test_bit_identical_batch_reduction_many_threads():
+    # dkernel/dbias sum over a batch that does not divide evenly among threads.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 9, 9, 4))
+    k = rng.standard_normal((3, 3, 4, 6))
+    dy = rng.standard_normal((7, 7, 7, 6))
+    results = []
+    for n in (1, 2, 4, 5, 8):
+        cnnfast.set_num_threads(n)
+        results.append(cnnfast.conv2d_backward(dy, x, k))
+    for r in results[1:]:
+        _assert_identical(list(results[0]), list(r))
+    want = ref.conv2d_backward(dy, x, k)
+    for g, w in zip(results[0], want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10)
+
+
+def test_threadpoolctl_limits_cnnfast():
+    if not cnnfast.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    info = threadpoolctl.threadpool_info()
+    assert any(d.get("user_api") == "openmp" for d in info), info
+    prob = _problems()[0]
+    cnnfast.set_num_threads(1)
+    one = _run_all(*prob)
+    cnnfast.set_num_threads(0)
+    with threadpoolctl.threadpool_limits(1):
+        assert cnnfast.get_num_threads() == 1
+        limited = _run_all(*prob)
+    _assert_identical(one, limited)
+    # A user-set count is capped by the limit too, and restored after it.
+    cnnfast.set_num_threads(2)
+    with threadpoolctl.threadpool_limits(1):
+        assert cnnfast.get_num_threads() == 1
+    assert cnnfast.get_num_threads() == 2
+
+
+def _child_threads(env_extra):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env.update(env_extra)
+    out = subprocess.run(
+        [sys.executable, "-c", "import cnnfast; print(cnnfast.get_num_threads())"],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_omp_num_threads_respected():
+    if not cnnfast.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    assert _child_threads({"OMP_NUM_THREADS": "1"}) == 1
+    assert _child_threads({"OMP_NUM_THREADS": "3"}) == 3
+
+
+def test_concurrent_python_threads():
+    # Several Python threads call the kernels at once (the GIL is released inside):
+    # each must get exactly the result of a lone sequential call.
+    rng = np.random.default_rng(17)
+    jobs = []
+    for i in range(12):
+        dtype = np.float32 if i % 2 else np.float64
+        x = rng.standard_normal((3, 8 + i % 3, 7, 3)).astype(dtype)
+        k = rng.standard_normal((3, 2, 3, 4)).astype(dtype)
+        jobs.append((x, k, np.arange(4, dtype=dtype), dict(strides=1 + i % 2, padding="same",
+                                                           dilation_rate=1,
+                                                           data_format="channels_last")))
+    cnnfast.set_num_threads(2)
+    sequential = [_run_all(*job) for job in jobs]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(_run_all, *job) for job in jobs * 2]
+        concurrent_results = [f.result() for f in futures]
+    for i, res in enumerate(concurrent_results):
+        _assert_identical(sequential[i % len(jobs)], res)
+    # And they are right, not merely repeatable.
+    x, k, b, geo = jobs[0]
+    np.testing.assert_allclose(sequential[0][0], ref.conv2d(x, k, b, **geo), rtol=1e-10,
+                               atol=1e-10)
