@@ -11,11 +11,10 @@ import sys
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 import cnnfast
 from cnnfast import reference as ref
-
-threadpoolctl = pytest.importorskip("threadpoolctl")
 
 
 @pytest.fixture(autouse=True)
