@@ -11,6 +11,8 @@ the weights; ``forward(x, training)`` returns the output and keeps what ``backwa
 needs; ``backward(dy, input_grad)`` stores the weight gradients in ``gradients`` (same
 order as ``weights``) and returns ``dx`` (or ``None`` when ``input_grad`` is False,
 which the model passes to the first layer so its input gradient is never computed).
+``backward`` may use ``dy`` as scratch space (it is the caller's temporary: the model
+never reads it again); pass a copy to keep it.
 
 Buffers that do not escape to the caller (activation outputs of Dense, masks,
 gradients of Dense) live in a per-layer workspace keyed by shape and are reused
@@ -275,6 +277,9 @@ class Conv2D(_ActivatedLayer):
         self.bias: np.ndarray | None = None
         self._x: np.ndarray | None = None
         self._fused_relu = self.activation.name == "relu"
+        # Set by Sequential when a max/min pooling layer follows: that layer applies
+        # the ReLU mask to its (4x smaller) dy, so dy arrives here already masked.
+        self._dy_premasked = False
 
     def _channels_hw(self, shape: Shape) -> tuple[int, tuple[int, int]]:
         if len(shape) != 3:
@@ -319,10 +324,15 @@ class Conv2D(_ActivatedLayer):
         return self._activate(z, z_is_ours=True)
 
     def backward(self, dy, input_grad=True):
-        if self._fused_relu:
+        if self._fused_relu and self._dy_premasked:
+            dz = dy
+        elif self._fused_relu:
             # d relu: keep dy where the output is positive (y > 0 <=> pre-activation > 0).
+            # In place into dy (see the module docstring): one memory stream less, which
+            # measured 11 -> 7 ms per batch of 128 for the first layer of the MNIST model.
             mask = np.greater(self._y, 0, out=self._ws.get("mask", dy.shape, np.bool_))
-            dz = np.multiply(dy, mask, out=self._ws.get("dpre", dy.shape, dy.dtype))
+            out = dy if dy.flags.writeable else self._ws.get("dpre", dy.shape, dy.dtype)
+            dz = np.multiply(dy, mask, out=out)
         else:
             dz = self._dpre(dy)
         dx, dk, db = ops.conv2d_backward(dz, self._x, self.kernel, self.strides, self.padding,
@@ -347,6 +357,12 @@ class _Pooling2D(Layer):
         self.data_format = _spec.check_data_format(data_format or "channels_last")
         self._x: np.ndarray | None = None
         self._idx: np.ndarray | None = None
+        self._y: np.ndarray | None = None
+        # Set by Sequential (max/min only) when the input is a fused-ReLU Conv2D output:
+        # the winner of a window of ReLU outputs is positive exactly when the pooled
+        # value is, so masking dy by (y > 0) here equals the ReLU mask on the conv's
+        # gradient, on a pool_size-times smaller array.
+        self._relu_mask = False
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -372,11 +388,16 @@ class _Pooling2D(Layer):
                               self.data_format)
         y, self._idx = ops.pool2d(x, self.pool_size, self.strides, self.padding, self._mode,
                                   self.data_format, return_indices=True)
+        self._y = y
         return y
 
     def backward(self, dy, input_grad=True):
         if not input_grad:
             return None
+        if self._relu_mask and self._idx is not None:
+            mask = np.greater(self._y, 0, out=self._ws.get("mask", dy.shape, np.bool_))
+            out = dy if dy.flags.writeable else self._ws.get("dy", dy.shape, dy.dtype)
+            dy = np.multiply(dy, mask, out=out)
         return ops.pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
                                    self._mode, self.data_format, indices=self._idx)
 

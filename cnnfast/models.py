@@ -36,7 +36,16 @@ import numpy as np
 from . import losses as _losses
 from . import optimizers as _optimizers
 from . import utils as _utils
-from .layers import InputLayer, Layer, _ActivatedLayer, _auto_name
+from .layers import (
+    Conv2D,
+    InputLayer,
+    Layer,
+    MaxPooling2D,
+    MinPooling2D,
+    _ActivatedLayer,
+    _auto_name,
+    _Pooling2D,
+)
 from .progress import Progbar
 
 __all__ = ["Sequential", "History"]
@@ -309,9 +318,20 @@ class Sequential:
         self._configure_output()
 
     def _configure_output(self) -> None:
+        """Set the cross-layer fusions: softmax + cross-entropy, ReLU mask after pooling."""
         for layer in self.layers:
             if isinstance(layer, _ActivatedLayer):
                 layer._logits_mode = False
+            if isinstance(layer, Conv2D):
+                layer._dy_premasked = False
+            if isinstance(layer, _Pooling2D):
+                layer._relu_mask = False
+        for conv, pool in zip(self.layers, self.layers[1:]):
+            if (isinstance(conv, Conv2D) and conv._fused_relu
+                    and isinstance(pool, (MaxPooling2D, MinPooling2D))
+                    and conv.data_format == pool.data_format):
+                conv._dy_premasked = True
+                pool._relu_mask = True
         last = self.layers[-1] if self.layers else None
         self._fused_output = bool(
             last is not None and isinstance(last, _ActivatedLayer)

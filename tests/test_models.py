@@ -72,6 +72,28 @@ def test_whole_model_gradient_matches_finite_differences(loss, last, separate):
         np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("pool", [layers.MaxPooling2D, layers.MinPooling2D])
+def test_relu_mask_moved_after_pooling_gives_the_same_gradients(pool):
+    # Overlapping, padded windows: the hardest case for moving the ReLU mask.
+    utils.set_random_seed(0)
+    model = models.Sequential([
+        layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=(7, 7, 2)),
+        pool(3, strides=2, padding="same"),
+        layers.Flatten(),
+        layers.Dense(3, activation="softmax"),
+    ])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    assert model.layers[0]._dy_premasked and model.layers[1]._relu_mask
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 7, 7, 2)).astype(np.float32)
+    y = utils.to_categorical(rng.integers(0, 3, 5), 3)
+    fused = [np.array(g) for g in model._compute_gradients(x, y)[2]]
+    model.layers[0]._dy_premasked = model.layers[1]._relu_mask = False
+    plain = [np.array(g) for g in model._compute_gradients(x, y)[2]]
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=0, atol=0)
+
+
 def _mnist_like(n=64, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (n, 8, 8, 1)).astype(np.uint8)
