@@ -10,6 +10,10 @@
 /* Tunables (measured on a 2-core AVX-512 machine; see the benchmark notes):
  * micro-panels per backward-input tile, kernel-gradient chunking. */
 #define CF_CONV_TILE_PANELS 8
+#define CF_CONV_NARROW_MAX_F 4
+/* elements a padded image copy may exceed 4x the input by before the
+ * im2col path is used instead */
+#define CF_CONV_PAD_ALLOWANCE (int64_t)(1 << 20)
 #define CF_CONV_DW_CHUNK 512
 #define CF_CONV_DW_MAX_CHUNKS 32
 #define CF_CONV_DW_MAX_PARTIAL (int64_t)(16 * 1024 * 1024)

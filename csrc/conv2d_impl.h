@@ -7,26 +7,61 @@
 #define CV_CAT(a, b) CV_CAT2(a, b)
 #define CV_FN(name) CV_CAT(name, CV_SFX)
 
-/* Full im2col rows (all K) of `np` consecutive pixels: dst[i * K + k]. */
+/* Copy `c` contiguous elements; constant sizes for the small channel counts
+ * of first layers (grayscale, RGB) so the compiler emits plain moves instead
+ * of a memcpy call per tap. */
+static inline void CV_FN(copy_channels)(CV_T *restrict d, const CV_T *restrict src,
+                                        int64_t c)
+{
+    switch (c) {
+    case 1: d[0] = src[0]; break;
+    case 2: memcpy(d, src, 2 * sizeof(CV_T)); break;
+    case 3: memcpy(d, src, 3 * sizeof(CV_T)); break;
+    case 4: memcpy(d, src, 4 * sizeof(CV_T)); break;
+    default: memcpy(d, src, (size_t)c * sizeof(CV_T)); break;
+    }
+}
+
+/* Full im2col rows of `np` consecutive pixels, dst[i * (K + 1) + k], with a
+ * final column of ones: the kernel-gradient GEMM then yields the bias
+ * gradient as its last row, in the micro-kernel's otherwise idle rows. */
 static void CV_FN(im2col_rows)(const cf_conv2d_shape *s, const CV_T *restrict x,
                                int64_t p0, int64_t np, CV_T *restrict dst)
 {
-    const int64_t C = s->c, K = s->kh * s->kw * s->c;
+    const int64_t C = s->c, K = s->kh * s->kw * s->c + 1;
     const int64_t ohw = s->oh * s->ow;
+    const int64_t eff_h = (s->kh - 1) * s->dh, eff_w = (s->kw - 1) * s->dw;
     int64_t n = p0 / ohw, r = p0 % ohw;
     int64_t oh = r / s->ow, ow = r % s->ow;
     for (int64_t i = 0; i < np; i++) {
         const int64_t ih0 = oh * s->sh - s->pt, iw0 = ow * s->sw - s->pl;
         const CV_T *xn = x + n * s->h * s->w * C;
         CV_T *d = dst + i * K;
-        for (int64_t khi = 0; khi < s->kh; khi++) {
-            const int64_t ih = ih0 + khi * s->dh;
-            for (int64_t kwi = 0; kwi < s->kw; kwi++, d += C) {
-                const int64_t iw = iw0 + kwi * s->dw;
-                if (ih >= 0 && ih < s->h && iw >= 0 && iw < s->w)
-                    memcpy(d, xn + (ih * s->w + iw) * C, (size_t)C * sizeof(CV_T));
-                else
-                    memset(d, 0, (size_t)C * sizeof(CV_T));
+        d[K - 1] = 1;
+        if (C == 1 && ih0 >= 0 && ih0 + eff_h < s->h && iw0 >= 0 && iw0 + eff_w < s->w) {
+            for (int64_t khi = 0; khi < s->kh; khi++) {
+                const CV_T *srow = xn + (ih0 + khi * s->dh) * s->w + iw0;
+                for (int64_t kwi = 0; kwi < s->kw; kwi++)
+                    *d++ = srow[kwi * s->dw];
+            }
+        } else if (ih0 >= 0 && ih0 + eff_h < s->h && iw0 >= 0 && iw0 + eff_w < s->w) {
+            /* interior pixel: no bounds checks */
+            for (int64_t khi = 0; khi < s->kh; khi++) {
+                const CV_T *srow = xn + ((ih0 + khi * s->dh) * s->w + iw0) * C;
+                for (int64_t kwi = 0; kwi < s->kw; kwi++, d += C)
+                    CV_FN(copy_channels)(d, srow + kwi * s->dw * C, C);
+            }
+        } else {
+            for (int64_t khi = 0; khi < s->kh; khi++) {
+                const int64_t ih = ih0 + khi * s->dh;
+                for (int64_t kwi = 0; kwi < s->kw; kwi++, d += C) {
+                    const int64_t iw = iw0 + kwi * s->dw;
+                    if (ih >= 0 && ih < s->h && iw >= 0 && iw < s->w)
+                        CV_FN(copy_channels)(d, xn + (ih * s->w + iw) * C, C);
+                    else
+                        for (int64_t c = 0; c < C; c++)
+                            d[c] = 0;
+                }
             }
         }
         if (++ow == s->ow) {
@@ -66,25 +101,99 @@ static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
     }
 }
 
-/* One output row (n, oh) from a padded image: MR pixels x NR filters at a
- * time through the direct micro-kernel. */
-static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_UK *uk,
-                              const int64_t *tap_off, const CV_T *xp, int64_t wp,
-                              int64_t oh, const CV_T *kernel, const CV_T *bias,
-                              int relu, CV_T *yrow)
+/* How one output row is computed: the direct micro-kernel (MR pixels x NR
+ * filters), or for very few filters the narrow one (vectors over channels). */
+typedef struct {
+    const CV_UK *uk;
+    const int64_t *tap_off;
+    const CV_T *wt; /* narrow only: per-filter taps, channels padded to cpad */
+    int64_t cpad;
+} CV_FN(row_plan);
+
+static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *pl,
+                              const CV_T *xp, int64_t wp, int64_t oh,
+                              const CV_T *kernel, const CV_T *bias, int relu,
+                              CV_T *yrow)
 {
+    const CV_UK *uk = pl->uk;
     const int64_t MR = uk->mr, NR = uk->nr, C = s->c, F = s->f;
     const int64_t ntaps = s->kh * s->kw;
+    if (pl->wt != NULL) {
+        for (int64_t ow0 = 0; ow0 < s->ow; ow0 += CF_NARROW_ROWS) {
+            const int64_t np = s->ow - ow0 < CF_NARROW_ROWS ? s->ow - ow0 : CF_NARROW_ROWS;
+            uk->narrow(ntaps, pl->tap_off, C, pl->cpad,
+                       xp + (oh * s->sh * wp + ow0 * s->sw) * C, s->sw * C, (int)np,
+                       pl->wt, ntaps * pl->cpad, F, yrow + ow0 * F, F, bias, relu);
+        }
+        return;
+    }
     for (int64_t ow0 = 0; ow0 < s->ow; ow0 += MR) {
         const int64_t mr = s->ow - ow0 < MR ? s->ow - ow0 : MR;
         const CV_T *a = xp + (oh * s->sh * wp + ow0 * s->sw) * C;
         for (int64_t j0 = 0; j0 < F; j0 += NR) {
             const int64_t nr = F - j0 < NR ? F - j0 : NR;
-            uk->direct(ntaps, tap_off, C, a, s->sw * C, kernel + j0, F,
+            uk->direct(ntaps, pl->tap_off, C, a, s->sw * C, kernel + j0, F,
                        yrow + ow0 * F + j0, F, (int)mr, (int)nr,
                        bias ? bias + j0 : NULL, relu);
         }
     }
+}
+
+/* Forward for geometries where a padded copy of the receptive field would be
+ * much larger than the input (huge strides, dilations or paddings): im2col
+ * rows of a tile of pixels, then the direct micro-kernel with one "tap"
+ * spanning the whole reduction. Memory stays O(tile x K). */
+static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
+                                 const CV_T *x, const CV_T *kernel, const CV_T *bias,
+                                 int relu, CV_T *y, int nthreads)
+{
+    const int64_t MR = uk->mr, NR = uk->nr, F = s->f;
+    const int64_t K1 = s->kh * s->kw * s->c + 1; /* rows carry a ones column */
+    const int64_t P = s->n * s->oh * s->ow;
+    const int64_t MT = MR * CF_CONV_TILE_PANELS;
+    const int64_t ntiles = (P + MT - 1) / MT;
+    static const int64_t zero_off[1] = {0};
+    int nt = nthreads;
+    if (nt > ntiles)
+        nt = (int)ntiles;
+    if (nt < 1)
+        nt = 1;
+    int failed = 0;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        CV_T *col = (CV_T *)cf_workspace(0, (size_t)((MT + MR) * K1) * sizeof(CV_T));
+        if (col == NULL) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t t = 0; t < ntiles; t++) {
+            if (col == NULL)
+                continue;
+            const int64_t p0 = t * MT;
+            const int64_t mt = P - p0 < MT ? P - p0 : MT;
+            CV_FN(im2col_rows)(s, x, p0, mt, col);
+            /* rows read past the tile by the last micro-panel */
+            memset(col + mt * K1, 0, (size_t)(MR * K1) * sizeof(CV_T));
+            for (int64_t ip = 0; ip < mt; ip += MR) {
+                const int64_t mr = mt - ip < MR ? mt - ip : MR;
+                for (int64_t j0 = 0; j0 < F; j0 += NR) {
+                    const int64_t nr = F - j0 < NR ? F - j0 : NR;
+                    uk->direct(1, zero_off, K1 - 1, col + ip * K1, K1, kernel + j0, F,
+                               y + (p0 + ip) * F + j0, F, (int)mr, (int)nr,
+                               bias ? bias + j0 : NULL, relu);
+                }
+            }
+        }
+    }
+    return failed ? -1 : 0;
 }
 
 int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
@@ -103,6 +212,8 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
     const int64_t img = hp * wp * C;
     const int64_t slack = (MR + 1) * s->sw * C + C;
     const int64_t ntaps = s->kh * s->kw;
+    if (img + slack > 4 * s->h * s->w * C + CF_CONV_PAD_ALLOWANCE)
+        return CV_FN(forward_im2col)(s, &uk, x, kernel, bias, relu, y, nthreads);
     int64_t *tap_off = (int64_t *)cf_workspace(2, (size_t)ntaps * sizeof(int64_t));
     if (tap_off == NULL)
         return -1;
@@ -111,6 +222,21 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
             tap_off[a * s->kw + b] = (a * s->dh * wp + b * s->dw) * C;
     const int64_t yimg = s->oh * s->ow * F;
     int failed = 0;
+    CV_FN(row_plan) plan = {&uk, tap_off, NULL, 0};
+    /* Few filters leave most of the NR-wide micro-kernel idle: use the
+     * narrow kernel when there are enough channels to fill its vectors. */
+    if (uk.narrow != NULL && F <= CF_CONV_NARROW_MAX_F && 2 * C >= uk.vw) {
+        const int64_t cpad = (C + uk.vw - 1) / uk.vw * uk.vw;
+        CV_T *wt = (CV_T *)cf_workspace(4, (size_t)(F * ntaps * cpad) * sizeof(CV_T));
+        if (wt == NULL)
+            return -1;
+        for (int64_t j = 0; j < F; j++)
+            for (int64_t t = 0; t < ntaps; t++)
+                for (int64_t c = 0; c < cpad; c++)
+                    wt[(j * ntaps + t) * cpad + c] = c < C ? kernel[(t * C + c) * F + j] : 0;
+        plan.wt = wt;
+        plan.cpad = cpad;
+    }
 
     if (s->n >= nthreads) {
         /* Whole images per thread: the padded copy stays in this core's cache. */
@@ -137,7 +263,7 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
                     continue;
                 CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp);
                 for (int64_t oh = 0; oh < s->oh; oh++)
-                    CV_FN(direct_row)(s, &uk, tap_off, xp, wp, oh, kernel, bias, relu,
+                    CV_FN(direct_row)(s, &plan, xp, wp, oh, kernel, bias, relu,
                                       y + n * yimg + oh * s->ow * F);
             }
         }
@@ -170,7 +296,7 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
         for (int64_t r = 0; r < rows; r++) {
             const int64_t n = r / s->oh, oh = r % s->oh;
-            CV_FN(direct_row)(s, &uk, tap_off, xp + n * img, wp, oh, kernel, bias, relu,
+            CV_FN(direct_row)(s, &plan, xp + n * img, wp, oh, kernel, bias, relu,
                               y + n * yimg + oh * s->ow * F);
         }
     }
@@ -332,7 +458,8 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
     const int64_t chunk = (P + nchunks - 1) / nchunks;
     nchunks = (P + chunk - 1) / chunk;
     /* Pixels per im2col sub-tile: about 512 KiB of patches, in L2. */
-    int64_t SP = (int64_t)(131072 / (K > 0 ? K : 1));
+    const int64_t K1 = K + 1; /* im2col rows carry a ones column for dbias */
+    int64_t SP = (int64_t)(131072 / K1);
     SP = SP < 32 ? 32 : SP > 512 ? 512 : SP;
 
     CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (KF + F)) * sizeof(CV_T));
@@ -350,7 +477,7 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        CV_T *col = (CV_T *)cf_workspace(0, (size_t)(SP * K + MR) * sizeof(CV_T));
+        CV_T *col = (CV_T *)cf_workspace(0, (size_t)(SP * K1 + MR) * sizeof(CV_T));
         if (col == NULL) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -358,7 +485,7 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
             failed = 1;
         } else {
             /* the micro-kernel reads up to MR-1 values past the last row */
-            memset(col + SP * K, 0, (size_t)MR * sizeof(CV_T));
+            memset(col + SP * K1, 0, (size_t)MR * sizeof(CV_T));
         }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -366,29 +493,23 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
         for (int64_t ch = 0; ch < nchunks; ch++) {
             if (col == NULL)
                 continue;
-            CV_T *pk = part + ch * (KF + F);
-            CV_T *pb = pk + KF;
+            CV_T *pk = part + ch * (KF + F); /* (K + 1) x F: dkernel rows, then dbias */
             const int64_t c0 = ch * chunk;
             const int64_t c1 = c0 + chunk < P ? c0 + chunk : P;
-            for (int64_t f = 0; f < F; f++)
-                pb[f] = 0;
             for (int64_t p0 = c0; p0 < c1; p0 += SP) {
                 const int64_t sp = c1 - p0 < SP ? c1 - p0 : SP;
                 CV_FN(im2col_rows)(s, x, p0, sp, col);
                 if (sp < SP)
-                    memset(col + sp * K, 0, (size_t)MR * sizeof(CV_T));
+                    memset(col + sp * K1, 0, (size_t)MR * sizeof(CV_T));
                 const CV_T *dyp = dy + p0 * F;
-                for (int64_t i0 = 0; i0 < K; i0 += MR) {
-                    const int64_t mr = K - i0 < MR ? K - i0 : MR;
+                for (int64_t i0 = 0; i0 < K1; i0 += MR) {
+                    const int64_t mr = K1 - i0 < MR ? K1 - i0 : MR;
                     for (int64_t j0 = 0; j0 < F; j0 += NR) {
                         const int64_t nr = F - j0 < NR ? F - j0 : NR;
-                        uk.fn(sp, col + i0, K, dyp + j0, F, pk + i0 * F + j0, F,
+                        uk.fn(sp, col + i0, K1, dyp + j0, F, pk + i0 * F + j0, F,
                               (int)mr, (int)nr, p0 > c0, NULL, 0);
                     }
                 }
-                for (int64_t p = 0; p < sp; p++)
-                    for (int64_t f = 0; f < F; f++)
-                        pb[f] += dyp[p * F + f];
             }
         }
         if (!failed) {

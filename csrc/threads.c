@@ -8,6 +8,9 @@
 /* 0 = not set by the user. Read without a lock: an int store is atomic on
  * every platform we build for, and a stale read only changes a thread count. */
 static volatile int user_threads = 0;
+/* OpenMP's own default, remembered before we first change it, so that
+ * cf_set_num_threads(0) can restore it. */
+static int omp_default = -1;
 
 int cf_get_num_threads(void)
 {
@@ -28,8 +31,9 @@ int cf_get_num_threads(void)
 void cf_set_num_threads(int n)
 {
 #ifdef _OPENMP
-    if (n > 0)
-        omp_set_num_threads(n);
+    if (omp_default < 0)
+        omp_default = omp_get_max_threads();
+    omp_set_num_threads(n > 0 ? n : omp_default);
     user_threads = n > 0 ? n : 0;
 #else
     (void)n;

@@ -2,6 +2,8 @@
  * the run-time selection. See ukernel.h for the contract. */
 #include "ukernel.h"
 
+#include <stddef.h>
+
 #include "cpu_features.h"
 
 #if CF_HAVE_X86_DISPATCH
@@ -159,6 +161,51 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #undef UK_ADD
 #undef UK_RELU
 
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512 narrow-output kernels: 8 pixel rows, vectors over input channels, */
+/* a fixed-order horizontal sum at the end.                                 */
+
+#define DEFINE_AVX512_NARROW(NAME, T, V, M, VW, MASKZ_LOAD, LOAD, FMA, ZERO, RED, FULLMASK) \
+    AVX512_TARGET static void NAME(int64_t ntaps, const int64_t *restrict tap_off,  \
+                                   int64_t c, int64_t cpad, const T *restrict a,    \
+                                   int64_t a_is, int np, const T *restrict wt,      \
+                                   int64_t wt_js, int64_t f, T *restrict y,         \
+                                   int64_t ldy, const T *restrict bias, int relu)   \
+    {                                                                               \
+        for (int64_t j = 0; j < f; j++) {                                           \
+            V acc[CF_NARROW_ROWS];                                                  \
+            for (int i = 0; i < CF_NARROW_ROWS; i++)                                \
+                acc[i] = ZERO();                                                    \
+            for (int64_t t = 0; t < ntaps; t++) {                                   \
+                const T *at = a + tap_off[t];                                       \
+                const T *w = wt + j * wt_js + t * cpad;                             \
+                for (int64_t c0 = 0; c0 < c; c0 += VW) {                            \
+                    const int64_t left = c - c0;                                    \
+                    const M mk = left >= VW ? (M)FULLMASK : (M)((1u << left) - 1u); \
+                    const V wv = LOAD(w + c0);                                      \
+                    for (int i = 0; i < CF_NARROW_ROWS; i++)                        \
+                        acc[i] = FMA(MASKZ_LOAD(mk, at + i * a_is + c0), wv, acc[i]); \
+                }                                                                   \
+            }                                                                       \
+            for (int i = 0; i < np; i++) {                                          \
+                T r = RED(acc[i]);                                                  \
+                if (bias)                                                           \
+                    r += bias[j];                                                   \
+                if (relu && r < 0)                                                  \
+                    r = 0;                                                          \
+                y[i * ldy + j] = r;                                                 \
+            }                                                                       \
+        }                                                                           \
+    }
+
+DEFINE_AVX512_NARROW(ukn_avx512_f32, float, __m512, __mmask16, 16, _mm512_maskz_loadu_ps,
+                     _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_setzero_ps,
+                     _mm512_reduce_add_ps, 0xFFFF)
+DEFINE_AVX512_NARROW(ukn_avx512_f64, double, __m512d, __mmask8, 8, _mm512_maskz_loadu_pd,
+                     _mm512_loadu_pd, _mm512_fmadd_pd, _mm512_setzero_pd,
+                     _mm512_reduce_add_pd, 0xFF)
+
 /* ------------------------------------------------------------------------ */
 /* AVX2 + FMA: 6 x 16 (f32) / 6 x 8 (f64): 12 ymm accumulators.             */
 
@@ -235,10 +282,11 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
-    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, SC_MR, SC_NR};
+    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
-        k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.mr = 14; k.nr = 32;
+        k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.narrow = ukn_avx512_f32;
+        k.vw = 16; k.mr = 14; k.nr = 32;
     } else if (level >= CF_SIMD_AVX2) {
         k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.mr = 6; k.nr = 16;
     }
@@ -250,10 +298,11 @@ cf_ukernel_f32 cf_ukernel_select_f32(int level)
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
-    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, SC_MR, SC_NR};
+    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
-        k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.mr = 14; k.nr = 16;
+        k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.narrow = ukn_avx512_f64;
+        k.vw = 8; k.mr = 14; k.nr = 16;
     } else if (level >= CF_SIMD_AVX2) {
         k.fn = uk_avx2_f64; k.direct = ukd_avx2_f64; k.mr = 6; k.nr = 8;
     }

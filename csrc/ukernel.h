@@ -53,16 +53,37 @@ typedef void (*cf_ukernel_direct_f64_fn)(int64_t ntaps, const int64_t *tap_off,
                                          int64_t ldc, int mr, int nr,
                                          const double *bias, int relu);
 
+/* Narrow-output variant, for convolutions with very few output channels
+ * (e.g. the input gradient of a grayscale first layer), vectorised over the
+ * input channels instead of the outputs: for i < np <= CF_NARROW_ROWS, j < f
+ *   y[i*ldy + j] = sum_t sum_cc a[tap_off[t] + i*a_is + cc] * wt[j*wt_js + t*cpad + cc]
+ * then + bias[j], relu. wt holds each output channel's taps with the channel
+ * axis zero-padded to cpad (a multiple of the vector width). All
+ * CF_NARROW_ROWS rows of `a` are read (kept in bounds by the caller). */
+#define CF_NARROW_ROWS 8
+typedef void (*cf_ukernel_narrow_f32_fn)(int64_t ntaps, const int64_t *tap_off,
+                                         int64_t c, int64_t cpad, const float *a,
+                                         int64_t a_is, int np, const float *wt,
+                                         int64_t wt_js, int64_t f, float *y,
+                                         int64_t ldy, const float *bias, int relu);
+typedef void (*cf_ukernel_narrow_f64_fn)(int64_t ntaps, const int64_t *tap_off,
+                                         int64_t c, int64_t cpad, const double *a,
+                                         int64_t a_is, int np, const double *wt,
+                                         int64_t wt_js, int64_t f, double *y,
+                                         int64_t ldy, const double *bias, int relu);
+
 typedef struct {
     cf_ukernel_f32_fn fn;
     cf_ukernel_direct_f32_fn direct;
-    int mr, nr;
+    cf_ukernel_narrow_f32_fn narrow; /* NULL where no SIMD variant exists */
+    int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
 
 typedef struct {
     cf_ukernel_f64_fn fn;
     cf_ukernel_direct_f64_fn direct;
-    int mr, nr;
+    cf_ukernel_narrow_f64_fn narrow;
+    int mr, nr, vw;
 } cf_ukernel_f64;
 
 /* The micro-kernel for a SIMD level (cpu_features.h); a level the build
