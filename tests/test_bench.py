@@ -199,7 +199,7 @@ def test_bench_runs_when_torch_cannot_be_imported():
         "raise SystemExit(bench.main(['--tiny', '--workloads', 'a,p28']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=os.path.dirname(os.path.abspath(__file__)))
     assert proc.returncode == 0, proc.stderr
     assert "torch not importable" in proc.stdout
     assert "cnnfast NHWC" in proc.stdout

@@ -142,6 +142,10 @@ def test_simd_cap_above_cpu_is_clamped():
         _kernels.set_simd_cap("sse9")
 
 
+# Children run from tests/ so that `python -c` (which puts the working
+# directory first on sys.path) imports the installed cnnfast, not the source tree.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
 CHILD = textwrap.dedent(
     """
     import sys
@@ -161,6 +165,6 @@ def test_simd_env_var_in_fresh_interpreter(level):
     env = dict(os.environ, CNNFAST_CPU_FEATURES=level)
     code = CHILD.format(tests=os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, cwd=_HERE)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"LEVEL {level}" in out.stdout

@@ -144,6 +144,7 @@ def _child_threads(env_extra):
     out = subprocess.run(
         [sys.executable, "-c", "import cnnfast; print(cnnfast.get_num_threads())"],
         env=env, capture_output=True, text=True, timeout=120, check=True,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
     )
     return int(out.stdout.strip().splitlines()[-1])
 
