@@ -779,6 +779,43 @@ def measure_blas_peak(threads: int, size: int, samples: int) -> dict:
     }
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes have been busy since boot (/proc/stat), or None."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()[1:]
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal ...
+    vals = [int(v) for v in fields]
+    busy = sum(vals[:3]) + sum(vals[5:8])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class LoadMeter:
+    """How much of the CPUs *other* processes used while we measured.
+
+    The machine is shared: a figure taken while something else ran is not
+    comparable. (busy CPU seconds of the whole machine - our own CPU seconds)
+    / (wall seconds x CPUs), from /proc/stat; None where that is unavailable.
+    """
+
+    def __init__(self) -> None:
+        self.busy0 = _busy_seconds()
+        self.own0 = time.process_time()
+        self.wall0 = time.perf_counter()
+
+    def other_fraction(self) -> float | None:
+        busy = _busy_seconds()
+        if busy is None or self.busy0 is None:
+            return None
+        wall = time.perf_counter() - self.wall0
+        own = time.process_time() - self.own0
+        if wall <= 0:
+            return None
+        return max(0.0, (busy - self.busy0 - own) / (wall * (os.cpu_count() or 1)))
+
+
 def _versions() -> dict:
     out = {"python": platform.python_version(), "numpy": np.__version__}
     try:
@@ -910,6 +947,7 @@ class Task:
     rows: list = field(default_factory=list)
     batch: int = 0
     elapsed_s: float = 0.0
+    other_load: float | None = None
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -1078,7 +1116,8 @@ def task_summary(task: Task, peak: float | None, nominal: float | None) -> list[
 
 
 def format_task(task: Task, summary: list[dict]) -> str:
-    lines = [f"== {task.title} =="]
+    load = "" if task.other_load is None else f" (other load {100 * task.other_load:.0f}%)"
+    lines = [f"== {task.title} =={load}"]
     if task.kind == "conv":
         head = (f"{'implementation':<22}{'median ms':>11}{'GFLOP/s':>9}{'%peak':>7}{'%nom':>6}"
                 f"{'x ref':>9}{'x numpy':>9}{'torch/x':>9}{'max|err|':>10}  note")
@@ -1315,9 +1354,11 @@ def _run(args, cfg: Config, keys: list[str], torch_reason, started: float) -> in
     summaries: list[list[dict]] = []
 
     def emit(run_task: Callable[..., Task], *args) -> None:
+        meter = LoadMeter()
         t0 = time.perf_counter()
         task = run_task(*args)
         task.elapsed_s = time.perf_counter() - t0
+        task.other_load = meter.other_fraction()
         summary = task_summary(task, peak_g, nom_g)
         tasks.append(task)
         summaries.append(summary)
@@ -1325,6 +1366,7 @@ def _run(args, cfg: Config, keys: list[str], torch_reason, started: float) -> in
 
     conv_w, pool_w, model_w = workloads(cfg.tiny)
     ref_cache: dict = {}
+    run_meter = LoadMeter()
     with ThreadPoolExecutor(max_workers=cfg.threads) as pool:
         for key in keys:
             if key in conv_w:
@@ -1337,7 +1379,10 @@ def _run(args, cfg: Config, keys: list[str], torch_reason, started: float) -> in
             else:
                 emit(_run_model_task, model_w[key], cfg)
     elapsed = time.perf_counter() - started
-    print(f"total time {elapsed:.1f} s")
+    other = run_meter.other_fraction()
+    print(f"total time {elapsed:.1f} s"
+          + ("" if other is None else
+             f"; other processes used {100 * other:.0f}% of the CPUs meanwhile"))
     if args.json:
         doc = {
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -1353,9 +1398,11 @@ def _run(args, cfg: Config, keys: list[str], torch_reason, started: float) -> in
             "peak": {**peak, "nominal_gflops": nom_g,
                      "nominal_how": nominal[1] if nominal else None},
             "elapsed_s": elapsed,
+            "other_load": other,
             "tasks": [
                 {"key": t.key, "kind": t.kind, "title": t.title, "flops": t.flops,
-                 "bytes": t.nbytes, "elapsed_s": t.elapsed_s, "rows": s}
+                 "bytes": t.nbytes, "elapsed_s": t.elapsed_s,
+                 "other_load": t.other_load, "rows": s}
                 for t, s in zip(tasks, summaries)
             ],
         }
