@@ -124,7 +124,7 @@ class BuildExt(build_ext):
             ext.extra_link_args = link_extra + (omp[1] if omp else [])
             ext.define_macros = list(ext.define_macros or []) + [
                 ("NPY_NO_DEPRECATED_API", "NPY_1_22_API_VERSION"),
-                ("CNNFAST_COMPILER", '"%s"' % _compiler_name(self.compiler)),
+                ("CNNFAST_COMPILER", f'"{_compiler_name(self.compiler)}"'),
             ]
         super().build_extensions()
 

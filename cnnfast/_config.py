@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from typing import Optional
 
 from . import _kernels
 
@@ -29,7 +28,7 @@ def get_num_threads() -> int:
     return int(_kernels.get_num_threads())
 
 
-def set_num_threads(n: Optional[int]) -> None:
+def set_num_threads(n: int | None) -> None:
     """Use ``n`` threads in every kernel (``None`` or 0: back to OpenMP's default)."""
     if n is None:
         n = 0

@@ -12,7 +12,7 @@ The kernels work in ``channels_last`` (NHWC) layout with Keras-order kernels
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -181,12 +181,12 @@ class _ConvProblem:
 def conv2d(
     x: Any,
     kernel: Any,
-    bias: Optional[Any] = None,
+    bias: Any | None = None,
     strides: IntOrPair = 1,
     padding: Padding = "valid",
     dilation_rate: IntOrPair = 1,
     data_format: str = "channels_last",
-    activation: Optional[str] = None,
+    activation: str | None = None,
 ) -> np.ndarray:
     """2-D convolution (cross-correlation) of a batch of images.
 
@@ -221,7 +221,7 @@ def conv2d(
     return _from_nhwc(y, prob.fmt)
 
 
-def _parse_activation(activation: Optional[str]) -> bool:
+def _parse_activation(activation: str | None) -> bool:
     if activation is None:
         return False
     if not isinstance(activation, str) or activation.lower() not in ("linear", "relu"):
@@ -240,7 +240,7 @@ def conv2d_backward(
     dilation_rate: IntOrPair = 1,
     data_format: str = "channels_last",
     input_grad: bool = True,
-) -> tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d` given ``dy`` = dL/dy.
 
     Returns ``(dx, dkernel, dbias)``: ``dx`` shaped like ``x`` (``None`` when
@@ -318,7 +318,7 @@ class _PoolProblem:
 def pool2d(
     x: Any,
     pool_size: IntOrPair = 2,
-    strides: Optional[IntOrPair] = None,
+    strides: IntOrPair | None = None,
     padding: Padding = "valid",
     mode: str = "max",
     data_format: str = "channels_last",
@@ -350,11 +350,11 @@ def pool2d_backward(
     dy: Any,
     x: Any,
     pool_size: IntOrPair = 2,
-    strides: Optional[IntOrPair] = None,
+    strides: IntOrPair | None = None,
     padding: Padding = "valid",
     mode: str = "max",
     data_format: str = "channels_last",
-    indices: Optional[Any] = None,
+    indices: Any | None = None,
 ) -> np.ndarray:
     """Gradient of :func:`pool2d` w.r.t. x given ``dy``.
 

@@ -397,7 +397,7 @@ static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy
                             a[f * MR + i] = i < np ? dyn[(p0 + ip + i) * F + f] : 0;
                     for (int64_t j0 = 0; j0 < K; j0 += NR) {
                         const int64_t nr = K - j0 < NR ? K - j0 : NR;
-                        uk.fn(F, a, MR, wt + j0, K, dcol + ip * K + j0, K, (int)np,
+                        uk.fn(1, F, a, MR, wt + j0, K, 0, dcol + ip * K + j0, K, (int)np,
                               (int)nr, 0, NULL, 0);
                     }
                 }
@@ -433,6 +433,117 @@ int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
     return CV_FN(backward_input_col2im)(s, dy, kernel, dx, nthreads);
 }
 
+/* Kernel gradient without im2col, for layers with enough channels: per image,
+ *   dW^T[f][t][c] += sum_p dy[p][f] * xpad[p + off_t][c]
+ * with dy rows as the micro-kernel's A (filters down, contiguous) and the
+ * zero-padded image as B (channels across), all output rows of the image in
+ * one call so the accumulators stay in registers. Images are reduced in
+ * fixed chunks, summed in a fixed order, and transposed to (kh, kw, c, f). */
+static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *uk,
+                                         const CV_T *x, const CV_T *dy, CV_T *dkernel,
+                                         CV_T *dbias, int nthreads)
+{
+    const int64_t MR = uk->mr, NR = uk->nr, C = s->c, F = s->f;
+    const int64_t T = s->kh * s->kw, K = T * C, FK = F * K;
+    const int64_t hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
+    const int64_t wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
+    const int64_t img = hp * wp * C, ohw = s->oh * s->ow;
+    int64_t nchunks = s->n < CF_CONV_DW_MAX_CHUNKS ? s->n : CF_CONV_DW_MAX_CHUNKS;
+    while (nchunks > 1 && nchunks * (FK + F) > CF_CONV_DW_MAX_PARTIAL)
+        nchunks--;
+    const int64_t chunk = (s->n + nchunks - 1) / nchunks;
+    nchunks = (s->n + chunk - 1) / chunk;
+    CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (FK + F)) * sizeof(CV_T));
+    if (part == NULL)
+        return -1;
+    int nt = nthreads;
+    if (nt > nchunks)
+        nt = (int)nchunks;
+    if (nt < 1)
+        nt = 1;
+    int failed = 0;
+    (void)nt;
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        /* padded image, then (for the last image only) a copy of its dy with
+         * slack for the micro-kernel's reads past the last filter */
+        CV_T *xp = (CV_T *)cf_workspace(0, (size_t)(img + ohw * F + MR) * sizeof(CV_T));
+        if (xp == NULL) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t ch = 0; ch < nchunks; ch++) {
+            if (xp == NULL)
+                continue;
+            CV_T *pk = part + ch * (FK + F);
+            CV_T *pb = pk + FK;
+            const int64_t n0 = ch * chunk;
+            const int64_t n1 = n0 + chunk < s->n ? n0 + chunk : s->n;
+            for (int64_t f = 0; f < F; f++)
+                pb[f] = 0;
+            for (int64_t n = n0; n < n1; n++) {
+                CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp);
+                const CV_T *dyn = dy + n * ohw * F;
+                if (n == s->n - 1) {
+                    CV_T *cp = xp + img;
+                    memcpy(cp, dyn, (size_t)(ohw * F) * sizeof(CV_T));
+                    memset(cp + ohw * F, 0, (size_t)MR * sizeof(CV_T));
+                    dyn = cp;
+                }
+                for (int64_t a = 0; a < s->kh; a++)
+                    for (int64_t b = 0; b < s->kw; b++) {
+                        const int64_t t = a * s->kw + b;
+                        const CV_T *xt = xp + (a * s->dh * wp + b * s->dw) * C;
+                        for (int64_t f0 = 0; f0 < F; f0 += MR) {
+                            const int64_t mr = F - f0 < MR ? F - f0 : MR;
+                            for (int64_t c0 = 0; c0 < C; c0 += NR) {
+                                const int64_t nr = C - c0 < NR ? C - c0 : NR;
+                                uk->fn(s->oh, s->ow, dyn + f0, F, xt + c0, s->sw * C,
+                                       s->sh * wp * C, pk + f0 * K + t * C + c0, K,
+                                       (int)mr, (int)nr, n > n0, NULL, 0);
+                            }
+                        }
+                    }
+                for (int64_t p = 0; p < ohw; p++)
+                    for (int64_t f = 0; f < F; f++)
+                        pb[f] += dyn[p * F + f];
+            }
+        }
+        if (!failed) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t k = 0; k < K + 1; k++) {
+                if (k == K) {
+                    if (dbias)
+                        for (int64_t f = 0; f < F; f++) {
+                            CV_T acc = part[FK + f];
+                            for (int64_t ch = 1; ch < nchunks; ch++)
+                                acc += part[ch * (FK + F) + FK + f];
+                            dbias[f] = acc;
+                        }
+                    continue;
+                }
+                for (int64_t f = 0; f < F; f++) {
+                    CV_T acc = part[f * K + k];
+                    for (int64_t ch = 1; ch < nchunks; ch++)
+                        acc += part[ch * (FK + F) + f * K + k];
+                    dkernel[k * F + f] = acc;
+                }
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
 int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
                                      const CV_T *dy, CV_T *dkernel, CV_T *dbias,
                                      int nthreads)
@@ -447,6 +558,17 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
         if (dbias)
             memset(dbias, 0, (size_t)F * sizeof(CV_T));
         return 0;
+    }
+    {
+        const int64_t hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
+        const int64_t wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
+        /* direct path: enough channels to fill the NR-wide B vectors, enough
+         * images to make chunks of, a reasonably sized padded copy. The
+         * choice must not depend on the thread count: the two paths round
+         * differently, and results are bit-identical for any thread count. */
+        if (s->c >= CF_CONV_DW_DIRECT_MIN_C && s->n >= CF_CONV_DW_DIRECT_MIN_N &&
+            hp * wp * s->c <= 4 * s->h * s->w * s->c + CF_CONV_PAD_ALLOWANCE)
+            return CV_FN(backward_kernel_direct)(s, &uk, x, dy, dkernel, dbias, nthreads);
     }
     /* The chunking depends on the problem only, never on the thread count:
      * that is what makes the sum bit-identical for any number of threads. */
@@ -506,7 +628,7 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
                     const int64_t mr = K1 - i0 < MR ? K1 - i0 : MR;
                     for (int64_t j0 = 0; j0 < F; j0 += NR) {
                         const int64_t nr = F - j0 < NR ? F - j0 : NR;
-                        uk.fn(sp, col + i0, K1, dyp + j0, F, pk + i0 * F + j0, F,
+                        uk.fn(1, sp, col + i0, K1, dyp + j0, F, 0, pk + i0 * F + j0, F,
                               (int)mr, (int)nr, p0 > c0, NULL, 0);
                     }
                 }

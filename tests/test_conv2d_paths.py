@@ -1,0 +1,97 @@
+"""Each internal code path of the convolution kernels, reached on purpose.
+
+The C kernels choose between several drivers by shape (see csrc/conv2d_impl.h):
+direct forward (whole images per thread, or a shared padded batch when there
+are fewer images than threads), the narrow-output forward (very few filters),
+an im2col forward for huge strides/dilations, the stride-1 input gradient
+(a forward convolution of dy) or GEMM + col2im for strided ones, and the kernel
+gradient either direct from the padded image or through im2col tiles. The
+property tests draw small random shapes and may miss some of these; here each
+one is hit deliberately, on every SIMD level this CPU has, with 1 and 2
+threads, against the reference, and bit-identical across thread counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnfast
+from cnnfast import _kernels, reference
+
+LEVELS = [lv for lv in ("scalar", "avx2", "avx512")
+          if lv == "scalar" or _kernels.set_simd_cap(lv) == lv]
+_kernels.set_simd_cap("avx512")
+
+# (name, x shape NHWC, kernel shape HWCF, strides, padding, dilation)
+CASES = [
+    ("direct-fwd+direct-dk", (5, 7, 7, 17), (3, 3, 17, 19), 1, "same", 1),
+    ("direct-dk-stride2", (4, 9, 8, 16), (3, 3, 16, 30), 2, "same", 1),
+    ("narrow-fwd", (3, 6, 9, 20), (3, 2, 20, 2), 1, "valid", 1),
+    ("narrow-dx-of-1-channel", (3, 8, 8, 1), (3, 3, 1, 24), 1, "same", 1),
+    ("few-images-fwd", (1, 9, 7, 5), (3, 3, 5, 33), 1, ((2, 0), (1, 3)), 1),
+    ("im2col-fwd-huge-dilation", (2, 5, 5, 3), (2, 2, 3, 4), 1, "same", 1000),
+    ("im2col-fwd-huge-stride", (2, 6, 5, 2), (2, 3, 2, 5), (4000, 3000), 3, 1),
+    ("col2im-dx", (3, 9, 10, 5), (3, 3, 5, 7), (2, 3), "same", (1, 2)),
+    ("im2col-dk-few-images", (1, 6, 6, 17), (3, 3, 17, 9), 1, "same", 1),
+    ("dilated-direct", (4, 10, 9, 16), (3, 2, 16, 20), 1, 2, (2, 3)),
+]
+
+
+def _run(x, k, b, strides, padding, dilation):
+    y = cnnfast.conv2d(x, k, b, strides, padding, dilation)
+    dy = np.cos(np.arange(y.size, dtype=np.float64)).reshape(y.shape).astype(x.dtype)
+    dx, dk, db = cnnfast.conv2d_backward(dy, x, k, strides, padding, dilation)
+    return y, dy, dx, dk, db
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_path_matches_reference(case, dtype):
+    _, xs, ks, strides, padding, dilation = case
+    rng = np.random.default_rng(abs(hash(case[0])) % 2**32)
+    x = rng.standard_normal(xs).astype(dtype)
+    k = rng.standard_normal(ks).astype(dtype)
+    b = rng.standard_normal(ks[-1]).astype(dtype)
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    ref = None
+    try:
+        for level in LEVELS:
+            _kernels.set_simd_cap(level)
+            results = []
+            for threads in (1, 2):
+                cnnfast.set_num_threads(threads)
+                results.append(_run(x, k, b, strides, padding, dilation))
+            for a1, a2 in zip(results[0], results[1]):
+                assert np.array_equal(a1, a2), f"{level}: 1 vs 2 threads differ"
+            y, dy, dx, dk, db = results[0]
+            if ref is None:
+                ref = (
+                    reference.conv2d(x, k, b, strides, padding, dilation),
+                    reference.conv2d_backward(dy, x, k, strides, padding, dilation),
+                )
+            np.testing.assert_allclose(y, ref[0], **tol, err_msg=f"{level} forward")
+            rdx, rdk, rdb = ref[1]
+            np.testing.assert_allclose(dx, rdx, **tol, err_msg=f"{level} dx")
+            np.testing.assert_allclose(dk, rdk, **tol, err_msg=f"{level} dkernel")
+            np.testing.assert_allclose(db, rdb, **tol, err_msg=f"{level} dbias")
+    finally:
+        _kernels.set_simd_cap("avx512")
+        cnnfast.set_num_threads(None)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_fused_relu_matches_reference(level):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 8, 8, 16)).astype(np.float32)
+    for f in (3, 40):  # narrow and direct kernels
+        k = rng.standard_normal((3, 3, 16, f)).astype(np.float32)
+        b = rng.standard_normal(f).astype(np.float32)
+        try:
+            _kernels.set_simd_cap(level)
+            y = cnnfast.conv2d(x, k, b, padding="same", activation="relu")
+        finally:
+            _kernels.set_simd_cap("avx512")
+        expected = np.maximum(reference.conv2d(x, k, b, padding="same"), 0)
+        np.testing.assert_allclose(y, expected, rtol=2e-4, atol=2e-4)
+        assert (y >= 0).all()
