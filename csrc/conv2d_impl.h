@@ -172,7 +172,7 @@ static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
             failed = 1;
         }
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(guided)
 #endif
         for (int64_t t = 0; t < ntiles; t++) {
             if (col == NULL)
@@ -256,7 +256,7 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
                 memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
             }
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t n = 0; n < s->n; n++) {
                 if (xp == NULL)
@@ -292,7 +292,7 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
         for (int64_t n = 0; n < s->n; n++)
             CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp + n * img);
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(guided)
 #endif
         for (int64_t r = 0; r < rows; r++) {
             const int64_t n = r / s->oh, oh = r % s->oh;
@@ -379,7 +379,7 @@ static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy
             failed = 1;
         }
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t n = 0; n < s->n; n++) {
             if (panel == NULL || dcol == NULL)

@@ -46,7 +46,7 @@ void CF_CAT(cf_pool2d_forward_, SFX)(const cf_pool2d_shape *s, int mode, const T
                                    rows * s->ow * s->c * s->kh * s->kw);
     (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(guided) if (nt > 1)
 #endif
     for (int64_t r = 0; r < rows; r++)
         fn(s, mode, x, y, argmax, r / oh, r % oh);
@@ -85,7 +85,7 @@ void CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const 
         const int nt = cf_pool_threads(nthreads, rows, work);
         (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(guided) if (nt > 1)
 #endif
         for (int64_t r = 0; r < rows; r++) {
             const int64_t ni = r / OH, oi = r % OH;
@@ -109,7 +109,7 @@ void CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const 
         const int nt = cf_pool_threads(nthreads, s->n, work);
         (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(guided) if (nt > 1)
 #endif
         for (int64_t ni = 0; ni < s->n; ni++) {
             memset(dx + ni * plane, 0, (size_t)plane * sizeof(T));
