@@ -122,6 +122,7 @@ class Sequential:
         self._want_accuracy = False
         self._fused_output = False
         self.stop_training = False
+        self.history: History | None = None
         for layer in layers or []:
             self.add(layer)
 
@@ -468,6 +469,7 @@ class Sequential:
         steps = -(-n // bs)
         hist = History()
         hist.model = self
+        self.history = hist
         hist.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         params = self.trainable_weights
         rng = _utils.get_rng()
