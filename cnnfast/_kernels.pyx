@@ -51,6 +51,14 @@ cdef extern from "conv2d.h" nogil:
                                       const double *dy, double *dkernel,
                                       double *dbias, int nthreads)
 
+cdef extern from "gemm.h" nogil:
+    int cf_gemm_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t a_is,
+                    int64_t a_ks, const float *b, int64_t b_ks, int64_t b_js, float *c,
+                    int64_t ldc, int accumulate, int nthreads)
+    int cf_gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t a_is,
+                    int64_t a_ks, const double *b, int64_t b_ks, int64_t b_js, double *c,
+                    int64_t ldc, int accumulate, int nthreads)
+
 cdef extern from *:
     """
     #ifndef CNNFAST_COMPILER
@@ -227,6 +235,48 @@ def conv2d_backward_kernel(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray dkernel,
         raise TypeError(f"x: unsupported dtype {dt}")
     if rc != 0:
         raise MemoryError("cnnfast: could not allocate convolution workspace")
+
+
+# ----------------------------------------------------------------- matmul --
+
+def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate):
+    """c (+)= a @ b for 2-D arrays of one dtype; a and b may have any strides
+    that are whole elements (transposed views need no copy), c is C-contiguous."""
+    dt = c.dtype
+    if a.ndim != 2 or b.ndim != 2 or c.ndim != 2:
+        raise ValueError("gemm: 2-D arrays expected")
+    if a.dtype != dt or b.dtype != dt:
+        raise ValueError("gemm: dtypes differ")
+    if not c.flags.c_contiguous or not c.flags.writeable or not c.flags.aligned:
+        raise ValueError("gemm: c must be a writable aligned C-contiguous array")
+    if not a.flags.aligned or not b.flags.aligned:
+        raise ValueError("gemm: a and b must be aligned")
+    cdef int64_t m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
+        raise ValueError(f"gemm: shapes {(<object>a).shape} @ {(<object>b).shape} -> {(<object>c).shape}")
+    cdef int64_t isz = dt.itemsize
+    cdef int64_t a_is = a.strides[0] // isz, a_ks = a.strides[1] // isz
+    cdef int64_t b_ks = b.strides[0] // isz, b_js = b.strides[1] // isz
+    if (a.strides[0] % isz or a.strides[1] % isz or b.strides[0] % isz
+            or b.strides[1] % isz):
+        raise ValueError("gemm: strides must be whole elements")
+    cdef int64_t ldc = n
+    cdef int nt = cf_get_num_threads()
+    cdef int rc = 0
+    if dt == np.float32:
+        with nogil:
+            rc = cf_gemm_f32(m, n, k, <const float *>cnp.PyArray_DATA(a), a_is, a_ks,
+                             <const float *>cnp.PyArray_DATA(b), b_ks, b_js,
+                             <float *>cnp.PyArray_DATA(c), ldc, accumulate, nt)
+    elif dt == np.float64:
+        with nogil:
+            rc = cf_gemm_f64(m, n, k, <const double *>cnp.PyArray_DATA(a), a_is, a_ks,
+                             <const double *>cnp.PyArray_DATA(b), b_ks, b_js,
+                             <double *>cnp.PyArray_DATA(c), ldc, accumulate, nt)
+    else:
+        raise TypeError(f"gemm: unsupported dtype {dt}")
+    if rc != 0:
+        raise MemoryError("cnnfast: could not allocate matmul workspace")
 
 
 # ---------------------------------------------------------------- pooling --

@@ -20,6 +20,7 @@ from . import _kernels
 from ._spec import as_pair, check_data_format, window_spec
 
 __all__ = [
+    "matmul",
     "conv2d",
     "conv2d_backward",
     "pool2d",
@@ -269,6 +270,46 @@ def conv2d_backward(
     db = np.empty((prob.f,), dtype=dt)
     _kernels.conv2d_backward_kernel(_contig(prob.x, dt), dy4, dk4, db, prob.shape)
     return dx, _kernel_from_hwcf(dk4, prob.fmt), db
+
+
+# ----------------------------------------------------------------- matmul --
+
+def matmul(a: Any, b: Any, out: np.ndarray | None = None, accumulate: bool = False
+           ) -> np.ndarray:
+    """``a @ b`` for 2-D arrays on cnnfast's own micro-kernels and OpenMP threads.
+
+    For Dense layers in CPU training code: it runs under the same thread team
+    as the convolutions (no BLAS thread pool spinning in between) and is
+    bit-identical for any thread count. Transposed views (``x.T``) are read in
+    place. ``out`` (C-contiguous, the result dtype) is written, or added to
+    when ``accumulate=True``.
+    """
+    aa = _as_real_array(a, "a")
+    ba = _as_real_array(b, "b")
+    if aa.ndim != 2 or ba.ndim != 2:
+        raise ValueError(f"a and b must be 2-D, got shapes {aa.shape} and {ba.shape}")
+    if aa.shape[1] != ba.shape[0]:
+        raise ValueError(
+            f"a and b do not chain: a has {aa.shape[1]} columns, b has {ba.shape[0]} rows "
+            f"(shapes {aa.shape} @ {ba.shape})"
+        )
+    dt = _compute_dtype(aa, ba)
+    if aa.dtype != dt or aa.strides[0] % dt.itemsize or aa.strides[1] % dt.itemsize:
+        aa = np.ascontiguousarray(aa, dtype=dt)
+    if ba.dtype != dt or ba.strides[0] % dt.itemsize or ba.strides[1] % dt.itemsize:
+        ba = np.ascontiguousarray(ba, dtype=dt)
+    shape = (aa.shape[0], ba.shape[1])
+    if out is None:
+        out = np.empty(shape, dtype=dt)
+        accumulate = False
+    elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dt
+          or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(
+            f"out must be a writable C-contiguous {dt} array of shape {shape}, got "
+            f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
+        )
+    _kernels.gemm(aa, ba, out, bool(accumulate))
+    return out
 
 
 # ---------------------------------------------------------------- pooling --

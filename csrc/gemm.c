@@ -1,0 +1,27 @@
+/* Dense matrix product on the shared micro-kernels: see gemm.h. */
+#include "gemm.h"
+
+#include <string.h>
+
+#include "cpu_features.h"
+#include "ukernel.h"
+#include "workspace.h"
+
+/* reduction block: KC x n of B in L2, KC x MR of A in L1 */
+#define GM_KC 384
+
+#define GM_T float
+#define GM_SFX f32
+#define GM_UK cf_ukernel_f32
+#define GM_SELECT cf_ukernel_select_f32
+#include "gemm_impl.h"
+#undef GM_T
+#undef GM_SFX
+#undef GM_UK
+#undef GM_SELECT
+
+#define GM_T double
+#define GM_SFX f64
+#define GM_UK cf_ukernel_f64
+#define GM_SELECT cf_ukernel_select_f64
+#include "gemm_impl.h"

@@ -1,0 +1,105 @@
+/* GEMM driver for one element type; see gemm.h. Instantiated by gemm.c with
+ * GM_T, GM_SFX, GM_UK and GM_SELECT. */
+
+#define GM_CAT2(a, b) a##_##b
+#define GM_CAT(a, b) GM_CAT2(a, b)
+#define GM_FN(name) GM_CAT(name, GM_SFX)
+
+int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
+                   int64_t a_ks, const GM_T *b, int64_t b_ks, int64_t b_js, GM_T *c,
+                   int64_t ldc, int accumulate, int nthreads)
+{
+    const GM_UK uk = GM_SELECT(cf_simd_level());
+    const int64_t MR = uk.mr, NR = uk.nr;
+    if (m == 0 || n == 0)
+        return 0;
+    if (k == 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < m; i++)
+                memset(c + i * ldc, 0, (size_t)n * sizeof(GM_T));
+        return 0;
+    }
+    /* The micro-kernel wants B rows contiguous: copy B once if it is not. */
+    if (b_js != 1) {
+        GM_T *bp = (GM_T *)cf_workspace(3, (size_t)(k * n) * sizeof(GM_T));
+        if (bp == NULL)
+            return -1;
+        /* 32 x 32 tiles keep both sides of the transposition in cache */
+        for (int64_t k1 = 0; k1 < k; k1 += 32)
+            for (int64_t j1 = 0; j1 < n; j1 += 32)
+                for (int64_t kk = k1; kk < k1 + 32 && kk < k; kk++)
+                    for (int64_t j = j1; j < j1 + 32 && j < n; j++)
+                        bp[kk * n + j] = b[kk * b_ks + j * b_js];
+        b = bp;
+        b_ks = n;
+    }
+    const int64_t panels = (m + MR - 1) / MR;
+    /* GotoBLAS-style blocking of the reduction: a KC x n block of B stays in
+     * L2 while every MR-row panel of A (packed, KC x MR, in L1) passes over
+     * it. A whose rows are contiguous across i (a transposed view) is read
+     * in place. */
+    const int64_t KC = k < GM_KC ? k : GM_KC;
+    const int direct_a = (a_is == 1);
+    int nt = nthreads;
+    if (nt > panels)
+        nt = (int)panels;
+    if ((double)m * (double)n * (double)k < 65536.0)
+        nt = 1; /* a thread team costs more than this product */
+    if (nt < 1)
+        nt = 1;
+    int failed = 0;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        GM_T *panel = (GM_T *)cf_workspace(0, (size_t)(MR * KC + MR) * sizeof(GM_T));
+        if (panel == NULL) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+        for (int64_t k0 = 0; k0 < k; k0 += KC) {
+            const int64_t kc = k - k0 < KC ? k - k0 : KC;
+            const int acc = accumulate || k0 > 0;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int64_t pnl = 0; pnl < panels; pnl++) {
+                if (panel == NULL)
+                    continue;
+                const int64_t i0 = pnl * MR;
+                const int64_t mr = m - i0 < MR ? m - i0 : MR;
+                const GM_T *ap;
+                int64_t ak;
+                if (direct_a && mr == MR) {
+                    ap = a + i0 + k0 * a_ks;
+                    ak = a_ks;
+                } else {
+                    const GM_T *src = a + i0 * a_is + k0 * a_ks;
+                    for (int64_t i = 0; i < MR; i++) {
+                        if (i < mr)
+                            for (int64_t kk = 0; kk < kc; kk++)
+                                panel[kk * MR + i] = src[i * a_is + kk * a_ks];
+                        else
+                            for (int64_t kk = 0; kk < kc; kk++)
+                                panel[kk * MR + i] = 0;
+                    }
+                    ap = panel;
+                    ak = MR;
+                }
+                for (int64_t j0 = 0; j0 < n; j0 += NR) {
+                    const int64_t nr = n - j0 < NR ? n - j0 : NR;
+                    uk.fn(1, kc, ap, ak, b + k0 * b_ks + j0, b_ks, 0, c + i0 * ldc + j0,
+                          ldc, (int)mr, (int)nr, acc, NULL, 0);
+                }
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+#undef GM_FN
+#undef GM_CAT
+#undef GM_CAT2

@@ -1,0 +1,90 @@
+"""cnnfast.matmul: the Dense layers' GEMM on cnnfast's own micro-kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnnfast
+from cnnfast import _kernels
+
+LEVELS = [lv for lv in ("scalar", "avx2", "avx512")
+          if lv == "scalar" or _kernels.set_simd_cap(lv) == lv]
+_kernels.set_simd_cap("avx512")
+
+
+def _views(a):
+    """The same matrix as C-order, Fortran-order, a transposed copy's .T and a strided view."""
+    big = np.zeros((a.shape[0] * 2, a.shape[1] * 3), a.dtype)
+    big[::2, ::3] = a
+    return [a, np.asfortranarray(a), np.ascontiguousarray(a.T).T, big[::2, ::3]]
+
+
+@given(m=st.integers(0, 40), k=st.integers(0, 700), n=st.integers(0, 70),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_matches_numpy(m, k, n, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-4 * np.sqrt(max(k, 1)) if dtype == np.float32 else 1e-11 * np.sqrt(max(k, 1))
+    for av in _views(a):
+        for bv in _views(b)[:2]:
+            got = cnnfast.matmul(av, bv)
+            assert got.dtype == dtype and got.shape == (m, n)
+            np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_every_simd_level_and_thread_count_agree(level):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((130, 800)).astype(np.float32)
+    b = rng.standard_normal((800, 77)).astype(np.float32)
+    try:
+        _kernels.set_simd_cap(level)
+        results = []
+        for threads in (1, 2, 3):
+            cnnfast.set_num_threads(threads)
+            results.append(cnnfast.matmul(a, b))
+    finally:
+        _kernels.set_simd_cap("avx512")
+        cnnfast.set_num_threads(None)
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+    np.testing.assert_allclose(results[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+
+
+def test_out_and_accumulate():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((9, 20))
+    b = rng.standard_normal((20, 5))
+    out = np.ones((9, 5))
+    assert cnnfast.matmul(a, b, out=out, accumulate=True) is out
+    np.testing.assert_allclose(out, 1 + a @ b, rtol=1e-12)
+    cnnfast.matmul(a, b, out=out)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12)
+
+
+def test_dtype_promotion():
+    a = np.arange(6, dtype=np.int64).reshape(2, 3)
+    b = np.ones((3, 2), dtype=np.float32)
+    assert cnnfast.matmul(a, b).dtype == np.float64
+    assert cnnfast.matmul(a.astype(np.float32), b).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "a, b, kw, exc, word",
+    [
+        (np.ones((2, 3)), np.ones((4, 2)), {}, ValueError, "chain"),
+        (np.ones(3), np.ones((3, 2)), {}, ValueError, "2-D"),
+        (np.ones((2, 3)), np.ones((3, 2)), {"out": np.ones((3, 3))}, ValueError, "out"),
+        (np.ones((2, 3)), np.ones((3, 2)), {"out": np.ones((2, 2), np.float32)}, ValueError,
+         "out"),
+        (np.ones((2, 3), complex), np.ones((3, 2)), {}, TypeError, "a"),
+        (None, np.ones((3, 2)), {}, TypeError, "a"),
+    ],
+)
+def test_bad_input(a, b, kw, exc, word):
+    with pytest.raises(exc, match=word):
+        cnnfast.matmul(a, b, **kw)
