@@ -46,9 +46,14 @@ Shape = tuple[int, ...]
 def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """The one matrix product of the layers (Dense forward and backward).
 
-    Kept in one place so it can be switched to the engine's own GEMM.
+    Runs on cnnfast's own GEMM (``cnnfast.matmul``): the same OpenMP threads as
+    the convolutions, so no BLAS thread pool spins between layers, and results
+    are bit-identical for any thread count.
     """
-    return np.matmul(a, b, out=out)
+    if out is not None and not out.flags.c_contiguous:
+        out[...] = ops.matmul(a, b)
+        return out
+    return ops.matmul(a, b, out=out)
 
 
 _name_counters: dict[str, count[int]] = {}
