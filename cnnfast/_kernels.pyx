@@ -59,6 +59,13 @@ cdef extern from "gemm.h" nogil:
                     int64_t a_ks, const double *b, int64_t b_ks, int64_t b_js, double *c,
                     int64_t ldc, int accumulate, int nthreads)
 
+cdef extern from "optim.h" nogil:
+    void cf_adam_f32(int64_t n, float *p, const float *g, float *m, float *v, float alpha,
+                     float one_minus_b1, float one_minus_b2, float eps, int nthreads)
+    void cf_adam_f64(int64_t n, double *p, const double *g, double *m, double *v,
+                     double alpha, double one_minus_b1, double one_minus_b2, double eps,
+                     int nthreads)
+
 cdef extern from *:
     """
     #ifndef CNNFAST_COMPILER
@@ -277,6 +284,37 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate):
         raise TypeError(f"gemm: unsupported dtype {dt}")
     if rc != 0:
         raise MemoryError("cnnfast: could not allocate matmul workspace")
+
+
+# -------------------------------------------------------------- optimizers --
+
+def adam_update(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v,
+                double alpha, double one_minus_b1, double one_minus_b2, double eps):
+    """Fused Adam step in place on p, m, v (same dtype, C-contiguous, same size)."""
+    dt = p.dtype
+    cdef cnp.ndarray a
+    for a, name in ((p, "p"), (g, "g"), (m, "m"), (v, "v")):
+        if a.dtype != dt or not a.flags.c_contiguous or not a.flags.aligned:
+            raise ValueError(f"adam_update: {name} must be an aligned C-contiguous {dt} array")
+        if a.size != p.size:
+            raise ValueError(f"adam_update: {name} has {a.size} elements, p has {p.size}")
+    for a, name in ((p, "p"), (m, "m"), (v, "v")):
+        if not a.flags.writeable:
+            raise ValueError(f"adam_update: {name} is read-only")
+    cdef int64_t n = p.size
+    cdef int nt = cf_get_num_threads()
+    if dt == np.float32:
+        with nogil:
+            cf_adam_f32(n, <float *>cnp.PyArray_DATA(p), <const float *>cnp.PyArray_DATA(g),
+                        <float *>cnp.PyArray_DATA(m), <float *>cnp.PyArray_DATA(v),
+                        <float>alpha, <float>one_minus_b1, <float>one_minus_b2, <float>eps, nt)
+    elif dt == np.float64:
+        with nogil:
+            cf_adam_f64(n, <double *>cnp.PyArray_DATA(p), <const double *>cnp.PyArray_DATA(g),
+                        <double *>cnp.PyArray_DATA(m), <double *>cnp.PyArray_DATA(v),
+                        alpha, one_minus_b1, one_minus_b2, eps, nt)
+    else:
+        raise TypeError(f"adam_update: unsupported dtype {dt}")
 
 
 # ---------------------------------------------------------------- pooling --

@@ -403,8 +403,10 @@ class _Pooling2D(Layer):
             mask = np.greater(self._y, 0, out=self._ws.get("mask", dy.shape, np.bool_))
             out = dy if dy.flags.writeable else self._ws.get("dy", dy.shape, dy.dtype)
             dy = np.multiply(dy, mask, out=out)
+        # the indices come from this layer's own forward: no range-check pass
         return ops.pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
-                                   self._mode, self.data_format, indices=self._idx)
+                                   self._mode, self.data_format, indices=self._idx,
+                                   _check_values=False)
 
 
 class MaxPooling2D(_Pooling2D):

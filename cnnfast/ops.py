@@ -396,12 +396,19 @@ def pool2d_backward(
     mode: str = "max",
     data_format: str = "channels_last",
     indices: Any | None = None,
+    *,
+    _check_values: bool = True,
 ) -> np.ndarray:
     """Gradient of :func:`pool2d` w.r.t. x given ``dy``.
 
     max/min: each window's dy goes whole to its winner (the first one on
     ties). ``indices`` from ``pool2d(..., return_indices=True)`` on the same x
     skips searching again. avg: dy is spread evenly over the in-bounds cells.
+
+    (``_check_values=False`` is for callers that produced ``indices`` themselves,
+    like the pooling layers: it skips the pass that checks their range. The
+    kernel stays memory-safe regardless: a gradient only lands on a cell of
+    its own window.)
     """
     dya = _as_real_array(dy, "dy")
     prob = _PoolProblem(x, pool_size, strides, padding, mode, data_format, (dya,))
@@ -420,7 +427,7 @@ def pool2d_backward(
             raise TypeError(f"indices must be integers, got dtype {ia.dtype}")
         if ia.shape != expected:
             raise ValueError(f"indices must have the shape of dy {expected}, got {ia.shape}")
-        if ia.size and (int(ia.min()) < 0 or int(ia.max()) >= h * w):
+        if _check_values and ia.size and (int(ia.min()) < 0 or int(ia.max()) >= h * w):
             raise ValueError(
                 f"indices must lie in [0, H*W) = [0, {h * w}), got values in "
                 f"[{int(ia.min())}, {int(ia.max())}]"

@@ -21,6 +21,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import _kernels
+
+
+def _fusable(p: np.ndarray, *others: np.ndarray) -> bool:
+    """True when the fused C update can run: same float dtype, C-contiguous, writable."""
+    if p.dtype not in (np.float32, np.float64) or not p.flags.c_contiguous:
+        return False
+    return all(
+        o.dtype == p.dtype and o.flags.c_contiguous and o.size == p.size for o in others
+    ) and p.flags.writeable
+
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get"]
 
 
@@ -112,6 +123,11 @@ class Adam(Optimizer):
         t = self.iterations
         alpha = self.learning_rate * math.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
         m, v = self._m[i], self._v[i]
+        if _fusable(p, g, m, v):
+            # one fused pass in C; the same operations in the same order as below
+            _kernels.adam_update(p, g, m, v, alpha, 1.0 - self.beta_1, 1.0 - self.beta_2,
+                                 self.epsilon)
+            return
         # m += (g - m) * (1 - b1)
         np.subtract(g, m, out=tmp)
         tmp *= 1.0 - self.beta_1
