@@ -1166,6 +1166,7 @@ def write_plot(path: str, tasks: list[Task], summaries: list[list[dict]]) -> Non
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError as exc:
         raise RuntimeError(
             "--plot needs matplotlib: pip install 'cnnfast[plot]' (or matplotlib)"
@@ -1189,6 +1190,7 @@ def write_plot(path: str, tasks: list[Task], summaries: list[list[dict]]) -> Non
         ax.barh(ypos, vals, color=["tab:green" if v >= 1 else "tab:red" for v in vals])
         ax.axvline(1.0, color="k", lw=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels collide
         ax.set_title(title, fontsize=10)
         for y, v in zip(ypos, vals):
             if math.isfinite(v):
