@@ -438,10 +438,14 @@ int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
  * with dy rows as the micro-kernel's A (filters down, contiguous) and the
  * zero-padded image as B (channels across), all output rows of the image in
  * one call so the accumulators stay in registers. Images are reduced in
- * fixed chunks, summed in a fixed order, and transposed to (kh, kw, c, f). */
+ * fixed chunks, summed in a fixed order, and transposed to (kh, kw, c, f).
+ *
+ * taps_mode (few channels): the tile rows are (tap, channel) pairs instead,
+ *   dW[t][c][f] += sum_p xpad[p + off_t][c] * dy[p][f]
+ * read at arbitrary offsets by the taps micro-kernel; no transpose. */
 static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *uk,
                                          const CV_T *x, const CV_T *dy, CV_T *dkernel,
-                                         CV_T *dbias, int nthreads)
+                                         CV_T *dbias, int taps_mode, int nthreads)
 {
     const int64_t MR = uk->mr, NR = uk->nr, C = s->c, F = s->f;
     const int64_t T = s->kh * s->kw, K = T * C, FK = F * K;
@@ -498,6 +502,23 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                     memset(cp + ohw * F, 0, (size_t)MR * sizeof(CV_T));
                     dyn = cp;
                 }
+                if (taps_mode) {
+                    for (int64_t i0 = 0; i0 < K; i0 += MR) {
+                        const int64_t mr = K - i0 < MR ? K - i0 : MR;
+                        int64_t off[CF_UKERNEL_MAX_MR];
+                        for (int64_t i = 0; i < MR; i++) {
+                            const int64_t r = i < mr ? i0 + i : 0; /* spare rows: any valid cell */
+                            const int64_t t = r / C, c = r % C;
+                            off[i] = ((t / s->kw) * s->dh * wp + (t % s->kw) * s->dw) * C + c;
+                        }
+                        for (int64_t j0 = 0; j0 < F; j0 += NR) {
+                            const int64_t nr = F - j0 < NR ? F - j0 : NR;
+                            uk->taps(s->oh, s->ow, off, xp, s->sw * C, s->sh * wp * C,
+                                     dyn + j0, F, pk + i0 * F + j0, F, (int)mr, (int)nr,
+                                     n > n0);
+                        }
+                    }
+                } else
                 for (int64_t a = 0; a < s->kh; a++)
                     for (int64_t b = 0; b < s->kw; b++) {
                         const int64_t t = a * s->kw + b;
@@ -532,10 +553,12 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                         }
                     continue;
                 }
+                /* partials are f-major (direct) or k-major (taps) */
+                const int64_t e_f = taps_mode ? 1 : K, e_k = taps_mode ? F : 1;
                 for (int64_t f = 0; f < F; f++) {
-                    CV_T acc = part[f * K + k];
+                    CV_T acc = part[f * e_f + k * e_k];
                     for (int64_t ch = 1; ch < nchunks; ch++)
-                        acc += part[ch * (FK + F) + f * K + k];
+                        acc += part[ch * (FK + F) + f * e_f + k * e_k];
                     dkernel[k * F + f] = acc;
                 }
             }
@@ -566,9 +589,10 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
          * images to make chunks of, a reasonably sized padded copy. The
          * choice must not depend on the thread count: the two paths round
          * differently, and results are bit-identical for any thread count. */
-        if (s->c >= CF_CONV_DW_DIRECT_MIN_C && s->n >= CF_CONV_DW_DIRECT_MIN_N &&
+        if (s->n >= CF_CONV_DW_DIRECT_MIN_N &&
             hp * wp * s->c <= 4 * s->h * s->w * s->c + CF_CONV_PAD_ALLOWANCE)
-            return CV_FN(backward_kernel_direct)(s, &uk, x, dy, dkernel, dbias, nthreads);
+            return CV_FN(backward_kernel_direct)(s, &uk, x, dy, dkernel, dbias,
+                                                 s->c < CF_CONV_DW_DIRECT_MIN_C, nthreads);
     }
     /* The chunking depends on the problem only, never on the thread count:
      * that is what makes the sum bit-identical for any number of threads. */

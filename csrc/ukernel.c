@@ -77,6 +77,33 @@
             }                                                                       \
     }
 
+#define DEFINE_SCALAR_TAPS(NAME, T)                                                 \
+    static void NAME(int64_t nrows, int64_t kc, const int64_t *restrict off,        \
+                     const T *restrict a, int64_t a_ks, int64_t a_rs,               \
+                     const T *restrict b, int64_t b_ks, T *restrict c, int64_t ldc, \
+                     int mr, int nr, int accumulate)                                \
+    {                                                                               \
+        T acc[SC_MR][SC_NR] = {{0}};                                                \
+        const T *bk = b;                                                            \
+        for (int64_t row = 0; row < nrows; row++)                                   \
+            for (int64_t k = 0; k < kc; k++, bk += b_ks) {                          \
+                const T *ak = a + row * a_rs + k * a_ks;                            \
+                T brow[SC_NR] = {0};                                                \
+                for (int j = 0; j < nr; j++)                                        \
+                    brow[j] = bk[j];                                                \
+                for (int i = 0; i < SC_MR; i++) {                                   \
+                    T ai = ak[off[i]];                                              \
+                    for (int j = 0; j < SC_NR; j++)                                 \
+                        acc[i][j] += ai * brow[j];                                  \
+                }                                                                   \
+            }                                                                       \
+        for (int i = 0; i < mr; i++)                                                \
+            for (int j = 0; j < nr; j++)                                            \
+                c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j]; \
+    }
+
+DEFINE_SCALAR_TAPS(ukt_scalar_f32, float)
+DEFINE_SCALAR_TAPS(ukt_scalar_f64, double)
 DEFINE_SCALAR_UKERNEL(uk_scalar_f32, float)
 DEFINE_SCALAR_UKERNEL(uk_scalar_f64, double)
 DEFINE_SCALAR_DIRECT(ukd_scalar_f32, float)
@@ -106,6 +133,9 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_ADD(x, y) _mm512_add_ps((x), (y))
 #define UK_RELU(x) _mm512_max_ps(_mm512_setzero_ps(), (x))
 #include "ukernel_impl.h"
+#define UK_TNAME ukt_avx512_f32
+#include "ukernel_taps_impl.h"
+#undef UK_TNAME
 #define UK_DNAME ukd_avx512_f32
 #define UK_AROW(i) (                                                          \
     (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
@@ -142,6 +172,9 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_ADD(x, y) _mm512_add_pd((x), (y))
 #define UK_RELU(x) _mm512_max_pd(_mm512_setzero_pd(), (x))
 #include "ukernel_impl.h"
+#define UK_TNAME ukt_avx512_f64
+#include "ukernel_taps_impl.h"
+#undef UK_TNAME
 #define UK_DNAME ukd_avx512_f64
 #include "ukernel_direct_impl.h"
 #undef UK_DNAME
@@ -244,6 +277,9 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #define UK_ADD(x, y) _mm256_add_ps((x), (y))
 #define UK_RELU(x) _mm256_max_ps(_mm256_setzero_ps(), (x))
 #include "ukernel_impl.h"
+#define UK_TNAME ukt_avx2_f32
+#include "ukernel_taps_impl.h"
+#undef UK_TNAME
 #define UK_DNAME ukd_avx2_f32
 #define UK_AROW(i) (                                                          \
     (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
@@ -276,6 +312,9 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #define UK_ADD(x, y) _mm256_add_pd((x), (y))
 #define UK_RELU(x) _mm256_max_pd(_mm256_setzero_pd(), (x))
 #include "ukernel_impl.h"
+#define UK_TNAME ukt_avx2_f64
+#include "ukernel_taps_impl.h"
+#undef UK_TNAME
 #define UK_DNAME ukd_avx2_f64
 #include "ukernel_direct_impl.h"
 
@@ -283,13 +322,14 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
-    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, SC_MR, SC_NR, 1};
+    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.narrow = ukn_avx512_f32;
+        k.taps = ukt_avx512_f32;
         k.vw = 16; k.mr = 14; k.nr = 32;
     } else if (level >= CF_SIMD_AVX2) {
-        k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.mr = 6; k.nr = 16;
+        k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.taps = ukt_avx2_f32; k.mr = 6; k.nr = 16;
     }
 #else
     (void)level;
@@ -299,13 +339,14 @@ cf_ukernel_f32 cf_ukernel_select_f32(int level)
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
-    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, SC_MR, SC_NR, 1};
+    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.narrow = ukn_avx512_f64;
+        k.taps = ukt_avx512_f64;
         k.vw = 8; k.mr = 14; k.nr = 16;
     } else if (level >= CF_SIMD_AVX2) {
-        k.fn = uk_avx2_f64; k.direct = ukd_avx2_f64; k.mr = 6; k.nr = 8;
+        k.fn = uk_avx2_f64; k.direct = ukd_avx2_f64; k.taps = ukt_avx2_f64; k.mr = 6; k.nr = 8;
     }
 #else
     (void)level;

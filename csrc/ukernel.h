@@ -74,10 +74,24 @@ typedef void (*cf_ukernel_narrow_f64_fn)(int64_t ntaps, const int64_t *tap_off,
                                          int64_t wt_js, int64_t f, double *y,
                                          int64_t ldy, const double *bias, int relu);
 
+/* "Taps" variant (ukernel_taps_impl.h), for kernel gradients with few input
+ * channels: tile rows are (tap, channel) pairs at arbitrary offsets,
+ *   C[i][j] (+)= sum_r sum_k a[r*a_rs + k*a_ks + off[i]] * b[(r*kc + k)*b_ks + j]
+ * off has MR entries (all read); no bias/relu epilogue. */
+typedef void (*cf_ukernel_taps_f32_fn)(int64_t nrows, int64_t kc, const int64_t *off,
+                                       const float *a, int64_t a_ks, int64_t a_rs,
+                                       const float *b, int64_t b_ks, float *c,
+                                       int64_t ldc, int mr, int nr, int accumulate);
+typedef void (*cf_ukernel_taps_f64_fn)(int64_t nrows, int64_t kc, const int64_t *off,
+                                       const double *a, int64_t a_ks, int64_t a_rs,
+                                       const double *b, int64_t b_ks, double *c,
+                                       int64_t ldc, int mr, int nr, int accumulate);
+
 typedef struct {
     cf_ukernel_f32_fn fn;
     cf_ukernel_direct_f32_fn direct;
     cf_ukernel_narrow_f32_fn narrow; /* NULL where no SIMD variant exists */
+    cf_ukernel_taps_f32_fn taps;
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
 
@@ -85,6 +99,7 @@ typedef struct {
     cf_ukernel_f64_fn fn;
     cf_ukernel_direct_f64_fn direct;
     cf_ukernel_narrow_f64_fn narrow;
+    cf_ukernel_taps_f64_fn taps;
     int mr, nr, vw;
 } cf_ukernel_f64;
 
