@@ -108,12 +108,12 @@ typedef struct {
     const int64_t *tap_off;
     const CV_T *wt; /* narrow only: per-filter taps, channels padded to cpad */
     int64_t cpad;
+    const CV_T *wpk; /* direct only: weights as [F/NR][K][NR] contiguous streams */
 } CV_FN(row_plan);
 
 static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *pl,
-                              const CV_T *xp, int64_t wp, int64_t oh,
-                              const CV_T *kernel, const CV_T *bias, int relu,
-                              CV_T *yrow)
+                              const CV_T *xp, int64_t wp, int64_t oh, const CV_T *bias,
+                              int relu, CV_T *yrow)
 {
     const CV_UK *uk = pl->uk;
     const int64_t MR = uk->mr, NR = uk->nr, C = s->c, F = s->f;
@@ -132,7 +132,7 @@ static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *p
         const CV_T *a = xp + (oh * s->sh * wp + ow0 * s->sw) * C;
         for (int64_t j0 = 0; j0 < F; j0 += NR) {
             const int64_t nr = F - j0 < NR ? F - j0 : NR;
-            uk->direct(ntaps, pl->tap_off, C, a, s->sw * C, kernel + j0, F,
+            uk->direct(ntaps, pl->tap_off, C, a, s->sw * C, pl->wpk + j0 * ntaps * C, NR,
                        yrow + ow0 * F + j0, F, (int)mr, (int)nr,
                        bias ? bias + j0 : NULL, relu);
         }
@@ -222,7 +222,7 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
             tap_off[a * s->kw + b] = (a * s->dh * wp + b * s->dw) * C;
     const int64_t yimg = s->oh * s->ow * F;
     int failed = 0;
-    CV_FN(row_plan) plan = {&uk, tap_off, NULL, 0};
+    CV_FN(row_plan) plan = {&uk, tap_off, NULL, 0, NULL};
     /* Few filters leave most of the NR-wide micro-kernel idle: use the
      * narrow kernel when there are enough channels to fill its vectors. */
     if (uk.narrow != NULL && F <= CF_CONV_NARROW_MAX_F && 2 * C >= uk.vw) {
@@ -236,6 +236,21 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
                     wt[(j * ntaps + t) * cpad + c] = c < C ? kernel[(t * C + c) * F + j] : 0;
         plan.wt = wt;
         plan.cpad = cpad;
+    } else {
+        /* The weights as one contiguous [K][NR] stream per panel of NR
+         * filters (zero past F): the micro-kernel then reads them
+         * sequentially instead of at a stride of F (measured ~10% faster). */
+        const int64_t NR = uk.nr, K = ntaps * C, npan = (F + NR - 1) / NR;
+        CV_T *wpk = (CV_T *)cf_workspace(5, (size_t)(npan * K * NR) * sizeof(CV_T));
+        if (wpk == NULL)
+            return -1;
+        for (int64_t jp = 0; jp < npan; jp++)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t j = 0; j < NR; j++) {
+                    const int64_t f = jp * NR + j;
+                    wpk[(jp * K + k) * NR + j] = f < F ? kernel[k * F + f] : 0;
+                }
+        plan.wpk = wpk;
     }
 
     if (s->n >= nthreads) {
@@ -263,7 +278,7 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
                     continue;
                 CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp);
                 for (int64_t oh = 0; oh < s->oh; oh++)
-                    CV_FN(direct_row)(s, &plan, xp, wp, oh, kernel, bias, relu,
+                    CV_FN(direct_row)(s, &plan, xp, wp, oh, bias, relu,
                                       y + n * yimg + oh * s->ow * F);
             }
         }
@@ -296,7 +311,7 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
         for (int64_t r = 0; r < rows; r++) {
             const int64_t n = r / s->oh, oh = r % s->oh;
-            CV_FN(direct_row)(s, &plan, xp + n * img, wp, oh, kernel, bias, relu,
+            CV_FN(direct_row)(s, &plan, xp + n * img, wp, oh, bias, relu,
                               y + n * yimg + oh * s->ow * F);
         }
     }
