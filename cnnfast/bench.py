@@ -663,7 +663,7 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
             if not hasattr(model, "train_on_batch"):
                 raise Unavailable("cnnfast Sequential has no train_on_batch")
             return Case(impl, label, lambda: model.train_on_batch(x, y), uses_blas=True,
-                        note="train_on_batch (Dense on numpy BLAS)")
+                        note="train_on_batch (Adam, dropout, Python layer API)")
         return Case(impl, label, lambda: model.predict(x, batch_size=n, verbose=0),
                     uses_blas=True, note="predict")
     if impl in ("torch", "torch-cl"):

@@ -19,17 +19,15 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                 memset(c + i * ldc, 0, (size_t)n * sizeof(GM_T));
         return 0;
     }
-    /* The micro-kernel wants B rows contiguous: copy B once if it is not. */
+    /* The micro-kernel wants B rows contiguous: if they are not, B is copied
+     * once, by the whole team, at the start of the parallel region. */
+    const GM_T *b_src = b;
+    const int64_t b_src_ks = b_ks;
+    GM_T *bp = NULL;
     if (b_js != 1) {
-        GM_T *bp = (GM_T *)cf_workspace(3, (size_t)(k * n) * sizeof(GM_T));
+        bp = (GM_T *)cf_workspace(3, (size_t)(k * n) * sizeof(GM_T));
         if (bp == NULL)
             return -1;
-        /* 32 x 32 tiles keep both sides of the transposition in cache */
-        for (int64_t k1 = 0; k1 < k; k1 += 32)
-            for (int64_t j1 = 0; j1 < n; j1 += 32)
-                for (int64_t kk = k1; kk < k1 + 32 && kk < k; kk++)
-                    for (int64_t j = j1; j < j1 + 32 && j < n; j++)
-                        bp[kk * n + j] = b[kk * b_ks + j * b_js];
         b = bp;
         b_ks = n;
     }
@@ -47,12 +45,37 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
         nt = 1; /* a thread team costs more than this product */
     if (nt < 1)
         nt = 1;
+    /* wide products (e.g. a Dense layer's input gradient): B panels split
+     * over the threads instead of A panels */
+    const int wide = n >= 4 * m && n >= 4 * NR;
+    GM_T *apack = NULL;
+    if (wide) {
+        apack = (GM_T *)cf_workspace(4, (size_t)(panels * MR * KC) * sizeof(GM_T));
+        if (apack == NULL)
+            return -1;
+        /* no thread team larger than the number of B panels */
+        const int64_t jpanels = (n + NR - 1) / NR;
+        nt = nthreads < jpanels ? nthreads : (int)jpanels;
+        if ((double)m * (double)n * (double)k < 65536.0 || nt < 1)
+            nt = 1;
+    }
     int failed = 0;
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        if (bp != NULL) {
+            /* 32 x 32 tiles keep both sides of the transposition in cache */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t k1 = 0; k1 < k; k1 += 32)
+                for (int64_t j1 = 0; j1 < n; j1 += 32)
+                    for (int64_t kk = k1; kk < k1 + 32 && kk < k; kk++)
+                        for (int64_t j = j1; j < j1 + 32 && j < n; j++)
+                            bp[kk * n + j] = b_src[kk * b_src_ks + j * b_js];
+        }
         GM_T *panel = (GM_T *)cf_workspace(0, (size_t)(MR * KC + MR) * sizeof(GM_T));
         if (panel == NULL) {
 #ifdef _OPENMP
@@ -63,6 +86,39 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
         for (int64_t k0 = 0; k0 < k; k0 += KC) {
             const int64_t kc = k - k0 < KC ? k - k0 : KC;
             const int acc = accumulate || k0 > 0;
+            if (wide) {
+                /* Many more columns than rows: pack every A panel of this
+                 * k-block once (shared), then split the NR-column panels of B
+                 * over the threads, each B panel staying in L1 while all the
+                 * A panels pass over it. */
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (int64_t pnl = 0; pnl < panels; pnl++) {
+                    const int64_t i0 = pnl * MR;
+                    const int64_t mr = m - i0 < MR ? m - i0 : MR;
+                    GM_T *dst = apack + pnl * MR * KC;
+                    const GM_T *src = a + i0 * a_is + k0 * a_ks;
+                    for (int64_t i = 0; i < MR; i++)
+                        for (int64_t kk = 0; kk < kc; kk++)
+                            dst[kk * MR + i] = i < mr ? src[i * a_is + kk * a_ks] : (GM_T)0;
+                }
+                const int64_t jpanels = (n + NR - 1) / NR;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 4)
+#endif
+                for (int64_t jp = 0; jp < jpanels; jp++) {
+                    const int64_t j0 = jp * NR;
+                    const int64_t nr = n - j0 < NR ? n - j0 : NR;
+                    for (int64_t pnl = 0; pnl < panels; pnl++) {
+                        const int64_t i0 = pnl * MR;
+                        const int64_t mr = m - i0 < MR ? m - i0 : MR;
+                        uk.fn(1, kc, apack + pnl * MR * KC, MR, b + k0 * b_ks + j0, b_ks, 0,
+                              c + i0 * ldc + j0, ldc, (int)mr, (int)nr, acc, NULL, 0);
+                    }
+                }
+                continue;
+            }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif

@@ -88,3 +88,26 @@ def test_dtype_promotion():
 def test_bad_input(a, b, kw, exc, word):
     with pytest.raises(exc, match=word):
         cnnfast.matmul(a, b, **kw)
+
+
+@pytest.mark.parametrize("shape", [(128, 128, 3136), (20, 300, 700), (3, 1000, 400)])
+@pytest.mark.parametrize("level", LEVELS)
+def test_wide_products(shape, level):
+    """n >> m takes the path that splits B's column panels over the threads."""
+    m, k, n = shape
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    try:
+        _kernels.set_simd_cap(level)
+        results = []
+        for threads in (1, 2):
+            cnnfast.set_num_threads(threads)
+            results.append(cnnfast.matmul(a, b))
+            results.append(cnnfast.matmul(a, np.asfortranarray(b)))  # B copied in parallel
+    finally:
+        _kernels.set_simd_cap("avx512")
+        cnnfast.set_num_threads(None)
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+    np.testing.assert_allclose(results[0], expected, rtol=1e-4, atol=1e-3)
