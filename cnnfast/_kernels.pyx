@@ -59,6 +59,10 @@ cdef extern from "gemm.h" nogil:
                     int64_t a_ks, const double *b, int64_t b_ks, int64_t b_js, double *c,
                     int64_t ldc, int accumulate, int nthreads)
 
+cdef extern from "elementwise.h" nogil:
+    void cf_relu_mask_f32(int64_t n, float *dy, const float *y, int nthreads)
+    void cf_relu_mask_f64(int64_t n, double *dy, const double *y, int nthreads)
+
 cdef extern from "optim.h" nogil:
     void cf_adam_f32(int64_t n, float *p, const float *g, float *m, float *v, float alpha,
                      float one_minus_b1, float one_minus_b2, float eps, int nthreads)
@@ -284,6 +288,30 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate):
         raise TypeError(f"gemm: unsupported dtype {dt}")
     if rc != 0:
         raise MemoryError("cnnfast: could not allocate matmul workspace")
+
+
+# ------------------------------------------------------------- elementwise --
+
+def relu_mask(cnp.ndarray dy, cnp.ndarray y):
+    """In place: dy = where(y > 0, dy, 0), one OpenMP pass (ReLU backward)."""
+    dt = dy.dtype
+    if y.dtype != dt or (<object>y).shape != (<object>dy).shape:
+        raise ValueError("relu_mask: dy and y must have the same dtype and shape")
+    for a in (dy, y):
+        if not a.flags.c_contiguous or not a.flags.aligned:
+            raise ValueError("relu_mask: arrays must be aligned and C-contiguous")
+    if not dy.flags.writeable:
+        raise ValueError("relu_mask: dy is read-only")
+    cdef int64_t n = dy.size
+    cdef int nt = cf_get_num_threads()
+    if dt == np.float32:
+        with nogil:
+            cf_relu_mask_f32(n, <float *>cnp.PyArray_DATA(dy), <const float *>cnp.PyArray_DATA(y), nt)
+    elif dt == np.float64:
+        with nogil:
+            cf_relu_mask_f64(n, <double *>cnp.PyArray_DATA(dy), <const double *>cnp.PyArray_DATA(y), nt)
+    else:
+        raise TypeError(f"relu_mask: unsupported dtype {dt}")
 
 
 # -------------------------------------------------------------- optimizers --

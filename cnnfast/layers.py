@@ -29,7 +29,7 @@ from itertools import count
 
 import numpy as np
 
-from . import _spec, ops
+from . import _kernels, _spec, ops
 from . import activations as _activations
 from . import initializers as _initializers
 from . import utils as _utils
@@ -54,6 +54,18 @@ def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.n
         out[...] = ops.matmul(a, b)
         return out
     return ops.matmul(a, b, out=out)
+
+
+def _relu_mask_into(dy: np.ndarray, y: np.ndarray, ws, key: str) -> np.ndarray:
+    """ReLU backward, dy where y > 0 else 0: one fused C pass, in place into dy
+    when dy is a writable C-contiguous array of y's dtype (else into a buffer)."""
+    if not (dy.flags.writeable and dy.flags.c_contiguous and dy.dtype == y.dtype):
+        buf = ws.get(key, dy.shape, y.dtype)
+        np.copyto(buf, dy)
+        dy = buf
+    yc = y if y.flags.c_contiguous else np.ascontiguousarray(y)
+    _kernels.relu_mask(dy, yc)
+    return dy
 
 
 _name_counters: dict[str, count[int]] = {}
@@ -335,9 +347,7 @@ class Conv2D(_ActivatedLayer):
             # d relu: keep dy where the output is positive (y > 0 <=> pre-activation > 0).
             # In place into dy (see the module docstring): one memory stream less, which
             # measured 11 -> 7 ms per batch of 128 for the first layer of the MNIST model.
-            mask = np.greater(self._y, 0, out=self._ws.get("mask", dy.shape, np.bool_))
-            out = dy if dy.flags.writeable else self._ws.get("dpre", dy.shape, dy.dtype)
-            dz = np.multiply(dy, mask, out=out)
+            dz = _relu_mask_into(dy, self._y, self._ws, "dpre")
         else:
             dz = self._dpre(dy)
         dx, dk, db = ops.conv2d_backward(dz, self._x, self.kernel, self.strides, self.padding,
@@ -400,9 +410,7 @@ class _Pooling2D(Layer):
         if not input_grad:
             return None
         if self._relu_mask and self._idx is not None:
-            mask = np.greater(self._y, 0, out=self._ws.get("mask", dy.shape, np.bool_))
-            out = dy if dy.flags.writeable else self._ws.get("dy", dy.shape, dy.dtype)
-            dy = np.multiply(dy, mask, out=out)
+            dy = _relu_mask_into(dy, self._y, self._ws, "dy")
         # the indices come from this layer's own forward: no range-check pass
         return ops.pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
                                    self._mode, self.data_format, indices=self._idx,

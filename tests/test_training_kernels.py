@@ -1,4 +1,5 @@
-"""The fused C Adam update gives exactly what the NumPy formulation gives."""
+"""The fused C helpers of the training step (Adam update, ReLU backward mask)
+give exactly what their NumPy formulations give."""
 
 from __future__ import annotations
 
@@ -38,3 +39,21 @@ def test_fused_adam_equals_numpy_path(dtype, n, monkeypatch):
     finally:
         cnnfast.set_num_threads(None)
     assert not np.array_equal(ref[0], p0)  # it did move
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [5, 200_001])
+def test_relu_mask_equals_numpy(dtype, n):
+    from cnnfast import _kernels
+
+    rng = np.random.default_rng(n)
+    y = rng.standard_normal(n).astype(dtype)
+    y[::7] = 0.0
+    y[3] = np.nan
+    dy = rng.standard_normal(n).astype(dtype)
+    expected = np.where(np.greater(y, 0), dy, 0).astype(dtype)
+    got = dy.copy()
+    _kernels.relu_mask(got, y)
+    assert np.array_equal(got, expected)
+    with pytest.raises(ValueError):
+        _kernels.relu_mask(got, y[:-1])
