@@ -164,13 +164,7 @@ static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        CV_T *col = (CV_T *)cf_workspace(0, (size_t)((MT + MR) * K1) * sizeof(CV_T));
-        if (col == NULL) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            failed = 1;
-        }
+        CV_T *col = (CV_T *)cf_workspace_or_flag(0, (size_t)((MT + MR) * K1) * sizeof(CV_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
@@ -261,13 +255,8 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp parallel num_threads(nt)
 #endif
         {
-            CV_T *xp = (CV_T *)cf_workspace(0, (size_t)(img + slack) * sizeof(CV_T));
-            if (xp == NULL) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                failed = 1;
-            } else {
+            CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + slack) * sizeof(CV_T), &failed);
+            if (xp != NULL) {
                 memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
             }
 #ifdef _OPENMP
@@ -385,14 +374,8 @@ static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        CV_T *panel = (CV_T *)cf_workspace(0, (size_t)(MT * F) * sizeof(CV_T));
-        CV_T *dcol = (CV_T *)cf_workspace(2, (size_t)(MT * K) * sizeof(CV_T));
-        if (panel == NULL || dcol == NULL) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            failed = 1;
-        }
+        CV_T *panel = (CV_T *)cf_workspace_or_flag(0, (size_t)(MT * F) * sizeof(CV_T), &failed);
+        CV_T *dcol = (CV_T *)cf_workspace_or_flag(2, (size_t)(MT * K) * sizeof(CV_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -489,13 +472,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
     {
         /* padded image, then (for the last image only) a copy of its dy with
          * slack for the micro-kernel's reads past the last filter */
-        CV_T *xp = (CV_T *)cf_workspace(0, (size_t)(img + ohw * F + MR) * sizeof(CV_T));
-        if (xp == NULL) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            failed = 1;
-        }
+        CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + ohw * F + MR) * sizeof(CV_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -638,13 +615,8 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        CV_T *col = (CV_T *)cf_workspace(0, (size_t)(SP * K1 + MR) * sizeof(CV_T));
-        if (col == NULL) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            failed = 1;
-        } else {
+        CV_T *col = (CV_T *)cf_workspace_or_flag(0, (size_t)(SP * K1 + MR) * sizeof(CV_T), &failed);
+        if (col != NULL) {
             /* the micro-kernel reads up to MR-1 values past the last row */
             memset(col + SP * K1, 0, (size_t)MR * sizeof(CV_T));
         }

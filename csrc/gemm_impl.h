@@ -76,13 +76,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                         for (int64_t j = j1; j < j1 + 32 && j < n; j++)
                             bp[kk * n + j] = b_src[kk * b_src_ks + j * b_js];
         }
-        GM_T *panel = (GM_T *)cf_workspace(0, (size_t)(MR * KC + MR) * sizeof(GM_T));
-        if (panel == NULL) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            failed = 1;
-        }
+        GM_T *panel = (GM_T *)cf_workspace_or_flag(0, (size_t)(MR * KC + MR) * sizeof(GM_T), &failed);
         for (int64_t k0 = 0; k0 < k; k0 += KC) {
             const int64_t kc = k - k0 < KC ? k - k0 : KC;
             const int acc = accumulate || k0 > 0;

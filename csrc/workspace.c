@@ -31,3 +31,15 @@ void *cf_workspace(int slot, size_t bytes)
     ws_size[slot] = want;
     return ws_aligned[slot];
 }
+
+void *cf_workspace_or_flag(int slot, size_t bytes, int *failed)
+{
+    void *p = cf_workspace(slot, bytes);
+    if (p == NULL) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+        *failed = 1;
+    }
+    return p;
+}

@@ -20,6 +20,11 @@ enum { CF_WS_SLOTS = 6 };
  * it grows. Returns NULL if memory is exhausted. */
 void *cf_workspace(int slot, size_t bytes);
 
+/* The same, for use by each thread inside a parallel region: on failure the
+ * shared *failed flag is set (atomically) and NULL returned, so the thread
+ * can skip its iterations and the caller report the failure afterwards. */
+void *cf_workspace_or_flag(int slot, size_t bytes, int *failed);
+
 #ifdef __cplusplus
 }
 #endif
