@@ -450,6 +450,10 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
     const int64_t hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
     const int64_t wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
     const int64_t img = hp * wp * C, ohw = s->oh * s->ow;
+    /* output rows per block: about CF_CONV_DW_BLOCK_PIXELS pixels */
+    int64_t RB = CF_CONV_DW_BLOCK_PIXELS / s->ow;
+    if (RB < 1)
+        RB = 1;
     int64_t nchunks = s->n < CF_CONV_DW_MAX_CHUNKS ? s->n : CF_CONV_DW_MAX_CHUNKS;
     while (nchunks > 1 && nchunks * (FK + F) > CF_CONV_DW_MAX_PARTIAL)
         nchunks--;
@@ -494,37 +498,46 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                     memset(cp + ohw * F, 0, (size_t)MR * sizeof(CV_T));
                     dyn = cp;
                 }
-                if (taps_mode) {
-                    for (int64_t i0 = 0; i0 < K; i0 += MR) {
-                        const int64_t mr = K - i0 < MR ? K - i0 : MR;
-                        int64_t off[CF_UKERNEL_MAX_MR];
-                        for (int64_t i = 0; i < MR; i++) {
-                            const int64_t r = i < mr ? i0 + i : 0; /* spare rows: any valid cell */
-                            const int64_t t = r / C, c = r % C;
-                            off[i] = ((t / s->kw) * s->dh * wp + (t % s->kw) * s->dw) * C + c;
-                        }
-                        for (int64_t j0 = 0; j0 < F; j0 += NR) {
-                            const int64_t nr = F - j0 < NR ? F - j0 : NR;
-                            uk->taps(s->oh, s->ow, off, xp, s->sw * C, s->sh * wp * C,
-                                     dyn + j0, F, pk + i0 * F + j0, F, (int)mr, (int)nr,
-                                     n > n0);
-                        }
-                    }
-                } else
-                for (int64_t a = 0; a < s->kh; a++)
-                    for (int64_t b = 0; b < s->kw; b++) {
-                        const int64_t t = a * s->kw + b;
-                        const CV_T *xt = xp + (a * s->dh * wp + b * s->dw) * C;
-                        for (int64_t f0 = 0; f0 < F; f0 += MR) {
-                            const int64_t mr = F - f0 < MR ? F - f0 : MR;
-                            for (int64_t c0 = 0; c0 < C; c0 += NR) {
-                                const int64_t nr = C - c0 < NR ? C - c0 : NR;
-                                uk->fn(s->oh, s->ow, dyn + f0, F, xt + c0, s->sw * C,
-                                       s->sh * wp * C, pk + f0 * K + t * C + c0, K,
-                                       (int)mr, (int)nr, n > n0, NULL, 0);
+                /* Blocks of output rows keep the dy rows and padded input
+                 * rows they touch in L2 across all taps and panels. */
+                for (int64_t r0 = 0; r0 < s->oh; r0 += RB) {
+                    const int64_t nrow = s->oh - r0 < RB ? s->oh - r0 : RB;
+                    const int acc = n > n0 || r0 > 0;
+                    const CV_T *dyb = dyn + r0 * s->ow * F;
+                    const CV_T *xb = xp + r0 * s->sh * wp * C;
+                    if (taps_mode) {
+                        for (int64_t i0 = 0; i0 < K; i0 += MR) {
+                            const int64_t mr = K - i0 < MR ? K - i0 : MR;
+                            int64_t off[CF_UKERNEL_MAX_MR];
+                            for (int64_t i = 0; i < MR; i++) {
+                                const int64_t r = i < mr ? i0 + i : 0;
+                                const int64_t t = r / C, c = r % C;
+                                off[i] = ((t / s->kw) * s->dh * wp + (t % s->kw) * s->dw) * C + c;
+                            }
+                            for (int64_t j0 = 0; j0 < F; j0 += NR) {
+                                const int64_t nr = F - j0 < NR ? F - j0 : NR;
+                                uk->taps(nrow, s->ow, off, xb, s->sw * C, s->sh * wp * C,
+                                         dyb + j0, F, pk + i0 * F + j0, F, (int)mr, (int)nr,
+                                         acc);
                             }
                         }
+                        continue;
                     }
+                    for (int64_t a = 0; a < s->kh; a++)
+                        for (int64_t b = 0; b < s->kw; b++) {
+                            const int64_t t = a * s->kw + b;
+                            const CV_T *xt = xb + (a * s->dh * wp + b * s->dw) * C;
+                            for (int64_t f0 = 0; f0 < F; f0 += MR) {
+                                const int64_t mr = F - f0 < MR ? F - f0 : MR;
+                                for (int64_t c0 = 0; c0 < C; c0 += NR) {
+                                    const int64_t nr = C - c0 < NR ? C - c0 : NR;
+                                    uk->fn(nrow, s->ow, dyb + f0, F, xt + c0, s->sw * C,
+                                           s->sh * wp * C, pk + f0 * K + t * C + c0, K,
+                                           (int)mr, (int)nr, acc, NULL, 0);
+                                }
+                            }
+                        }
+                }
                 for (int64_t p = 0; p < ohw; p++)
                     for (int64_t f = 0; f < F; f++)
                         pb[f] += dyn[p * F + f];
