@@ -15,7 +15,6 @@
  * im2col path is used instead */
 #define CF_CONV_PAD_ALLOWANCE (int64_t)(1 << 20)
 #define CF_CONV_DW_CHUNK 512
-#define CF_CONV_DW_DIRECT_MIN_C 16
 #define CF_CONV_DW_DIRECT_MIN_N 4
 #define CF_CONV_DW_BLOCK_PIXELS 512
 #define CF_CONV_DW_MAX_CHUNKS 32

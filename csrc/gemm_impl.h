@@ -107,7 +107,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                     for (int64_t pnl = 0; pnl < panels; pnl++) {
                         const int64_t i0 = pnl * MR;
                         const int64_t mr = m - i0 < MR ? m - i0 : MR;
-                        uk.fn(1, kc, apack + pnl * MR * KC, MR, b + k0 * b_ks + j0, b_ks, 0,
+                        uk.fn(kc, apack + pnl * MR * KC, MR, b + k0 * b_ks + j0, b_ks,
                               c + i0 * ldc + j0, ldc, (int)mr, (int)nr, acc, NULL, 0);
                     }
                 }
@@ -141,7 +141,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                 }
                 for (int64_t j0 = 0; j0 < n; j0 += NR) {
                     const int64_t nr = n - j0 < NR ? n - j0 : NR;
-                    uk.fn(1, kc, ap, ak, b + k0 * b_ks + j0, b_ks, 0, c + i0 * ldc + j0,
+                    uk.fn(kc, ap, ak, b + k0 * b_ks + j0, b_ks, c + i0 * ldc + j0,
                           ldc, (int)mr, (int)nr, acc, NULL, 0);
                 }
             }

@@ -17,13 +17,12 @@
 #define SC_NR 8
 
 #define DEFINE_SCALAR_UKERNEL(NAME, T)                                              \
-    static void NAME(int64_t nrows, int64_t kc, const T *restrict a, int64_t a_ks,  \
-                     const T *restrict b, int64_t b_ks, int64_t b_rs,               \
-                     T *restrict c, int64_t ldc, int mr, int nr, int accumulate,    \
+    static void NAME(int64_t kc, const T *restrict a, int64_t a_ks,                 \
+                     const T *restrict b, int64_t b_ks, T *restrict c,              \
+                     int64_t ldc, int mr, int nr, int accumulate,                   \
                      const T *restrict bias, int relu)                              \
     {                                                                               \
         T acc[SC_MR][SC_NR] = {{0}};                                                \
-        for (int64_t row = 0; row < nrows; row++, a += kc * a_ks, b += b_rs)        \
         for (int64_t k = 0; k < kc; k++) {                                          \
             T brow[SC_NR] = {0};                                                    \
             for (int j = 0; j < nr; j++)                                            \

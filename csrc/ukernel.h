@@ -2,16 +2,14 @@
  *
  * A micro-kernel computes one MR x NR tile of C:
  *
- *     C[i][j] = (accumulate ? C[i][j] : 0) + sum_{r < nrows} sum_{k < kc} A(i, r*kc + k) * B_r(k, j)
+ *     C[i][j] = (accumulate ? C[i][j] : 0) + sum_{k < kc} A(i, k) * B(k, j)
  *     then, if bias != NULL: C[i][j] += bias[j]; if relu: C[i][j] = max(C[i][j], 0)
  *
  * for i < mr <= MR and j < nr <= NR, where
  *
  *     A(i, k) = a[k * a_ks + i]   -- the MR values of one k step are contiguous
  *                                    (a packed panel, or a row of an im2col matrix)
- *     B_r(k, j) = b[r * b_rs + k * b_ks + j]  -- one row of B per k step,
- *                                    contiguous in j; B jumps by b_rs every kc
- *                                    steps (image rows), A runs on
+ *     B(k, j) = b[k * b_ks + j]   -- one row of B per k step, contiguous in j
  *     C[i][j] = c[i * ldc + j]
  *
  * A is read for all MR rows even when mr < MR (the caller makes those reads
@@ -30,14 +28,14 @@
 extern "C" {
 #endif
 
-typedef void (*cf_ukernel_f32_fn)(int64_t nrows, int64_t kc, const float *a,
-                                  int64_t a_ks, const float *b, int64_t b_ks,
-                                  int64_t b_rs, float *c, int64_t ldc, int mr,
-                                  int nr, int accumulate, const float *bias, int relu);
-typedef void (*cf_ukernel_f64_fn)(int64_t nrows, int64_t kc, const double *a,
-                                  int64_t a_ks, const double *b, int64_t b_ks,
-                                  int64_t b_rs, double *c, int64_t ldc, int mr,
-                                  int nr, int accumulate, const double *bias, int relu);
+typedef void (*cf_ukernel_f32_fn)(int64_t kc, const float *a, int64_t a_ks,
+                                  const float *b, int64_t b_ks, float *c,
+                                  int64_t ldc, int mr, int nr, int accumulate,
+                                  const float *bias, int relu);
+typedef void (*cf_ukernel_f64_fn)(int64_t kc, const double *a, int64_t a_ks,
+                                  const double *b, int64_t b_ks, double *c,
+                                  int64_t ldc, int mr, int nr, int accumulate,
+                                  const double *bias, int relu);
 
 /* Direct-convolution variant (ukernel_direct_impl.h): the same MR x NR tile,
  * reduced over `ntaps` taps of `c` channels read straight from pixel rows:

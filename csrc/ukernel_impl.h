@@ -9,10 +9,10 @@
  * The accumulators are named variables (c<row>_0, c<row>_1), not an array:
  * with an array GCC 12 keeps a memory copy and stores it every k step. */
 
-UK_TARGET static void UK_NAME(int64_t nrows, int64_t kc, const UK_T *restrict a,
-                              int64_t a_ks, const UK_T *restrict b, int64_t b_ks,
-                              int64_t b_rs, UK_T *restrict c, int64_t ldc, int mr,
-                              int nr, int accumulate, const UK_T *restrict bias, int relu)
+UK_TARGET static void UK_NAME(int64_t kc, const UK_T *restrict a, int64_t a_ks,
+                              const UK_T *restrict b, int64_t b_ks,
+                              UK_T *restrict c, int64_t ldc, int mr, int nr,
+                              int accumulate, const UK_T *restrict bias, int relu)
 {
     const UK_M m0 = UK_MASK(nr);
     const UK_M m1 = UK_MASK(nr - UK_VW);
@@ -20,7 +20,6 @@ UK_TARGET static void UK_NAME(int64_t nrows, int64_t kc, const UK_T *restrict a,
     UK_ROWS(UK_DECL)
 #undef UK_DECL
 
-    for (int64_t row = 0; row < nrows; row++, a += kc * a_ks, b += b_rs)
     for (int64_t k = 0; k < kc; k++) {
         const UK_T *bk = b + k * b_ks;
         const UK_T *ak = a + k * a_ks;
