@@ -431,6 +431,16 @@ int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
     return CV_FN(backward_input_col2im)(s, dy, kernel, dx, nthreads);
 }
 
+/* acc[f] += sum over np rows of src[p * f_len + f], rows in order. restrict
+ * lets the compiler vectorise across f (without it the loop stays scalar). */
+static void CV_FN(sum_rows)(int64_t np, int64_t f_len, const CV_T *restrict src,
+                            CV_T *restrict acc)
+{
+    for (int64_t p = 0; p < np; p++)
+        for (int64_t f = 0; f < f_len; f++)
+            acc[f] += src[p * f_len + f];
+}
+
 /* Kernel gradient without im2col: per image,
  *   dW[t][c][f] += sum_p xpad[p + off_t][c] * dy[p][f]
  * The micro-kernel's tile rows are (tap, channel) pairs, read at their
@@ -520,9 +530,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                         }
                     }
                 }
-                for (int64_t p = 0; p < ohw; p++)
-                    for (int64_t f = 0; f < F; f++)
-                        pb[f] += dyn[p * F + f];
+                CV_FN(sum_rows)(ohw, F, dyn, pb);
             }
         }
         if (!failed) {
