@@ -17,6 +17,8 @@
 #define CF_CONV_DW_CHUNK 512
 #define CF_CONV_DW_DIRECT_MIN_N 4
 #define CF_CONV_DW_BLOCK_PIXELS 512
+/* strided input gradients by phases up to this many (sh * sw) */
+#define CF_CONV_MAX_PHASES 16
 #define CF_CONV_DW_MAX_CHUNKS 32
 #define CF_CONV_DW_MAX_PARTIAL (int64_t)(16 * 1024 * 1024)
 

@@ -421,6 +421,154 @@ static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy
     return failed ? -1 : 0;
 }
 
+/* Strided input gradient by phases. dx pixel (ih, iw) = (a*sh + ph, b*sw + pw)
+ * receives dy only through the taps with (ph + pt - kh*dh) divisible by sh
+ * (and likewise for the columns), at dy offset q = (ph + pt - kh*dh) / sh:
+ *
+ *   dx[a*sh+ph][b*sw+pw][c] = sum_{taps of the phase} sum_f
+ *                             dy[a + q_kh][b + q_kw][f] * W[kh][kw][c][f]
+ *
+ * i.e. for each of the sh*sw phases a stride-1 direct convolution of a
+ * zero-padded dy with a sub-kernel, written with a pixel stride of sw*C.
+ * Every dx pixel is written once by one thread: no scatter, no dcol buffer,
+ * no fixed-order concern. Images are split over the threads. */
+static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy,
+                                        const CV_T *kernel, CV_T *dx, int nthreads)
+{
+    const CV_UK uk = CV_SELECT(cf_simd_level());
+    const int64_t MR = uk.mr, NR = uk.nr, C = s->c, F = s->f;
+    const int64_t nph = s->sh * s->sw, T = s->kh * s->kw;
+    const int64_t npan = (C + NR - 1) / NR;
+    /* dy offsets of every tap of every phase, to size the zero padding */
+    int64_t qh_min = 0, qh_max = 0, qw_min = 0, qw_max = 0;
+    for (int64_t ph = 0; ph < s->sh; ph++)
+        for (int64_t kh = 0; kh < s->kh; kh++) {
+            const int64_t num = ph + s->pt - kh * s->dh;
+            if (((num % s->sh) + s->sh) % s->sh != 0)
+                continue;
+            const int64_t q = (num - ((num % s->sh) + s->sh) % s->sh) / s->sh;
+            const int64_t rows = (s->h - ph + s->sh - 1) / s->sh;
+            if (q < qh_min) qh_min = q;
+            if (q + rows - 1 > qh_max) qh_max = q + rows - 1;
+        }
+    for (int64_t pw = 0; pw < s->sw; pw++)
+        for (int64_t kw = 0; kw < s->kw; kw++) {
+            const int64_t num = pw + s->pl - kw * s->dw;
+            if (((num % s->sw) + s->sw) % s->sw != 0)
+                continue;
+            const int64_t q = (num - ((num % s->sw) + s->sw) % s->sw) / s->sw;
+            const int64_t cols = (s->w - pw + s->sw - 1) / s->sw;
+            if (q < qw_min) qw_min = q;
+            if (q + cols - 1 > qw_max) qw_max = q + cols - 1;
+        }
+    const int64_t ptop = -qh_min, pleft = -qw_min;
+    const int64_t hp = (qh_max > s->oh - 1 ? qh_max : s->oh - 1) + 1 + ptop;
+    const int64_t wp = (qw_max > s->ow - 1 ? qw_max : s->ow - 1) + 1 + pleft;
+    const int64_t img = hp * wp * F, slack = (MR + 1) * F;
+    if (img > 4 * s->oh * s->ow * F + CF_CONV_PAD_ALLOWANCE)
+        return CV_FN(backward_input_col2im)(s, dy, kernel, dx, nthreads);
+
+    /* per phase: its taps' dy offsets and its sub-kernel packed as
+     * [C/NR][taps*F][NR] (zero past C); phase ph*sw+pw owns slots
+     * [phase*T, phase*T + ntap[phase]) */
+    int64_t *meta = (int64_t *)cf_workspace(2, (size_t)(nph * (T + 1)) * sizeof(int64_t));
+    CV_T *wpk = (CV_T *)cf_workspace(5, (size_t)(npan * T * F * NR) * sizeof(CV_T));
+    if (meta == NULL || wpk == NULL)
+        return -1;
+    int64_t *ntap = meta, *toff = meta + nph;
+    int64_t woff = 0;
+    int64_t *wbase = (int64_t *)cf_workspace(3, (size_t)nph * sizeof(int64_t));
+    if (wbase == NULL)
+        return -1;
+    for (int64_t ph = 0; ph < s->sh; ph++)
+        for (int64_t pw = 0; pw < s->sw; pw++) {
+            const int64_t phase = ph * s->sw + pw;
+            int64_t nt = 0;
+            wbase[phase] = woff;
+            for (int64_t kh = 0; kh < s->kh; kh++) {
+                const int64_t nh = ph + s->pt - kh * s->dh;
+                if (((nh % s->sh) + s->sh) % s->sh != 0)
+                    continue;
+                const int64_t qh = (nh - ((nh % s->sh) + s->sh) % s->sh) / s->sh;
+                for (int64_t kw = 0; kw < s->kw; kw++) {
+                    const int64_t nw = pw + s->pl - kw * s->dw;
+                    if (((nw % s->sw) + s->sw) % s->sw != 0)
+                        continue;
+                    const int64_t qw = (nw - ((nw % s->sw) + s->sw) % s->sw) / s->sw;
+                    toff[phase * T + nt] = ((qh + ptop) * wp + (qw + pleft)) * F;
+                    /* this tap's weights, W[kh][kw][c][f], as [f][c] rows */
+                    for (int64_t jp = 0; jp < npan; jp++)
+                        for (int64_t f = 0; f < F; f++)
+                            for (int64_t j = 0; j < NR; j++) {
+                                const int64_t c = jp * NR + j;
+                                wpk[jp * T * F * NR + (woff + nt * F + f) * NR + j] =
+                                    c < C ? kernel[((kh * s->kw + kw) * C + c) * F + f] : 0;
+                            }
+                    nt++;
+                }
+            }
+            ntap[phase] = nt;
+            woff += nt * F;
+        }
+
+    int nt_ = nthreads;
+    if (nt_ > s->n)
+        nt_ = (int)s->n;
+    if (nt_ < 1)
+        nt_ = 1;
+    int failed = 0;
+    (void)nt_;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt_)
+#endif
+    {
+        CV_T *yp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + slack) * sizeof(CV_T), &failed);
+        if (yp != NULL)
+            memset(yp + img, 0, (size_t)slack * sizeof(CV_T));
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t n = 0; n < s->n; n++) {
+            if (yp == NULL)
+                continue;
+            /* dy of this image, zero-padded by (ptop, pleft) */
+            const CV_T *dyn = dy + n * s->oh * s->ow * F;
+            memset(yp, 0, (size_t)img * sizeof(CV_T));
+            for (int64_t r = 0; r < s->oh; r++)
+                memcpy(yp + ((r + ptop) * wp + pleft) * F, dyn + r * s->ow * F,
+                       (size_t)(s->ow * F) * sizeof(CV_T));
+            CV_T *dxn = dx + n * s->h * s->w * C;
+            for (int64_t ph = 0; ph < s->sh; ph++)
+                for (int64_t pw = 0; pw < s->sw; pw++) {
+                    const int64_t phase = ph * s->sw + pw;
+                    const int64_t rows = (s->h - ph + s->sh - 1) / s->sh;
+                    const int64_t cols = (s->w - pw + s->sw - 1) / s->sw;
+                    for (int64_t a = 0; a < rows; a++) {
+                        CV_T *drow = dxn + ((a * s->sh + ph) * s->w + pw) * C;
+                        if (ntap[phase] == 0) {
+                            for (int64_t b = 0; b < cols; b++)
+                                memset(drow + b * s->sw * C, 0, (size_t)C * sizeof(CV_T));
+                            continue;
+                        }
+                        for (int64_t b0 = 0; b0 < cols; b0 += MR) {
+                            const int64_t mr = cols - b0 < MR ? cols - b0 : MR;
+                            const CV_T *abase = yp + (a * wp + b0) * F;
+                            for (int64_t jp = 0; jp < npan; jp++) {
+                                const int64_t j0 = jp * NR;
+                                const int64_t nr = C - j0 < NR ? C - j0 : NR;
+                                uk.direct(ntap[phase], toff + phase * T, F, abase, F,
+                                          wpk + jp * T * F * NR + wbase[phase] * NR, NR,
+                                          drow + b0 * s->sw * C + j0, s->sw * C, (int)mr,
+                                          (int)nr, NULL, 0);
+                            }
+                        }
+                    }
+                }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
 int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
                                     const CV_T *kernel, CV_T *dx, int nthreads)
 {
@@ -428,6 +576,9 @@ int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
         return 0;
     if (s->sh == 1 && s->sw == 1)
         return CV_FN(backward_input_stride1)(s, dy, kernel, dx, nthreads);
+    /* the phase tables grow with sh*sw: very large strides use col2im */
+    if (s->sh * s->sw <= CF_CONV_MAX_PHASES)
+        return CV_FN(backward_input_phases)(s, dy, kernel, dx, nthreads);
     return CV_FN(backward_input_col2im)(s, dy, kernel, dx, nthreads);
 }
 

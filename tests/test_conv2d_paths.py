@@ -4,7 +4,8 @@ The C kernels choose between several drivers by shape (see csrc/conv2d_impl.h):
 direct forward (whole images per thread, or a shared padded batch when there
 are fewer images than threads), the narrow-output forward (very few filters),
 an im2col forward for huge strides/dilations, the stride-1 input gradient
-(a forward convolution of dy) or GEMM + col2im for strided ones, and the kernel
+(a forward convolution of dy), or for strided ones a stride-1 convolution
+per output phase (GEMM + col2im beyond 16 phases), and the kernel
 gradient either direct from the padded image or through im2col tiles. The
 property tests draw small random shapes and may miss some of these; here each
 one is hit deliberately, on every SIMD level this CPU has, with 1 and 2
@@ -32,7 +33,10 @@ CASES = [
     ("few-images-fwd", (1, 9, 7, 5), (3, 3, 5, 33), 1, ((2, 0), (1, 3)), 1),
     ("im2col-fwd-huge-dilation", (2, 5, 5, 3), (2, 2, 3, 4), 1, "same", 1000),
     ("im2col-fwd-huge-stride", (2, 6, 5, 2), (2, 3, 2, 5), (4000, 3000), 3, 1),
-    ("col2im-dx", (3, 9, 10, 5), (3, 3, 5, 7), (2, 3), "same", (1, 2)),
+    ("phases-dx", (3, 9, 10, 5), (3, 3, 5, 7), (2, 3), "same", (1, 2)),
+    ("phases-dx-stride-gt-kernel", (2, 11, 9, 17), (2, 2, 17, 35), (3, 4), ((1, 0), (2, 1)), 1),
+    ("phases-dx-dilated-even", (3, 12, 12, 4), (4, 3, 4, 6), 2, "same", (2, 2)),
+    ("col2im-dx-many-phases", (2, 12, 12, 3), (3, 3, 3, 5), (5, 4), "same", 1),
     ("im2col-dk-few-images", (1, 6, 6, 17), (3, 3, 17, 9), 1, "same", 1),
     ("dilated-direct", (4, 10, 9, 16), (3, 2, 16, 20), 1, 2, (2, 3)),
     ("taps-dk-1-channel", (4, 9, 8, 1), (3, 3, 1, 33), 1, "same", 1),
