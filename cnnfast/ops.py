@@ -241,13 +241,15 @@ def conv2d_backward(
     dilation_rate: IntOrPair = 1,
     data_format: str = "channels_last",
     input_grad: bool = True,
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    kernel_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of :func:`conv2d` given ``dy`` = dL/dy.
 
     Returns ``(dx, dkernel, dbias)``: ``dx`` shaped like ``x`` (``None`` when
-    ``input_grad=False``), ``dkernel`` like ``kernel``, ``dbias`` ``(F,)`` = the
-    sum of dy over batch and space. The kernel and bias gradients are summed
-    in a fixed order: bit-identical for any thread count.
+    ``input_grad=False``, e.g. for a first layer), ``dkernel`` like ``kernel``
+    and ``dbias`` ``(F,)`` = the sum of dy over batch and space (both ``None``
+    when ``kernel_grad=False``, e.g. for a frozen layer). The kernel and bias
+    gradients are summed in a fixed order: bit-identical for any thread count.
     """
     dya = _as_real_array(dy, "dy")
     prob = _ConvProblem(x, kernel, strides, padding, dilation_rate, data_format, (dya,))
@@ -266,6 +268,8 @@ def conv2d_backward(
         dx4 = np.empty((n, h, w, c), dtype=dt)
         _kernels.conv2d_backward_input(dy4, k4, dx4, prob.shape)
         dx = _from_nhwc(dx4, prob.fmt)
+    if not kernel_grad:
+        return dx, None, None
     dk4 = np.empty(prob.kernel.shape, dtype=dt)
     db = np.empty((prob.f,), dtype=dt)
     _kernels.conv2d_backward_kernel(_contig(prob.x, dt), dy4, dk4, db, prob.shape)

@@ -104,3 +104,15 @@ def test_fused_relu_matches_reference(level):
         expected = np.maximum(reference.conv2d(x, k, b, padding="same"), 0)
         np.testing.assert_allclose(y, expected, rtol=2e-4, atol=2e-4)
         assert (y >= 0).all()
+
+
+def test_kernel_grad_false_gives_the_same_dx():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 7, 6, 4))
+    k = rng.standard_normal((3, 3, 4, 5))
+    dy = rng.standard_normal((3, 4, 3, 5))
+    dx, dk, db = cnnfast.conv2d_backward(dy, x, k, 2, "same", kernel_grad=False)
+    assert dk is None and db is None
+    assert np.array_equal(dx, cnnfast.conv2d_backward(dy, x, k, 2, "same")[0])
+    assert cnnfast.conv2d_backward(dy, x, k, 2, "same", input_grad=False,
+                                   kernel_grad=False) == (None, None, None)
