@@ -332,9 +332,13 @@ class Conv2D(_ActivatedLayer):
 
     def forward(self, x, training=False):
         self._x = x
+        # in training the output lives until the next step: a reused buffer
+        # (a fresh 10 MB array per call costs page faults on every step)
+        out = (self._ws.get("out", (x.shape[0],) + self._out_shape, self.dtype)
+               if training and self._out_shape is not None else None)
         z = ops.conv2d(x, self.kernel, self.bias, self.strides, self.padding,
                        self.dilation_rate, self.data_format,
-                       activation="relu" if self._fused_relu else None)
+                       activation="relu" if self._fused_relu else None, out=out)
         if self._fused_relu:
             self._y = z
             return z
@@ -350,9 +354,11 @@ class Conv2D(_ActivatedLayer):
             dz = _relu_mask_into(dy, self._y, self._ws, "dpre")
         else:
             dz = self._dpre(dy)
+        dx_buf = (self._ws.get("dx", self._x.shape, self.dtype)
+                  if input_grad and self._x.dtype == self.dtype else None)
         dx, dk, db = ops.conv2d_backward(dz, self._x, self.kernel, self.strides, self.padding,
                                          self.dilation_rate, self.data_format,
-                                         input_grad=input_grad)
+                                         input_grad=input_grad, out=(dx_buf, None, None))
         self.gradients = [dk, db] if self.use_bias else [dk]
         return dx
 
@@ -401,8 +407,12 @@ class _Pooling2D(Layer):
             self._idx = None
             return ops.pool2d(x, self.pool_size, self.strides, self.padding, self._mode,
                               self.data_format)
+        shape = (x.shape[0],) + self._out_shape if self._out_shape is not None else None
+        out = None
+        if shape is not None and x.dtype == self.dtype:
+            out = (self._ws.get("out", shape, self.dtype), self._ws.get("idx", shape, np.int32))
         y, self._idx = ops.pool2d(x, self.pool_size, self.strides, self.padding, self._mode,
-                                  self.data_format, return_indices=True)
+                                  self.data_format, return_indices=True, out=out)
         self._y = y
         return y
 
@@ -412,9 +422,11 @@ class _Pooling2D(Layer):
         if self._relu_mask and self._idx is not None:
             dy = _relu_mask_into(dy, self._y, self._ws, "dy")
         # the indices come from this layer's own forward: no range-check pass
+        dx_buf = self._ws.get("dx", self._x.shape, self.dtype) if self._x.dtype == self.dtype \
+            else None
         return ops.pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
                                    self._mode, self.data_format, indices=self._idx,
-                                   _check_values=False)
+                                   out=dx_buf, _check_values=False)
 
 
 class MaxPooling2D(_Pooling2D):

@@ -96,6 +96,27 @@ def _check_elems(name: str, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name}: shape {shape} has {total} elements, which would overflow")
 
 
+def _out_array(out: Any, shape: tuple, dtype: np.dtype, name: str) -> np.ndarray:
+    """Validate a caller-provided output array (numpy's ``out=`` convention)."""
+    if (not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != dtype
+            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(
+            f"{name} must be a writable C-contiguous {dtype} array of shape {tuple(shape)}, got "
+            f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
+        )
+    return out
+
+
+def _deliver(result_nhwc: np.ndarray, fmt: str, out: np.ndarray | None) -> np.ndarray:
+    """The NHWC result in the caller's layout, written into ``out`` when given."""
+    if out is None:
+        return _from_nhwc(result_nhwc, fmt)
+    if result_nhwc is not out:
+        np.copyto(out, result_nhwc.transpose(0, 3, 1, 2) if fmt == "channels_first"
+                  else result_nhwc)
+    return out
+
+
 def _contig(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=dtype)
 
@@ -188,6 +209,7 @@ def conv2d(
     dilation_rate: IntOrPair = 1,
     data_format: str = "channels_last",
     activation: str | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """2-D convolution (cross-correlation) of a batch of images.
 
@@ -195,7 +217,9 @@ def conv2d(
     channels_first: x ``(N, C, H, W)``, kernel ``(F, C, KH, KW)`` -> ``(N, F, OH, OW)``.
     ``padding`` is "valid", "same" (TensorFlow/Keras), an int, ``(ph, pw)`` or
     ``((top, bottom), (left, right))``; zero padding. ``activation="relu"``
-    applies ReLU inside the kernel (no extra pass over the output).
+    applies ReLU inside the kernel (no extra pass over the output). ``out``: a
+    C-contiguous array of the output's shape and dtype to write into (reused
+    buffers avoid the page faults of a fresh large allocation per call).
     """
     extra = ()
     ba = None
@@ -210,7 +234,10 @@ def conv2d(
     relu = _parse_activation(activation)
     dt = prob.dtype
     sp = prob.spec
-    y = np.empty((prob.n, sp.oh, sp.ow, prob.f), dtype=dt)
+    shape = (prob.n, sp.oh, sp.ow, prob.f)
+    if out is not None:
+        out = _out_array(out, prob.out_shape(), dt, "out")
+    y = out if out is not None and prob.fmt == "channels_last" else np.empty(shape, dtype=dt)
     _kernels.conv2d_forward(
         _contig(prob.x, dt),
         _contig(prob.kernel, dt),
@@ -219,7 +246,7 @@ def conv2d(
         prob.shape,
         relu,
     )
-    return _from_nhwc(y, prob.fmt)
+    return _deliver(y, prob.fmt, out)
 
 
 def _parse_activation(activation: str | None) -> bool:
@@ -242,6 +269,7 @@ def conv2d_backward(
     data_format: str = "channels_last",
     input_grad: bool = True,
     kernel_grad: bool = True,
+    out: tuple | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of :func:`conv2d` given ``dy`` = dL/dy.
 
@@ -250,6 +278,7 @@ def conv2d_backward(
     and ``dbias`` ``(F,)`` = the sum of dy over batch and space (both ``None``
     when ``kernel_grad=False``, e.g. for a frozen layer). The kernel and bias
     gradients are summed in a fixed order: bit-identical for any thread count.
+    ``out=(dx, dkernel, dbias)`` (entries may be None) gives arrays to write into.
     """
     dya = _as_real_array(dy, "dy")
     prob = _ConvProblem(x, kernel, strides, padding, dilation_rate, data_format, (dya,))
@@ -260,20 +289,38 @@ def conv2d_backward(
             f"(x {np.shape(x)}, kernel {np.shape(kernel)}), got {dya.shape}"
         )
     dt = prob.dtype
+    dx_out = dk_out = db_out = None
+    if out is not None:
+        if not isinstance(out, tuple) or len(out) != 3:
+            raise ValueError("out must be a tuple (dx, dkernel, dbias) whose entries may be None")
+        dx_out, dk_out, db_out = out
+        x_shape = np.shape(x)
+        k_shape = np.shape(kernel)
+        if dx_out is not None:
+            dx_out = _out_array(dx_out, x_shape, dt, "out[0] (dx)")
+        if dk_out is not None:
+            dk_out = _out_array(dk_out, k_shape, dt, "out[1] (dkernel)")
+        if db_out is not None:
+            db_out = _out_array(db_out, (prob.f,), dt, "out[2] (dbias)")
     dy4 = _contig(_to_nhwc(dya, prob.fmt), dt)
     k4 = _contig(prob.kernel, dt)
     n, h, w, c = prob.x.shape
     dx = None
     if input_grad:
-        dx4 = np.empty((n, h, w, c), dtype=dt)
+        use = dx_out is not None and prob.fmt == "channels_last"
+        dx4 = dx_out if use else np.empty((n, h, w, c), dtype=dt)
         _kernels.conv2d_backward_input(dy4, k4, dx4, prob.shape)
-        dx = _from_nhwc(dx4, prob.fmt)
+        dx = _deliver(dx4, prob.fmt, dx_out)
     if not kernel_grad:
         return dx, None, None
-    dk4 = np.empty(prob.kernel.shape, dtype=dt)
-    db = np.empty((prob.f,), dtype=dt)
+    use = dk_out is not None and prob.fmt == "channels_last"
+    dk4 = dk_out if use else np.empty(prob.kernel.shape, dtype=dt)
+    db = db_out if db_out is not None else np.empty((prob.f,), dtype=dt)
     _kernels.conv2d_backward_kernel(_contig(prob.x, dt), dy4, dk4, db, prob.shape)
-    return dx, _kernel_from_hwcf(dk4, prob.fmt), db
+    if dk_out is not None and not use:
+        np.copyto(dk_out, dk4.transpose(3, 2, 0, 1))
+        return dx, dk_out, db
+    return dx, (dk4 if use else _kernel_from_hwcf(dk4, prob.fmt)), db
 
 
 # ----------------------------------------------------------------- matmul --
@@ -368,6 +415,7 @@ def pool2d(
     mode: str = "max",
     data_format: str = "channels_last",
     return_indices: bool = False,
+    out: Any = None,
 ):
     """Max / average / min pooling over (H, W) windows.
 
@@ -375,19 +423,35 @@ def pool2d(
     the first cell in row-major window order; a NaN in a window gives NaN.
     With ``return_indices=True`` (max/min only) also returns the int32 flat
     index ``ih * W + iw`` of each winner inside its plane, for
-    :func:`pool2d_backward`.
+    :func:`pool2d_backward`. ``out``: an array to write y into, or
+    ``(y, indices)`` with ``return_indices``.
     """
     prob = _PoolProblem(x, pool_size, strides, padding, mode, data_format)
     if return_indices and prob.mode == _POOL_MODES["avg"]:
         raise ValueError("return_indices is only meaningful for mode 'max' or 'min'")
     dt = prob.dtype
     sp = prob.spec
-    y = np.empty((prob.n, sp.oh, sp.ow, prob.c), dtype=dt)
-    idx = np.empty(y.shape, dtype=np.int32) if return_indices else None
-    _kernels.pool2d_forward(_contig(prob.x, dt), y, idx, *prob.shape, prob.mode)
-    y = _from_nhwc(y, prob.fmt)
+    shape = (prob.n, sp.oh, sp.ow, prob.c)
+    y_out = i_out = None
+    if out is not None:
+        if return_indices:
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise ValueError("out must be a tuple (y, indices) when return_indices=True")
+            y_out, i_out = out
+            i_out = None if i_out is None else _out_array(i_out, prob.out_shape(),
+                                                          np.dtype(np.int32), "out[1]")
+        else:
+            y_out = out
+        y_out = None if y_out is None else _out_array(y_out, prob.out_shape(), dt, "out")
+    last = prob.fmt == "channels_last"
+    y = y_out if y_out is not None and last else np.empty(shape, dtype=dt)
+    idx = None
     if return_indices:
-        return y, _from_nhwc(idx, prob.fmt)
+        idx = i_out if i_out is not None and last else np.empty(shape, dtype=np.int32)
+    _kernels.pool2d_forward(_contig(prob.x, dt), y, idx, *prob.shape, prob.mode)
+    y = _deliver(y, prob.fmt, y_out)
+    if return_indices:
+        return y, _deliver(idx, prob.fmt, i_out)
     return y
 
 
@@ -400,6 +464,7 @@ def pool2d_backward(
     mode: str = "max",
     data_format: str = "channels_last",
     indices: Any | None = None,
+    out: np.ndarray | None = None,
     *,
     _check_values: bool = True,
 ) -> np.ndarray:
@@ -437,24 +502,28 @@ def pool2d_backward(
                 f"[{int(ia.min())}, {int(ia.max())}]"
             )
         idx4 = np.ascontiguousarray(_to_nhwc(ia, prob.fmt), dtype=np.int32)
-    dx = np.empty((n, h, w, c), dtype=dt)
+    if out is not None:
+        out = _out_array(out, np.shape(x), dt, "out")
+    use = out is not None and prob.fmt == "channels_last"
+    dx = out if use else np.empty((n, h, w, c), dtype=dt)
     xin = None
     if prob.mode != _POOL_MODES["avg"] and idx4 is None:
         xin = _contig(prob.x, dt)
     _kernels.pool2d_backward(
         _contig(_to_nhwc(dya, prob.fmt), dt), xin, idx4, dx, *prob.shape, prob.mode
     )
-    return _from_nhwc(dx, prob.fmt)
+    return _deliver(dx, prob.fmt, out)
 
 
 def _bind(mode: str):
     def fwd(x, pool_size=2, strides=None, padding="valid", data_format="channels_last",
-            return_indices=False):
-        return pool2d(x, pool_size, strides, padding, mode, data_format, return_indices)
+            return_indices=False, out=None):
+        return pool2d(x, pool_size, strides, padding, mode, data_format, return_indices, out)
 
     def bwd(dy, x, pool_size=2, strides=None, padding="valid", data_format="channels_last",
-            indices=None):
-        return pool2d_backward(dy, x, pool_size, strides, padding, mode, data_format, indices)
+            indices=None, out=None):
+        return pool2d_backward(dy, x, pool_size, strides, padding, mode, data_format, indices,
+                               out)
 
     fwd.__name__ = f"{mode}_pool2d"
     fwd.__qualname__ = fwd.__name__

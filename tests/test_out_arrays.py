@@ -1,0 +1,57 @@
+"""``out=`` on the functional API: the same results written into caller buffers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnfast
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_conv_out(fmt):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 6, 7, 4) if fmt == "channels_last" else (3, 4, 6, 7))
+    k = rng.standard_normal((3, 3, 4, 5) if fmt == "channels_last" else (5, 4, 3, 3))
+    b = rng.standard_normal(5)
+    y = cnnfast.conv2d(x, k, b, 2, "same", data_format=fmt, activation="relu")
+    buf = np.full_like(y, np.nan)
+    assert cnnfast.conv2d(x, k, b, 2, "same", data_format=fmt, activation="relu", out=buf) is buf
+    assert np.array_equal(buf, y)
+    dy = rng.standard_normal(y.shape)
+    ref = cnnfast.conv2d_backward(dy, x, k, 2, "same", data_format=fmt)
+    outs = (np.empty_like(x), np.empty_like(k), np.empty(5))
+    got = cnnfast.conv2d_backward(dy, x, k, 2, "same", data_format=fmt, out=outs)
+    for g, o, r in zip(got, outs, ref):
+        assert g is o and np.array_equal(g, r)
+    part = cnnfast.conv2d_backward(dy, x, k, 2, "same", data_format=fmt,
+                                   out=(None, outs[1], None))
+    assert part[1] is outs[1] and np.array_equal(part[0], ref[0])
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_pool_out(fmt):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 6, 6, 3) if fmt == "channels_last" else (2, 3, 6, 6))
+    y, idx = cnnfast.pool2d(x, 2, data_format=fmt, return_indices=True)
+    yb, ib = np.empty_like(y), np.empty_like(idx)
+    got = cnnfast.pool2d(x, 2, data_format=fmt, return_indices=True, out=(yb, ib))
+    assert got[0] is yb and got[1] is ib
+    assert np.array_equal(yb, y) and np.array_equal(ib, idx)
+    assert cnnfast.avg_pool2d(x, 2, data_format=fmt, out=yb) is yb
+    dy = rng.standard_normal(y.shape)
+    dx = cnnfast.pool2d_backward(dy, x, 2, data_format=fmt, indices=idx)
+    dxb = np.empty_like(dx)
+    assert cnnfast.max_pool2d_backward(dy, x, 2, data_format=fmt, indices=idx, out=dxb) is dxb
+    assert np.array_equal(dxb, dx)
+
+
+@pytest.mark.parametrize(
+    "out",
+    [np.empty((2, 3, 3, 3), np.float32), np.empty((2, 3, 3, 4)),
+     np.empty((2, 3, 3, 3))[:, ::-1], np.empty((2, 3, 3, 3)).T, [1, 2]],
+)
+def test_bad_out(out):
+    x = np.ones((2, 6, 6, 3))
+    with pytest.raises(ValueError, match="out"):
+        cnnfast.pool2d(x, 2, out=out)
