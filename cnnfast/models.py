@@ -10,12 +10,14 @@ All randomness (initial weights, shuffling, dropout) comes from
 ``cnnfast.utils.get_rng()``: ``cnnfast.utils.set_random_seed(s)`` before building the
 model makes a whole training run repeat bit-for-bit.
 
-BLAS threads: while a model computes (fit, evaluate, predict, train_on_batch) numpy's
-BLAS is limited to ``Sequential.blas_threads`` threads (1 by default, ``None`` leaves it
-alone). Measured on the 2-core machine: OpenBLAS worker threads that are still spinning
-after a Dense matmul fight with the OpenMP threads of the next convolution and the
-other way round; the tutorial model's Dense forward took 87 ms per batch of 128 with 2
-BLAS threads against 4.6 ms with 1. The Dense matmuls are small, one thread suffices.
+BLAS threads: the model itself makes no BLAS call (Dense layers run on
+``cnnfast.matmul`` under the kernels' OpenMP team). ``Sequential.blas_threads = n``
+limits numpy's BLAS to ``n`` threads while the model computes, for custom code that
+does call it: OpenBLAS worker threads still spinning after a matmul fight with the
+OpenMP threads of the next convolution (measured on the 2-core machine: a Dense forward
+on numpy took 87 ms per batch of 128 with 2 BLAS threads against 4.6 ms with 1). The
+default, None, leaves BLAS alone: entering threadpoolctl's limit costs about 0.9 ms per
+call, 3% of a training step.
 
 Weights files are ``.npz`` archives (``numpy.savez``) holding one array per weight
 and a JSON description of the layers; they are read with ``allow_pickle=False``.
@@ -104,8 +106,8 @@ class Sequential:
     and of all computation; inputs of any integer or float dtype are cast to it.
     """
 
-    #: numpy BLAS threads while the model computes; None: leave BLAS alone.
-    blas_threads: int | None = 1
+    #: numpy BLAS threads while the model computes; None (default): leave BLAS alone.
+    blas_threads: int | None = None
 
     def __init__(self, layers: Sequence[Layer] | None = None, name: str | None = None,
                  dtype="float32"):

@@ -57,3 +57,23 @@ def test_relu_mask_equals_numpy(dtype, n):
     assert np.array_equal(got, expected)
     with pytest.raises(ValueError):
         _kernels.relu_mask(got, y[:-1])
+
+
+def test_blas_limit_option_changes_nothing_numerically():
+    """blas_threads only limits numpy's BLAS (the model calls none): same bits."""
+    from cnnfast.layers import Conv2D, Dense, Flatten, MaxPooling2D
+    from cnnfast.models import Sequential
+    from cnnfast.utils import set_random_seed
+
+    rng = np.random.default_rng(5)
+    x = rng.random((16, 8, 8, 1), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+    losses = []
+    for limit in (None, 1):
+        set_random_seed(3)
+        m = Sequential([Conv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
+                        MaxPooling2D(2), Flatten(), Dense(3, activation="softmax")])
+        m.compile(loss="categorical_crossentropy", optimizer="adam")
+        m.blas_threads = limit
+        losses.append([m.train_on_batch(x, y) for _ in range(3)])
+    assert losses[0] == losses[1]
