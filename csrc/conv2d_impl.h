@@ -153,11 +153,7 @@ static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
     const int64_t MT = MR * CF_CONV_TILE_PANELS;
     const int64_t ntiles = (P + MT - 1) / MT;
     static const int64_t zero_off[1] = {0};
-    int nt = nthreads;
-    if (nt > ntiles)
-        nt = (int)ntiles;
-    if (nt < 1)
-        nt = 1;
+    int nt = cf_team_size(nthreads, ntiles);
     int failed = 0;
     (void)nt;
 #ifdef _OPENMP
@@ -249,7 +245,7 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
 
     if (s->n >= nthreads) {
         /* Whole images per thread: the padded copy stays in this core's cache. */
-        int nt = nthreads < 1 ? 1 : nthreads;
+        int nt = cf_team_size(nthreads, s->n);
         (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
@@ -280,11 +276,7 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
         return -1;
     memset(xp + s->n * img, 0, (size_t)slack * sizeof(CV_T));
     const int64_t rows = s->n * s->oh;
-    int nt = nthreads;
-    if (nt > rows)
-        nt = (int)rows;
-    if (nt < 1)
-        nt = 1;
+    int nt = cf_team_size(nthreads, rows);
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
@@ -362,11 +354,7 @@ static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy
     for (int64_t k = 0; k < K; k++)
         for (int64_t f = 0; f < F; f++)
             wt[f * K + k] = kernel[k * F + f];
-    int nt = nthreads;
-    if (nt > s->n)
-        nt = (int)s->n;
-    if (nt < 1)
-        nt = 1;
+    int nt = cf_team_size(nthreads, s->n);
     int failed = 0;
     (void)nt;
 
@@ -511,11 +499,7 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
             woff += nt * F;
         }
 
-    int nt_ = nthreads;
-    if (nt_ > s->n)
-        nt_ = (int)s->n;
-    if (nt_ < 1)
-        nt_ = 1;
+    int nt_ = cf_team_size(nthreads, s->n);
     int failed = 0;
     (void)nt_;
 #ifdef _OPENMP
@@ -622,11 +606,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
     CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (FK + F)) * sizeof(CV_T));
     if (part == NULL)
         return -1;
-    int nt = nthreads;
-    if (nt > nchunks)
-        nt = (int)nchunks;
-    if (nt < 1)
-        nt = 1;
+    int nt = cf_team_size(nthreads, nchunks);
     int failed = 0;
     (void)nt;
 
@@ -634,9 +614,9 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        /* padded image, then (for the last image only) a copy of its dy with
-         * slack for the micro-kernel's reads past the last filter */
-        CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + ohw * F + MR) * sizeof(CV_T), &failed);
+        /* the padded image; the taps kernel reads dy only through masked
+         * loads and the image only at valid tap offsets: no slack needed */
+        CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)img * sizeof(CV_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -652,12 +632,6 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
             for (int64_t n = n0; n < n1; n++) {
                 CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp);
                 const CV_T *dyn = dy + n * ohw * F;
-                if (n == s->n - 1) {
-                    CV_T *cp = xp + img;
-                    memcpy(cp, dyn, (size_t)(ohw * F) * sizeof(CV_T));
-                    memset(cp + ohw * F, 0, (size_t)MR * sizeof(CV_T));
-                    dyn = cp;
-                }
                 /* Blocks of output rows keep the dy rows and padded input
                  * rows they touch in L2 across all taps and panels. */
                 for (int64_t r0 = 0; r0 < s->oh; r0 += RB) {
@@ -754,11 +728,7 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
     CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (KF + F)) * sizeof(CV_T));
     if (part == NULL)
         return -1;
-    int nt = nthreads;
-    if (nt > nchunks)
-        nt = (int)nchunks;
-    if (nt < 1)
-        nt = 1;
+    int nt = cf_team_size(nthreads, nchunks);
     int failed = 0;
     (void)nt;
 

@@ -38,13 +38,9 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
      * in place. */
     const int64_t KC = k < GM_KC ? k : GM_KC;
     const int direct_a = (a_is == 1);
-    int nt = nthreads;
-    if (nt > panels)
-        nt = (int)panels;
+    int nt = cf_team_size(nthreads, panels);
     if ((double)m * (double)n * (double)k < 65536.0)
         nt = 1; /* a thread team costs more than this product */
-    if (nt < 1)
-        nt = 1;
     /* wide products (e.g. a Dense layer's input gradient): B panels split
      * over the threads instead of A panels */
     const int wide = n >= 4 * m && n >= 4 * NR;
@@ -54,9 +50,8 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
         if (apack == NULL)
             return -1;
         /* no thread team larger than the number of B panels */
-        const int64_t jpanels = (n + NR - 1) / NR;
-        nt = nthreads < jpanels ? nthreads : (int)jpanels;
-        if ((double)m * (double)n * (double)k < 65536.0 || nt < 1)
+        nt = cf_team_size(nthreads, (n + NR - 1) / NR);
+        if ((double)m * (double)n * (double)k < 65536.0)
             nt = 1;
     }
     int failed = 0;

@@ -20,6 +20,15 @@ int cf_get_num_threads(void);
  * n == 0 returns to the OpenMP default. The boundary validates n. */
 void cf_set_num_threads(int n);
 
+/* Threads for a loop of `work_items` independent items: nthreads, but never
+ * more than there are items and never fewer than 1. */
+static inline int cf_team_size(int nthreads, long long work_items)
+{
+    if (work_items < nthreads)
+        nthreads = (int)work_items;
+    return nthreads < 1 ? 1 : nthreads;
+}
+
 /* 1 when compiled with OpenMP, else 0. */
 int cf_openmp_enabled(void);
 
