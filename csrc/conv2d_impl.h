@@ -589,7 +589,12 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                                          const CV_T *x, const CV_T *dy, CV_T *dkernel,
                                          CV_T *dbias, int nthreads)
 {
-    const int64_t MR = uk->mr, NR = uk->nr, C = s->c, F = s->f;
+    const int64_t C = s->c, F = s->f;
+    /* the 6 x 64 tile when at least 48 filters fill it, else the 14 x 32 one */
+    const int wide = uk->taps_wide != NULL && F >= 48;
+    const int64_t MR = wide ? CF_UKERNEL_WIDE_MR : uk->mr;
+    const int64_t NR = wide ? 2 * uk->nr : uk->nr;
+    const CV_CAT(CV_CAT(cf_ukernel_taps, CV_SFX), fn) taps = wide ? uk->taps_wide : uk->taps;
     const int64_t T = s->kh * s->kw, K = T * C, FK = F * K;
     const int64_t hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
     const int64_t wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
@@ -650,7 +655,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                         }
                         for (int64_t j0 = 0; j0 < F; j0 += NR) {
                             const int64_t nr = F - j0 < NR ? F - j0 : NR;
-                            uk->taps(nrow, s->ow, off, xb, s->sw * C, s->sh * wp * C,
+                            taps(nrow, s->ow, off, xb, s->sw * C, s->sh * wp * C,
                                      dyb + j0, F, pk + i0 * F + j0, F, (int)mr, (int)nr, acc);
                         }
                     }

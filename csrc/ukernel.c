@@ -135,6 +135,9 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_TNAME ukt_avx512_f32
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
+#define UK_TWNAME uktw_avx512_f32
+#include "ukernel_taps_wide_impl.h"
+#undef UK_TWNAME
 #define UK_DNAME ukd_avx512_f32
 #define UK_AROW(i) (                                                          \
     (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
@@ -174,6 +177,9 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_TNAME ukt_avx512_f64
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
+#define UK_TWNAME uktw_avx512_f64
+#include "ukernel_taps_wide_impl.h"
+#undef UK_TWNAME
 #define UK_DNAME ukd_avx512_f64
 #include "ukernel_direct_impl.h"
 #undef UK_DNAME
@@ -321,11 +327,12 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
-    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, SC_MR, SC_NR, 1};
+    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.narrow = ukn_avx512_f32;
         k.taps = ukt_avx512_f32;
+        k.taps_wide = uktw_avx512_f32;
         k.vw = 16; k.mr = 14; k.nr = 32;
     } else if (level >= CF_SIMD_AVX2) {
         k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.taps = ukt_avx2_f32; k.mr = 6; k.nr = 16;
@@ -338,11 +345,12 @@ cf_ukernel_f32 cf_ukernel_select_f32(int level)
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
-    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, SC_MR, SC_NR, 1};
+    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.narrow = ukn_avx512_f64;
         k.taps = ukt_avx512_f64;
+        k.taps_wide = uktw_avx512_f64;
         k.vw = 8; k.mr = 14; k.nr = 16;
     } else if (level >= CF_SIMD_AVX2) {
         k.fn = uk_avx2_f64; k.direct = ukd_avx2_f64; k.taps = ukt_avx2_f64; k.mr = 6; k.nr = 8;

@@ -90,6 +90,7 @@ typedef struct {
     cf_ukernel_direct_f32_fn direct;
     cf_ukernel_narrow_f32_fn narrow; /* NULL where no SIMD variant exists */
     cf_ukernel_taps_f32_fn taps;
+    cf_ukernel_taps_f32_fn taps_wide; /* 6 x 4 vectors; NULL where none */
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
 
@@ -98,6 +99,7 @@ typedef struct {
     cf_ukernel_direct_f64_fn direct;
     cf_ukernel_narrow_f64_fn narrow;
     cf_ukernel_taps_f64_fn taps;
+    cf_ukernel_taps_f64_fn taps_wide;
     int mr, nr, vw;
 } cf_ukernel_f64;
 
@@ -108,6 +110,7 @@ cf_ukernel_f64 cf_ukernel_select_f64(int simd_level);
 
 /* Largest MR of any variant: callers size zero-padding slack with it. */
 #define CF_UKERNEL_MAX_MR 14
+#define CF_UKERNEL_WIDE_MR 6
 #define CF_UKERNEL_MAX_NR 32
 
 #ifdef __cplusplus

@@ -41,6 +41,9 @@ CASES = [
     ("dilated-direct", (4, 10, 9, 16), (3, 2, 16, 20), 1, 2, (2, 3)),
     ("taps-dk-1-channel", (4, 9, 8, 1), (3, 3, 1, 33), 1, "same", 1),
     ("taps-dk-rgb-strided", (5, 11, 10, 3), (5, 4, 3, 20), (2, 3), "same", (1, 2)),
+    # 48 filters or more: the 6 x 64 kernel-gradient tile (AVX-512)
+    ("direct-dk-wide-tile", (4, 6, 7, 5), (3, 3, 5, 70), 1, "same", 1),
+    ("direct-dk-wide-tile-strided", (5, 9, 8, 16), (3, 3, 16, 130), 2, "same", 1),
     # wide images: the kernel gradient works through blocks of output rows
     ("direct-dk-row-blocks", (4, 5, 300, 16), (3, 3, 16, 8), 1, "same", 1),
     ("taps-dk-row-blocks", (4, 4, 520, 2), (2, 2, 2, 5), (1, 2), "same", 1),
