@@ -77,3 +77,34 @@ def test_blas_limit_option_changes_nothing_numerically():
         m.blas_threads = limit
         losses.append([m.train_on_batch(x, y) for _ in range(3)])
     assert losses[0] == losses[1]
+
+
+def test_training_is_bit_identical_for_1_and_2_threads():
+    """Every kernel of the step reduces in a fixed order: threads change no bit."""
+    from cnnfast.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+    from cnnfast.models import Sequential
+    from cnnfast.utils import set_random_seed
+
+    rng = np.random.default_rng(9)
+    x = rng.random((24, 12, 12, 1), dtype=np.float32)
+    y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 24)]
+    runs = []
+    try:
+        for threads in (1, 2):
+            cnnfast.set_num_threads(threads)
+            set_random_seed(7)
+            m = Sequential([
+                Conv2D(8, 3, padding="same", activation="relu", input_shape=(12, 12, 1)),
+                MaxPooling2D(2),
+                Conv2D(16, 3, padding="same", activation="relu"),
+                MaxPooling2D(2),
+                Flatten(), Dense(20, activation="relu"), Dropout(0.5),
+                Dense(4, activation="softmax"),
+            ])
+            m.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+            hist = m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+            runs.append((hist.history["loss"], m.get_weights()))
+    finally:
+        cnnfast.set_num_threads(None)
+    assert runs[0][0] == runs[1][0]
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
