@@ -23,6 +23,22 @@
 #define CF_CONV_DW_MAX_CHUNKS 32
 #define CF_CONV_DW_MAX_PARTIAL (int64_t)(16 * 1024 * 1024)
 
+/* Split `items` (images or pixels) into at most `want` chunks (also capped by
+ * CF_CONV_DW_MAX_CHUNKS and by the memory of one `partial`-element partial
+ * per chunk) of `*chunk` items each; returns the number of chunks. Depends on
+ * the problem only, never on the thread count: that is what makes the
+ * kernel gradient bit-identical for any number of threads. */
+static int64_t cf_dw_chunks(int64_t items, int64_t want, int64_t partial, int64_t *chunk)
+{
+    int64_t n = want < CF_CONV_DW_MAX_CHUNKS ? want : CF_CONV_DW_MAX_CHUNKS;
+    if (n < 1)
+        n = 1;
+    while (n > 1 && n * partial > CF_CONV_DW_MAX_PARTIAL)
+        n--;
+    *chunk = (items + n - 1) / n;
+    return (items + *chunk - 1) / *chunk;
+}
+
 #define CV_T float
 #define CV_SFX f32
 #define CV_UK cf_ukernel_f32

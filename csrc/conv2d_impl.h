@@ -576,6 +576,27 @@ static void CV_FN(sum_rows)(int64_t np, int64_t f_len, const CV_T *restrict src,
             acc[f] += src[p * f_len + f];
 }
 
+/* Inside a parallel region (an orphaned worksharing loop): sum the nchunks
+ * partials of (K + 1) x F elements, chunk 0 first, into dkernel (the first
+ * K*F) and dbias (the last F, when wanted). The order depends on the chunking
+ * only, never on the thread count. */
+static void CV_FN(reduce_partials)(const CV_T *part, int64_t nchunks, int64_t kf,
+                                   int64_t f, CV_T *dkernel, CV_T *dbias)
+{
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t e = 0; e < kf + f; e++) {
+        CV_T acc = part[e];
+        for (int64_t ch = 1; ch < nchunks; ch++)
+            acc += part[ch * (kf + f) + e];
+        if (e < kf)
+            dkernel[e] = acc;
+        else if (dbias)
+            dbias[e - kf] = acc;
+    }
+}
+
 /* Kernel gradient without im2col: per image,
  *   dW[t][c][f] += sum_p xpad[p + off_t][c] * dy[p][f]
  * The micro-kernel's tile rows are (tap, channel) pairs, read at their
@@ -603,11 +624,8 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
     int64_t RB = CF_CONV_DW_BLOCK_PIXELS / s->ow;
     if (RB < 1)
         RB = 1;
-    int64_t nchunks = s->n < CF_CONV_DW_MAX_CHUNKS ? s->n : CF_CONV_DW_MAX_CHUNKS;
-    while (nchunks > 1 && nchunks * (FK + F) > CF_CONV_DW_MAX_PARTIAL)
-        nchunks--;
-    const int64_t chunk = (s->n + nchunks - 1) / nchunks;
-    nchunks = (s->n + chunk - 1) / chunk;
+    int64_t chunk;
+    const int64_t nchunks = cf_dw_chunks(s->n, s->n, FK + F, &chunk);
     CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (FK + F)) * sizeof(CV_T));
     if (part == NULL)
         return -1;
@@ -663,29 +681,8 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                 CV_FN(sum_rows)(ohw, F, dyn, pb);
             }
         }
-        if (!failed) {
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int64_t k = 0; k < K + 1; k++) {
-                if (k == K) {
-                    if (dbias)
-                        for (int64_t f = 0; f < F; f++) {
-                            CV_T acc = part[FK + f];
-                            for (int64_t ch = 1; ch < nchunks; ch++)
-                                acc += part[ch * (FK + F) + FK + f];
-                            dbias[f] = acc;
-                        }
-                    continue;
-                }
-                for (int64_t f = 0; f < F; f++) {
-                    CV_T acc = part[k * F + f];
-                    for (int64_t ch = 1; ch < nchunks; ch++)
-                        acc += part[ch * (FK + F) + k * F + f];
-                    dkernel[k * F + f] = acc;
-                }
-            }
-        }
+        if (!failed)
+            CV_FN(reduce_partials)(part, nchunks, FK, F, dkernel, dbias);
     }
     return failed ? -1 : 0;
 }
@@ -718,13 +715,9 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
     }
     /* The chunking depends on the problem only, never on the thread count:
      * that is what makes the sum bit-identical for any number of threads. */
-    int64_t nchunks = (P + CF_CONV_DW_CHUNK - 1) / CF_CONV_DW_CHUNK;
-    if (nchunks > CF_CONV_DW_MAX_CHUNKS)
-        nchunks = CF_CONV_DW_MAX_CHUNKS;
-    while (nchunks > 1 && nchunks * (KF + F) > CF_CONV_DW_MAX_PARTIAL)
-        nchunks--;
-    const int64_t chunk = (P + nchunks - 1) / nchunks;
-    nchunks = (P + chunk - 1) / chunk;
+    int64_t chunk;
+    const int64_t nchunks = cf_dw_chunks(P, (P + CF_CONV_DW_CHUNK - 1) / CF_CONV_DW_CHUNK,
+                                         KF + F, &chunk);
     /* Pixels per im2col sub-tile: about 512 KiB of patches, in L2. */
     const int64_t K1 = K + 1; /* im2col rows carry a ones column for dbias */
     int64_t SP = (int64_t)(131072 / K1);
@@ -771,21 +764,8 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
                 }
             }
         }
-        if (!failed) {
-            /* fixed-order reduction of the chunk partials */
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int64_t e = 0; e < KF + F; e++) {
-                CV_T acc = part[e];
-                for (int64_t ch = 1; ch < nchunks; ch++)
-                    acc += part[ch * (KF + F) + e];
-                if (e < KF)
-                    dkernel[e] = acc;
-                else if (dbias)
-                    dbias[e - KF] = acc;
-            }
-        }
+        if (!failed)
+            CV_FN(reduce_partials)(part, nchunks, KF, F, dkernel, dbias);
     }
     return failed ? -1 : 0;
 }
