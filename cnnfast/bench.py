@@ -361,10 +361,7 @@ def conv_case(impl: str, wl: ConvWorkload, direction: str, inp: dict) -> Case:
     s = wl.stride
     label = IMPL_LABELS[impl]
     if impl in ("cnnfast", "cnnfast-nchw"):
-        try:
-            from cnnfast import ops
-        except ImportError as exc:
-            raise Unavailable(f"cnnfast.ops not importable ({exc})") from exc
+        from cnnfast import ops
         if impl == "cnnfast":
             fmt, xx, kk, gg, back, kback = "channels_last", x, k, dy, None, None
         else:
@@ -509,10 +506,7 @@ def pool_case(impl: str, wl: PoolWorkload, mode: str, direction: str, inp: dict)
     p = wl.pool
     label = IMPL_LABELS[impl]
     if impl in ("cnnfast", "cnnfast-nchw"):
-        try:
-            from cnnfast import ops
-        except ImportError as exc:
-            raise Unavailable(f"cnnfast.ops not importable ({exc})") from exc
+        from cnnfast import ops
         if impl == "cnnfast":
             fmt, xx, gg, back = "channels_last", x, dy, None
         else:
@@ -609,26 +603,10 @@ def copy_case(nbytes: int, threads: int, pool: ThreadPoolExecutor) -> Case:
 
 
 def _cnnfast_model():
-    """The tutorial CNN with the Keras-style API, or Unavailable with the reason."""
-    try:
-        from cnnfast import layers, models
-    except ImportError as exc:
-        raise Unavailable(f"cnnfast.models / cnnfast.layers not importable ({exc})") from exc
-    if not hasattr(models, "Sequential"):
-        raise Unavailable("cnnfast.models.Sequential does not exist yet")
-    model = models.Sequential(
-        [
-            layers.Conv2D(32, (3, 3), padding="same", activation="relu",
-                          input_shape=(28, 28, 1)),
-            layers.MaxPooling2D((2, 2)),
-            layers.Conv2D(64, (3, 3), padding="same", activation="relu"),
-            layers.MaxPooling2D((2, 2)),
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            layers.Dropout(0.5),
-            layers.Dense(10, activation="softmax"),
-        ]
-    )
+    """The tutorial CNN, built as ``cnnfast train`` builds it."""
+    from cnnfast.cli import build_tutorial_model
+
+    model = build_tutorial_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     return model
 
@@ -659,13 +637,12 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
     label = IMPL_LABELS[impl]
     if impl == "cnnfast":
         model = _cnnfast_model()
+        # the model makes no BLAS call (Dense runs on cnnfast.matmul): no settle pause
         if wl.key == "train":
-            if not hasattr(model, "train_on_batch"):
-                raise Unavailable("cnnfast Sequential has no train_on_batch")
-            return Case(impl, label, lambda: model.train_on_batch(x, y), uses_blas=True,
+            return Case(impl, label, lambda: model.train_on_batch(x, y),
                         note="train_on_batch (Adam, dropout, Python layer API)")
         return Case(impl, label, lambda: model.predict(x, batch_size=n, verbose=0),
-                    uses_blas=True, note="predict")
+                    note="predict")
     if impl in ("torch", "torch-cl"):
         torch = _need_torch()
         torch.manual_seed(seed)
