@@ -108,10 +108,10 @@ typedef struct {
 cf_ukernel_f32 cf_ukernel_select_f32(int simd_level);
 cf_ukernel_f64 cf_ukernel_select_f64(int simd_level);
 
-/* Largest MR of any variant: callers size zero-padding slack with it. */
+/* Largest MR of any variant (callers size per-tile arrays with it), and the
+ * MR of the 6 x 4-vector taps_wide tile. */
 #define CF_UKERNEL_MAX_MR 14
 #define CF_UKERNEL_WIDE_MR 6
-#define CF_UKERNEL_MAX_NR 32
 
 #ifdef __cplusplus
 }
