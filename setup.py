@@ -150,6 +150,8 @@ extensions = [
         "cnnfast._kernels",
         sources=["cnnfast/_kernels.pyx", *sorted(glob("csrc/*.c"))],
         include_dirs=["csrc", np.get_include()],
+        # headers (templates included by the .c files) trigger rebuilds too
+        depends=sorted(glob("csrc/*.h")) + sorted(glob("cnnfast/*.pxi")),
     )
 ]
 

@@ -348,3 +348,4 @@ def adam_update(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v,
 # ---------------------------------------------------------------- pooling --
 
 include "_pool.pxi"
+include "_conv_pool.pxi"

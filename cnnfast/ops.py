@@ -23,6 +23,8 @@ __all__ = [
     "matmul",
     "conv2d",
     "conv2d_backward",
+    "conv2d_pool2d",
+    "conv2d_pool2d_backward",
     "pool2d",
     "pool2d_backward",
     "max_pool2d",
@@ -513,6 +515,222 @@ def pool2d_backward(
         _contig(_to_nhwc(dya, prob.fmt), dt), xin, idx4, dx, *prob.shape, prob.mode
     )
     return _deliver(dx, prob.fmt, out)
+
+
+# ------------------------------------------------- convolution + pooling --
+
+class _ConvPoolProblem:
+    """Validated arguments of pool(act(conv(x))): the convolution's, the
+    pooling's over the convolution output, and whether the fused kernels apply
+    (max/min pooling, no pooling padding, windows that do not overlap)."""
+
+    __slots__ = ("conv", "pool_size", "pool_strides", "pool_padding", "mode", "pool",
+                 "fused", "pshape", "relu")
+
+    def __init__(self, x, kernel, strides, padding, dilation_rate, data_format,
+                 activation, pool_size, pool_strides, pool_padding, pool_mode, extra=()):
+        self.conv = prob = _ConvProblem(x, kernel, strides, padding, dilation_rate,
+                                        data_format, extra)
+        self.relu = _parse_activation(activation)
+        if not isinstance(pool_mode, str) or pool_mode.lower() not in _POOL_MODES:
+            raise ValueError(f"pool_mode must be 'max', 'avg' or 'min', got {pool_mode!r}")
+        self.mode = _POOL_MODES[pool_mode.lower()]
+        kh, kw = as_pair(pool_size, "pool_size")
+        _check_sizes("pool_size", kh, kw)
+        if pool_strides is None:
+            pool_strides = (kh, kw)
+        sp = prob.spec
+        try:
+            ps = window_spec((sp.oh, sp.ow), (kh, kw), pool_strides, pool_padding, 1,
+                             window_name="pool_size", input_name="the convolution output")
+        except ValueError as e:
+            raise ValueError(f"{e} (x {np.shape(x)}, kernel {np.shape(kernel)})") from None
+        _check_sizes("pool_strides", ps.sh, ps.sw)
+        if max(ps.pt, ps.pb) >= kh or max(ps.pl, ps.pr) >= kw:
+            raise ValueError(
+                f"pool_padding (({ps.pt}, {ps.pb}), ({ps.pl}, {ps.pr})) must be smaller than "
+                f"pool_size ({kh}, {kw}) on each side: a window would hold only padding"
+            )
+        if sp.oh * sp.ow > 2**31 - 1:
+            raise ValueError(f"convolution output plane {sp.oh}x{sp.ow} too large for int32 "
+                             "indices (overflow)")
+        self.pool = ps
+        self.pool_size, self.pool_strides, self.pool_padding = (kh, kw), pool_strides, \
+            pool_padding
+        self.fused = (self.mode != _POOL_MODES["avg"] and ps.pt == ps.pb == ps.pl == ps.pr == 0
+                      and ps.sh >= kh and ps.sw >= kw)
+        self.pshape = (kh, kw, ps.sh, ps.sw)
+
+    def out_shape(self) -> tuple[int, int, int, int]:
+        n, f, ps = self.conv.n, self.conv.f, self.pool
+        if self.conv.fmt == "channels_last":
+            return (n, ps.oh, ps.ow, f)
+        return (n, f, ps.oh, ps.ow)
+
+    def conv_out_shape(self) -> tuple[int, int, int, int]:
+        return self.conv.out_shape()
+
+
+def conv2d_pool2d(
+    x: Any,
+    kernel: Any,
+    bias: Any | None = None,
+    strides: IntOrPair = 1,
+    padding: Padding = "valid",
+    dilation_rate: IntOrPair = 1,
+    data_format: str = "channels_last",
+    activation: str | None = None,
+    pool_size: IntOrPair = 2,
+    pool_strides: IntOrPair | None = None,
+    pool_padding: Padding = "valid",
+    pool_mode: str = "max",
+    return_indices: bool = False,
+    out: Any = None,
+):
+    """``pool2d(conv2d(x, kernel, bias, ..., activation), pool_size, ...)`` in one pass.
+
+    The result (and the indices, which refer to the convolution output's
+    plane exactly as :func:`pool2d`'s do) are bit-identical to the two calls.
+    For max/min pooling with unpadded, non-overlapping windows (the usual
+    ``MaxPooling2D`` after a ``Conv2D``) the convolution output is made one
+    pooling band at a time in cache and never stored: no 4x larger
+    intermediate is written and read back, and rows in no window are not
+    computed. Other poolings run the two kernels. ``out``: an array for y,
+    or ``(y, indices)`` with ``return_indices`` (max/min only).
+    """
+    extra = ()
+    ba = None
+    if bias is not None:
+        ba = _as_real_array(bias, "bias")
+        extra = (ba,)
+    pp = _ConvPoolProblem(x, kernel, strides, padding, dilation_rate, data_format,
+                          activation, pool_size, pool_strides, pool_padding, pool_mode, extra)
+    prob = pp.conv
+    if ba is not None and ba.shape != (prob.f,):
+        raise ValueError(
+            f"bias must have shape ({prob.f},) (one value per filter), got {ba.shape}"
+        )
+    if return_indices and pp.mode == _POOL_MODES["avg"]:
+        raise ValueError("return_indices is only meaningful for pool_mode 'max' or 'min'")
+    if not pp.fused:
+        z = conv2d(x, kernel, bias, strides, padding, dilation_rate, data_format,
+                   activation)
+        return pool2d(z, pp.pool_size, pp.pool_strides, pp.pool_padding,
+                      ("max", "avg", "min")[pp.mode], data_format, return_indices, out)
+    dt = prob.dtype
+    shape = (prob.n, pp.pool.oh, pp.pool.ow, prob.f)
+    y_out = i_out = None
+    if out is not None:
+        if return_indices:
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise ValueError("out must be a tuple (y, indices) when return_indices=True")
+            y_out, i_out = out
+            i_out = None if i_out is None else _out_array(i_out, pp.out_shape(),
+                                                          np.dtype(np.int32), "out[1]")
+        else:
+            y_out = out
+        y_out = None if y_out is None else _out_array(y_out, pp.out_shape(), dt, "out")
+    last = prob.fmt == "channels_last"
+    y = y_out if y_out is not None and last else np.empty(shape, dtype=dt)
+    idx = None
+    if return_indices:
+        idx = i_out if i_out is not None and last else np.empty(shape, dtype=np.int32)
+    _kernels.conv2d_pool2d_forward(
+        _contig(prob.x, dt), _contig(prob.kernel, dt),
+        None if ba is None else _contig(ba, dt), y, idx, prob.shape, pp.pshape, pp.mode,
+        pp.relu)
+    y = _deliver(y, prob.fmt, y_out)
+    if return_indices:
+        return y, _deliver(idx, prob.fmt, i_out)
+    return y
+
+
+def conv2d_pool2d_backward(
+    dy: Any,
+    x: Any,
+    kernel: Any,
+    indices: Any,
+    y: Any | None = None,
+    strides: IntOrPair = 1,
+    padding: Padding = "valid",
+    dilation_rate: IntOrPair = 1,
+    data_format: str = "channels_last",
+    activation: str | None = None,
+    pool_size: IntOrPair = 2,
+    pool_strides: IntOrPair | None = None,
+    pool_padding: Padding = "valid",
+    pool_mode: str = "max",
+    input_grad: bool = True,
+    out: tuple | None = None,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients ``(dx, dkernel, dbias)`` of :func:`conv2d_pool2d` (max/min pooling).
+
+    ``dy`` is dL/d(pooled output), ``indices`` the forward's
+    ``return_indices``. With ``activation="relu"`` pass the forward's output
+    as ``y``: max/min pooling commutes with ReLU, so the ReLU mask is
+    ``y > 0`` on the pooled output. With ``input_grad=False`` (a first layer)
+    the unpooled gradient is made a block of rows at a time in cache and
+    never stored whole. ``dx`` is None when ``input_grad=False``. ``out=(dx,
+    dkernel, dbias)`` (entries may be None) gives arrays to write into.
+    """
+    dya = _as_real_array(dy, "dy")
+    pp = _ConvPoolProblem(x, kernel, strides, padding, dilation_rate, data_format,
+                          activation, pool_size, pool_strides, pool_padding, pool_mode, (dya,))
+    prob = pp.conv
+    if pp.mode == _POOL_MODES["avg"]:
+        raise ValueError("conv2d_pool2d_backward supports pool_mode 'max' or 'min'; for "
+                         "'avg' use pool2d_backward then conv2d_backward")
+    expected = pp.out_shape()
+    if dya.shape != expected:
+        raise ValueError(
+            f"dy must have the shape of conv2d_pool2d's output {expected} "
+            f"(x {np.shape(x)}, kernel {np.shape(kernel)}), got {dya.shape}"
+        )
+    ia = np.asarray(indices)
+    if ia.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integers, got dtype {ia.dtype}")
+    if ia.shape != expected:
+        raise ValueError(f"indices must have the shape of dy {expected}, got {ia.shape}")
+    dt = prob.dtype
+    dy4 = np.array(_to_nhwc(dya, prob.fmt), dtype=dt, order="C")  # a copy: masked below
+    if pp.relu:
+        if y is None:
+            raise ValueError("activation='relu' needs the forward output y for the ReLU mask")
+        ya = _as_real_array(y, "y")
+        if ya.shape != expected:
+            raise ValueError(f"y must have the shape of dy {expected}, got {ya.shape}")
+        _kernels.relu_mask(dy4, _contig(_to_nhwc(ya, prob.fmt), dt))
+    idx4 = np.ascontiguousarray(_to_nhwc(ia, prob.fmt), dtype=np.int32)
+    dx_out = dk_out = db_out = None
+    if out is not None:
+        if not isinstance(out, tuple) or len(out) != 3:
+            raise ValueError("out must be a tuple (dx, dkernel, dbias) whose entries may be None")
+        dx_out, dk_out, db_out = out
+        if dx_out is not None:
+            dx_out = _out_array(dx_out, np.shape(x), dt, "out[0] (dx)")
+        if dk_out is not None:
+            dk_out = _out_array(dk_out, np.shape(kernel), dt, "out[1] (dkernel)")
+        if db_out is not None:
+            db_out = _out_array(db_out, (prob.f,), dt, "out[2] (dbias)")
+    if not pp.fused or input_grad:
+        # the full unpooled gradient is needed anyway (or the windows need the
+        # general pooling kernels): unpool, then the plain convolution backward
+        n, oh, ow, f = prob.n, prob.spec.oh, prob.spec.ow, prob.f
+        dz = np.empty((n, oh, ow, f), dtype=dt)
+        kh, kw, sh, sw = pp.pshape
+        _kernels.pool2d_backward(dy4, None, idx4, dz, kh, kw, sh, sw, pp.pool.pt, pp.pool.pl,
+                                 pp.mode)
+        return conv2d_backward(_from_nhwc(dz, prob.fmt), x, kernel, strides, padding,
+                               dilation_rate, data_format, input_grad=input_grad, out=out)
+    use = dk_out is not None and prob.fmt == "channels_last"
+    dk4 = dk_out if use else np.empty(prob.kernel.shape, dtype=dt)
+    db = db_out if db_out is not None else np.empty((prob.f,), dtype=dt)
+    _kernels.conv2d_pool2d_backward_kernel(_contig(prob.x, dt), dy4, idx4, dk4, db,
+                                           prob.shape, pp.pshape, pp.mode)
+    if dk_out is not None and not use:
+        np.copyto(dk_out, dk4.transpose(3, 2, 0, 1))
+        return None, dk_out, db
+    return None, (dk4 if use else _kernel_from_hwcf(dk4, prob.fmt)), db
 
 
 def _bind(mode: str):

@@ -1,9 +1,12 @@
-/* 2-D convolution kernels (NHWC), float32 and float64: see conv2d.h. */
+/* 2-D convolution kernels (NHWC), float32 and float64, and the fused
+ * convolution + pooling drivers: see conv2d.h. */
 #include "conv2d.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_features.h"
+#include "pool2d.h"
 #include "threads.h"
 #include "ukernel.h"
 #include "workspace.h"
@@ -43,7 +46,16 @@ static int64_t cf_dw_chunks(int64_t items, int64_t want, int64_t partial, int64_
 #define CV_SFX f32
 #define CV_UK cf_ukernel_f32
 #define CV_SELECT cf_ukernel_select_f32
+#define CF_POOL_FWD cf_pool2d_forward_f32
+#define CF_POOL_BWD cf_pool2d_backward_f32
+#define CF_POOL_BAND_FWD cf_pool2d_band_forward_f32
+#define CF_POOL_BAND_BWD cf_pool2d_band_backward_f32
 #include "conv2d_impl.h"
+#include "conv2d_pool_impl.h"
+#undef CF_POOL_FWD
+#undef CF_POOL_BWD
+#undef CF_POOL_BAND_FWD
+#undef CF_POOL_BAND_BWD
 #undef CV_T
 #undef CV_SFX
 #undef CV_UK
@@ -53,7 +65,16 @@ static int64_t cf_dw_chunks(int64_t items, int64_t want, int64_t partial, int64_
 #define CV_SFX f64
 #define CV_UK cf_ukernel_f64
 #define CV_SELECT cf_ukernel_select_f64
+#define CF_POOL_FWD cf_pool2d_forward_f64
+#define CF_POOL_BWD cf_pool2d_backward_f64
+#define CF_POOL_BAND_FWD cf_pool2d_band_forward_f64
+#define CF_POOL_BAND_BWD cf_pool2d_band_backward_f64
 #include "conv2d_impl.h"
+#include "conv2d_pool_impl.h"
+#undef CF_POOL_FWD
+#undef CF_POOL_BWD
+#undef CF_POOL_BAND_FWD
+#undef CF_POOL_BAND_BWD
 #undef CV_T
 #undef CV_SFX
 #undef CV_UK

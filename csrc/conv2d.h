@@ -23,6 +23,8 @@
 
 #include <stdint.h>
 
+#include "pool2d.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -60,6 +62,39 @@ int cf_conv2d_backward_kernel_f32(const cf_conv2d_shape *s, const float *x,
 int cf_conv2d_backward_kernel_f64(const cf_conv2d_shape *s, const double *x,
                                   const double *dy, double *dkernel,
                                   double *dbias, int nthreads);
+
+/* Convolution, then max or min pooling (mode CF_POOL_MAX / CF_POOL_MIN) of
+ * its output, in one pass: the convolution output is made one pooling band
+ * at a time in per-thread scratch and never stored whole. `p` describes the
+ * pooling of the convolution output: p->n = s->n, p->h = s->oh, p->w = s->ow,
+ * p->c = s->f, no padding, non-overlapping windows (sh >= kh, sw >= kw).
+ * relu applies before the pooling. y (n, p->oh, p->ow, f) gets the pooled
+ * values, argmax (same shape, may be NULL) the winners as flat indices into
+ * the convolution output's (oh, ow) plane, exactly as pool2d.h. Results are
+ * bit-identical to cf_conv2d_forward followed by cf_pool2d_forward. */
+int cf_conv2d_pool_forward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                               int mode, const float *x, const float *kernel,
+                               const float *bias, int relu, float *y, int32_t *argmax,
+                               int nthreads);
+int cf_conv2d_pool_forward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                               int mode, const double *x, const double *kernel,
+                               const double *bias, int relu, double *y, int32_t *argmax,
+                               int nthreads);
+
+/* dkernel and dbias (may be NULL) of that pair from dyp, the gradient of the
+ * pooled output (times the ReLU mask where there is one: for max/min pooling
+ * that is the mask of the pooled output), and the forward's argmax: the same
+ * as cf_pool2d_backward into a full dy then cf_conv2d_backward_kernel,
+ * without the full dy. argmax must come from cf_conv2d_pool_forward on the
+ * same shapes (its values are not checked). */
+int cf_conv2d_pool_backward_kernel_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                                       int mode, const float *x, const float *dyp,
+                                       const int32_t *argmax, float *dkernel,
+                                       float *dbias, int nthreads);
+int cf_conv2d_pool_backward_kernel_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                                       int mode, const double *x, const double *dyp,
+                                       const int32_t *argmax, double *dkernel,
+                                       double *dbias, int nthreads);
 
 #ifdef __cplusplus
 }

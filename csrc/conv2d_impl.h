@@ -186,37 +186,42 @@ static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
     return failed ? -1 : 0;
 }
 
-int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
-                             const CV_T *kernel, const CV_T *bias, int relu,
-                             CV_T *y, int nthreads)
+/* The padded copy of one image's receptive field: hp x wp pixels, plus
+ * slack so that the micro-kernel's reads of rows past the end of the last
+ * tile stay inside the buffer. Returns 0 when the copy would be much larger
+ * than the input (huge strides, dilations or paddings): im2col then. */
+static int CV_FN(padded_geometry)(const cf_conv2d_shape *s, int64_t MR, int64_t *hp,
+                                  int64_t *wp, int64_t *img, int64_t *slack)
 {
-    const CV_UK uk = CV_SELECT(cf_simd_level());
-    const int64_t C = s->c, F = s->f, MR = uk.mr;
-    if (s->n == 0)
-        return 0;
-    /* The padded image covers exactly the receptive field of the output,
-     * plus slack so that the micro-kernel's reads of rows past the end of
-     * the last tile stay inside the buffer. */
-    const int64_t hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
-    const int64_t wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
-    const int64_t img = hp * wp * C;
-    const int64_t slack = (MR + 1) * s->sw * C + C;
-    const int64_t ntaps = s->kh * s->kw;
-    if (img + slack > 4 * s->h * s->w * C + CF_CONV_PAD_ALLOWANCE)
-        return CV_FN(forward_im2col)(s, &uk, x, kernel, bias, relu, y, nthreads);
+    *hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
+    *wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
+    *img = *hp * *wp * s->c;
+    *slack = (MR + 1) * s->sw * s->c + s->c;
+    return *img + *slack <= 4 * s->h * s->w * s->c + CF_CONV_PAD_ALLOWANCE;
+}
+
+/* Everything direct_row needs that depends on the kernel only: tap offsets
+ * into the padded image (slot 2) and the weights in the chosen micro-kernel's
+ * order (slot 4 or 5), in the calling thread's workspace. */
+static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_t wp,
+                               const CV_T *kernel, CV_FN(row_plan) *plan)
+{
+    const int64_t C = s->c, F = s->f, ntaps = s->kh * s->kw;
     int64_t *tap_off = (int64_t *)cf_workspace(2, (size_t)ntaps * sizeof(int64_t));
     if (tap_off == NULL)
         return -1;
     for (int64_t a = 0; a < s->kh; a++)
         for (int64_t b = 0; b < s->kw; b++)
             tap_off[a * s->kw + b] = (a * s->dh * wp + b * s->dw) * C;
-    const int64_t yimg = s->oh * s->ow * F;
-    int failed = 0;
-    CV_FN(row_plan) plan = {&uk, tap_off, NULL, 0, NULL};
+    plan->uk = uk;
+    plan->tap_off = tap_off;
+    plan->wt = NULL;
+    plan->cpad = 0;
+    plan->wpk = NULL;
     /* Few filters leave most of the NR-wide micro-kernel idle: use the
      * narrow kernel when there are enough channels to fill its vectors. */
-    if (uk.narrow != NULL && F <= CF_CONV_NARROW_MAX_F && 2 * C >= uk.vw) {
-        const int64_t cpad = (C + uk.vw - 1) / uk.vw * uk.vw;
+    if (uk->narrow != NULL && F <= CF_CONV_NARROW_MAX_F && 2 * C >= uk->vw) {
+        const int64_t cpad = (C + uk->vw - 1) / uk->vw * uk->vw;
         CV_T *wt = (CV_T *)cf_workspace(4, (size_t)(F * ntaps * cpad) * sizeof(CV_T));
         if (wt == NULL)
             return -1;
@@ -224,24 +229,43 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
             for (int64_t t = 0; t < ntaps; t++)
                 for (int64_t c = 0; c < cpad; c++)
                     wt[(j * ntaps + t) * cpad + c] = c < C ? kernel[(t * C + c) * F + j] : 0;
-        plan.wt = wt;
-        plan.cpad = cpad;
-    } else {
-        /* The weights as one contiguous [K][NR] stream per panel of NR
-         * filters (zero past F): the micro-kernel then reads them
-         * sequentially instead of at a stride of F (measured ~10% faster). */
-        const int64_t NR = uk.nr, K = ntaps * C, npan = (F + NR - 1) / NR;
-        CV_T *wpk = (CV_T *)cf_workspace(5, (size_t)(npan * K * NR) * sizeof(CV_T));
-        if (wpk == NULL)
-            return -1;
-        for (int64_t jp = 0; jp < npan; jp++)
-            for (int64_t k = 0; k < K; k++)
-                for (int64_t j = 0; j < NR; j++) {
-                    const int64_t f = jp * NR + j;
-                    wpk[(jp * K + k) * NR + j] = f < F ? kernel[k * F + f] : 0;
-                }
-        plan.wpk = wpk;
+        plan->wt = wt;
+        plan->cpad = cpad;
+        return 0;
     }
+    /* The weights as one contiguous [K][NR] stream per panel of NR filters
+     * (zero past F): the micro-kernel then reads them sequentially instead
+     * of at a stride of F (measured ~10% faster). */
+    const int64_t NR = uk->nr, K = ntaps * C, npan = (F + NR - 1) / NR;
+    CV_T *wpk = (CV_T *)cf_workspace(5, (size_t)(npan * K * NR) * sizeof(CV_T));
+    if (wpk == NULL)
+        return -1;
+    for (int64_t jp = 0; jp < npan; jp++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < NR; j++) {
+                const int64_t f = jp * NR + j;
+                wpk[(jp * K + k) * NR + j] = f < F ? kernel[k * F + f] : 0;
+            }
+    plan->wpk = wpk;
+    return 0;
+}
+
+int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
+                             const CV_T *kernel, const CV_T *bias, int relu,
+                             CV_T *y, int nthreads)
+{
+    const CV_UK uk = CV_SELECT(cf_simd_level());
+    const int64_t C = s->c, F = s->f;
+    if (s->n == 0)
+        return 0;
+    int64_t hp, wp, img, slack;
+    if (!CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack))
+        return CV_FN(forward_im2col)(s, &uk, x, kernel, bias, relu, y, nthreads);
+    const int64_t yimg = s->oh * s->ow * F;
+    int failed = 0;
+    CV_FN(row_plan) plan;
+    if (CV_FN(forward_plan)(s, &uk, wp, kernel, &plan) != 0)
+        return -1;
 
     if (s->n >= nthreads) {
         /* Whole images per thread: the padded copy stays in this core's cache. */
@@ -566,16 +590,6 @@ int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
     return CV_FN(backward_input_col2im)(s, dy, kernel, dx, nthreads);
 }
 
-/* acc[f] += sum over np rows of src[p * f_len + f], rows in order. restrict
- * lets the compiler vectorise across f (without it the loop stays scalar). */
-static void CV_FN(sum_rows)(int64_t np, int64_t f_len, const CV_T *restrict src,
-                            CV_T *restrict acc)
-{
-    for (int64_t p = 0; p < np; p++)
-        for (int64_t f = 0; f < f_len; f++)
-            acc[f] += src[p * f_len + f];
-}
-
 /* Inside a parallel region (an orphaned worksharing loop): sum the nchunks
  * partials of (K + 1) x F elements, chunk 0 first, into dkernel (the first
  * K*F) and dbias (the last F, when wanted). The order depends on the chunking
@@ -597,6 +611,46 @@ static void CV_FN(reduce_partials)(const CV_T *part, int64_t nchunks, int64_t kf
     }
 }
 
+/* Where the kernel gradient's dy comes from: a plain (n, oh, ow, f) array,
+ * or (fused convolution + pooling, conv2d_pool_impl.h) the gradient of the
+ * pooled output and the forward's argmax, unpooled a block of rows at a time
+ * into per-thread scratch so the full dy never exists. */
+typedef struct {
+    const CV_T *dy;           /* plain dy, or NULL */
+    const cf_pool2d_shape *p; /* pooling of the convolution output */
+    int mode;
+    const CV_T *dyp;          /* (n, p->oh, p->ow, f) */
+    const int32_t *argmax;    /* (n, p->oh, p->ow, f), flat plane indices */
+} CV_FN(dy_source);
+
+/* dy rows [r0, r0 + nrow) of image n into blk (nrow x ow x f), r0 a multiple
+ * of the pooling stride. am_rel: p->ow * f int32 of scratch. */
+static void CV_FN(unpool_rows)(const cf_conv2d_shape *s, const CV_FN(dy_source) *src,
+                               int64_t n, int64_t r0, int64_t nrow, CV_T *restrict blk,
+                               int32_t *restrict am_rel)
+{
+    const cf_pool2d_shape *p = src->p;
+    const int64_t rowlen = s->ow * s->f, prow = p->ow * p->c;
+    cf_pool2d_shape band = *p;
+    band.n = 1;
+    band.h = p->kh;
+    band.oh = 1;
+    for (int64_t r = 0; r < nrow; r++) {
+        /* rows in no window (between windows, or below the last) */
+        const int64_t rr = r0 + r, po = rr / p->sh;
+        if (po >= p->oh || rr - po * p->sh >= p->kh)
+            memset(blk + r * rowlen, 0, (size_t)rowlen * sizeof(CV_T));
+    }
+    for (int64_t po = r0 / p->sh; po < p->oh && po * p->sh < r0 + nrow; po++) {
+        const int64_t off = (n * p->oh + po) * prow;
+        const int32_t shift = (int32_t)(po * p->sh * s->ow);
+        for (int64_t i = 0; i < prow; i++)
+            am_rel[i] = src->argmax[off + i] - shift;
+        CF_POOL_BAND_BWD(&band, src->mode, src->dyp + off, am_rel,
+                         blk + (po * p->sh - r0) * rowlen);
+    }
+}
+
 /* Kernel gradient without im2col: per image,
  *   dW[t][c][f] += sum_p xpad[p + off_t][c] * dy[p][f]
  * The micro-kernel's tile rows are (tap, channel) pairs, read at their
@@ -607,8 +661,8 @@ static void CV_FN(reduce_partials)(const CV_T *part, int64_t nchunks, int64_t kf
  * chunks, summed in a fixed order. (Measured against dy-as-rows with a
  * transpose at the end: as fast or faster on every shape tried.) */
 static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *uk,
-                                         const CV_T *x, const CV_T *dy, CV_T *dkernel,
-                                         CV_T *dbias, int nthreads)
+                                         const CV_T *x, const CV_FN(dy_source) *src,
+                                         CV_T *dkernel, CV_T *dbias, int nthreads)
 {
     const int64_t C = s->c, F = s->f;
     /* the 6 x 64 tile when at least 48 filters fill it, else the 14 x 32 one */
@@ -620,10 +674,13 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
     const int64_t hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
     const int64_t wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
     const int64_t img = hp * wp * C, ohw = s->oh * s->ow;
-    /* output rows per block: about CF_CONV_DW_BLOCK_PIXELS pixels */
+    /* output rows per block: about CF_CONV_DW_BLOCK_PIXELS pixels, whole
+     * pooling windows when dy is unpooled */
     int64_t RB = CF_CONV_DW_BLOCK_PIXELS / s->ow;
+    if (src->dy == NULL)
+        RB -= RB % src->p->sh;
     if (RB < 1)
-        RB = 1;
+        RB = src->dy == NULL ? src->p->sh : 1;
     int64_t chunk;
     const int64_t nchunks = cf_dw_chunks(s->n, s->n, FK + F, &chunk);
     CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (FK + F)) * sizeof(CV_T));
@@ -640,11 +697,19 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
         /* the padded image; the taps kernel reads dy only through masked
          * loads and the image only at valid tap offsets: no slack needed */
         CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)img * sizeof(CV_T), &failed);
+        CV_T *blk = NULL;
+        int32_t *am_rel = NULL;
+        if (src->dy == NULL) {
+            blk = (CV_T *)cf_workspace_or_flag(6, (size_t)(RB * s->ow * F) * sizeof(CV_T),
+                                               &failed);
+            am_rel = (int32_t *)cf_workspace_or_flag(
+                7, (size_t)(src->p->ow * F) * sizeof(int32_t), &failed);
+        }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t ch = 0; ch < nchunks; ch++) {
-            if (xp == NULL)
+            if (xp == NULL || (src->dy == NULL && (blk == NULL || am_rel == NULL)))
                 continue;
             CV_T *pk = part + ch * (FK + F);
             CV_T *pb = pk + FK;
@@ -654,13 +719,18 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                 pb[f] = 0;
             for (int64_t n = n0; n < n1; n++) {
                 CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp);
-                const CV_T *dyn = dy + n * ohw * F;
                 /* Blocks of output rows keep the dy rows and padded input
                  * rows they touch in L2 across all taps and panels. */
                 for (int64_t r0 = 0; r0 < s->oh; r0 += RB) {
                     const int64_t nrow = s->oh - r0 < RB ? s->oh - r0 : RB;
                     const int acc = n > n0 || r0 > 0;
-                    const CV_T *dyb = dyn + r0 * s->ow * F;
+                    const CV_T *dyb;
+                    if (src->dy != NULL) {
+                        dyb = src->dy + (n * ohw + r0 * s->ow) * F;
+                    } else {
+                        CV_FN(unpool_rows)(s, src, n, r0, nrow, blk, am_rel);
+                        dyb = blk;
+                    }
                     const CV_T *xb = xp + r0 * s->sh * wp * C;
                     for (int64_t i0 = 0; i0 < K; i0 += MR) {
                         const int64_t mr = K - i0 < MR ? K - i0 : MR;
@@ -677,8 +747,9 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                                      dyb + j0, F, pk + i0 * F + j0, F, (int)mr, (int)nr, acc);
                         }
                     }
+                    /* pixel order, as one pass over the image would add them */
+                    uk->colsum(nrow * s->ow, F, dyb, F, pb);
                 }
-                CV_FN(sum_rows)(ohw, F, dyn, pb);
             }
         }
         if (!failed)
@@ -711,7 +782,10 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
          * differently, and results are bit-identical for any thread count. */
         if (s->n >= CF_CONV_DW_DIRECT_MIN_N &&
             hp * wp * s->c <= 4 * s->h * s->w * s->c + CF_CONV_PAD_ALLOWANCE)
-            return CV_FN(backward_kernel_direct)(s, &uk, x, dy, dkernel, dbias, nthreads);
+        {
+            const CV_FN(dy_source) src = {dy, NULL, 0, NULL, NULL};
+            return CV_FN(backward_kernel_direct)(s, &uk, x, &src, dkernel, dbias, nthreads);
+        }
     }
     /* The chunking depends on the problem only, never on the thread count:
      * that is what makes the sum bit-identical for any number of threads. */

@@ -55,6 +55,20 @@ void cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double *dy
                             const double *x, const int32_t *argmax, double *dx,
                             int nthreads);
 
+/* One output row from one band of input rows, for the fused convolution +
+ * pooling drivers (conv2d.h). `band` has n = 1, oh = 1, h = kh, no padding
+ * and sh >= kh, sw >= kw; argmax indices are relative to the band
+ * (ih * w + iw with ih < kh). The backward overwrites the whole band, zeros
+ * where no gradient lands. Single-threaded; max/min only for the backward. */
+void cf_pool2d_band_forward_f32(const cf_pool2d_shape *band, int mode, const float *x,
+                                float *y, int32_t *argmax);
+void cf_pool2d_band_forward_f64(const cf_pool2d_shape *band, int mode, const double *x,
+                                double *y, int32_t *argmax);
+void cf_pool2d_band_backward_f32(const cf_pool2d_shape *band, int mode, const float *dy,
+                                 const int32_t *argmax, float *dx);
+void cf_pool2d_band_backward_f64(const cf_pool2d_shape *band, int mode, const double *dy,
+                                 const int32_t *argmax, double *dx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,13 +21,9 @@ typedef void (*CF_FN(cf_pool_bwd_fn_))(const cf_pool2d_shape *, int, const T *,
                                        const T *, const int32_t *, T *, int64_t,
                                        int64_t);
 
-void CF_CAT(cf_pool2d_forward_, SFX)(const cf_pool2d_shape *s, int mode, const T *x,
-                                     T *y, int32_t *argmax, int nthreads)
+/* The forward row for this machine: the 2x2/2 one when it applies. */
+static CF_FN(cf_pool_fwd_fn_) CF_FN(cf_pool_pick_fwd_)(const cf_pool2d_shape *s)
 {
-    if (s->n <= 0 || s->oh <= 0 || s->ow <= 0 || s->c <= 0)
-        return;
-    if (mode == CF_POOL_AVG)
-        argmax = NULL;
     CF_FN(cf_pool_fwd_fn_) row = CF_FN(cf_pool_fwd_scalar_);
     CF_FN(cf_pool_fwd_fn_) row2 = CF_FN(cf_pool_fwd_scalar_);
 #if CF_HAVE_X86_DISPATCH
@@ -40,7 +36,54 @@ void CF_CAT(cf_pool2d_forward_, SFX)(const cf_pool2d_shape *s, int mode, const T
         row2 = CF_FN(cf_pool_fwd2_avx2_);
     }
 #endif
-    const CF_FN(cf_pool_fwd_fn_) fn = cf_pool_is_2x2(s) ? row2 : row;
+    return cf_pool_is_2x2(s) ? row2 : row;
+}
+
+/* Band entry points of the fused convolution + pooling drivers (conv2d.h):
+ * `band` is one output row's worth of input, n = 1, oh = 1, h = the window
+ * height, no padding, non-overlapping windows. The argmax indices are
+ * relative to the band (ih * w + iw, ih < kh). */
+void CF_CAT(cf_pool2d_band_forward_, SFX)(const cf_pool2d_shape *band, int mode,
+                                          const T *x, T *y, int32_t *argmax)
+{
+    CF_FN(cf_pool_pick_fwd_)(band)(band, mode, x, y, argmax, 0, 0);
+}
+
+void CF_CAT(cf_pool2d_band_backward_, SFX)(const cf_pool2d_shape *band, int mode,
+                                           const T *dy, const int32_t *argmax, T *dx)
+{
+#if CF_HAVE_X86_DISPATCH
+    const int level = cf_simd_level();
+    if (cf_pool_is_2x2(band)) {
+        /* writes both rows whole, the odd last column included */
+        if (level >= CF_SIMD_AVX512)
+            CF_FN(cf_pool_bwd2_avx512_)(band, mode, dy, NULL, argmax, dx, 0, 0);
+        else if (level >= CF_SIMD_AVX2)
+            CF_FN(cf_pool_bwd2_avx2_)(band, mode, dy, NULL, argmax, dx, 0, 0);
+        else
+            CF_FN(cf_pool_bwd2_scalar_)(band, mode, dy, NULL, argmax, dx, 0, 0);
+        return;
+    }
+#endif
+    memset(dx, 0, (size_t)(band->h * band->w * band->c) * sizeof(T));
+#if CF_HAVE_X86_DISPATCH
+    if (level >= CF_SIMD_AVX512)
+        CF_FN(cf_pool_bwd_avx512_)(band, mode, dy, NULL, argmax, dx, 0, 0);
+    else if (level >= CF_SIMD_AVX2)
+        CF_FN(cf_pool_bwd_avx2_)(band, mode, dy, NULL, argmax, dx, 0, 0);
+    else
+#endif
+        CF_FN(cf_pool_bwd_scalar_)(band, mode, dy, NULL, argmax, dx, 0, 0);
+}
+
+void CF_CAT(cf_pool2d_forward_, SFX)(const cf_pool2d_shape *s, int mode, const T *x,
+                                     T *y, int32_t *argmax, int nthreads)
+{
+    if (s->n <= 0 || s->oh <= 0 || s->ow <= 0 || s->c <= 0)
+        return;
+    if (mode == CF_POOL_AVG)
+        argmax = NULL;
+    const CF_FN(cf_pool_fwd_fn_) fn = CF_FN(cf_pool_pick_fwd_)(s);
     const int64_t rows = s->n * s->oh, oh = s->oh;
     const int nt = cf_pool_threads(nthreads, rows,
                                    rows * s->ow * s->c * s->kh * s->kw);

@@ -101,6 +101,18 @@
                 c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc[i][j] : acc[i][j]; \
     }
 
+/* Column sums (bias gradients), rows added in order per column. */
+#define DEFINE_SCALAR_COLSUM(NAME, T)                                             \
+    static void NAME(int64_t np, int64_t n, const T *restrict src, int64_t ld,     \
+                     T *restrict acc)                                            \
+    {                                                                            \
+        for (int64_t p = 0; p < np; p++)                                         \
+            for (int64_t j = 0; j < n; j++)                                      \
+                acc[j] += src[p * ld + j];                                       \
+    }
+
+DEFINE_SCALAR_COLSUM(ukc_scalar_f32, float)
+DEFINE_SCALAR_COLSUM(ukc_scalar_f64, double)
 DEFINE_SCALAR_TAPS(ukt_scalar_f32, float)
 DEFINE_SCALAR_TAPS(ukt_scalar_f64, double)
 DEFINE_SCALAR_UKERNEL(uk_scalar_f32, float)
@@ -135,6 +147,9 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_TNAME ukt_avx512_f32
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
+#define UK_CSNAME ukc_avx512_f32
+#include "ukernel_colsum_impl.h"
+#undef UK_CSNAME
 #define UK_TWNAME uktw_avx512_f32
 #include "ukernel_taps_wide_impl.h"
 #undef UK_TWNAME
@@ -177,6 +192,9 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_TNAME ukt_avx512_f64
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
+#define UK_CSNAME ukc_avx512_f64
+#include "ukernel_colsum_impl.h"
+#undef UK_CSNAME
 #define UK_TWNAME uktw_avx512_f64
 #include "ukernel_taps_wide_impl.h"
 #undef UK_TWNAME
@@ -285,6 +303,9 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #define UK_TNAME ukt_avx2_f32
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
+#define UK_CSNAME ukc_avx2_f32
+#include "ukernel_colsum_impl.h"
+#undef UK_CSNAME
 #define UK_DNAME ukd_avx2_f32
 #define UK_AROW(i) (                                                          \
     (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
@@ -320,6 +341,9 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #define UK_TNAME ukt_avx2_f64
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
+#define UK_CSNAME ukc_avx2_f64
+#include "ukernel_colsum_impl.h"
+#undef UK_CSNAME
 #define UK_DNAME ukd_avx2_f64
 #include "ukernel_direct_impl.h"
 
@@ -327,15 +351,15 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
-    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, SC_MR, SC_NR, 1};
+    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, ukc_scalar_f32, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.narrow = ukn_avx512_f32;
-        k.taps = ukt_avx512_f32;
+        k.taps = ukt_avx512_f32; k.colsum = ukc_avx512_f32;
         k.taps_wide = uktw_avx512_f32;
         k.vw = 16; k.mr = 14; k.nr = 32;
     } else if (level >= CF_SIMD_AVX2) {
-        k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.taps = ukt_avx2_f32; k.mr = 6; k.nr = 16;
+        k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.taps = ukt_avx2_f32; k.colsum = ukc_avx2_f32; k.mr = 6; k.nr = 16;
     }
 #else
     (void)level;
@@ -345,15 +369,15 @@ cf_ukernel_f32 cf_ukernel_select_f32(int level)
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
-    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, SC_MR, SC_NR, 1};
+    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, ukc_scalar_f64, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.narrow = ukn_avx512_f64;
-        k.taps = ukt_avx512_f64;
+        k.taps = ukt_avx512_f64; k.colsum = ukc_avx512_f64;
         k.taps_wide = uktw_avx512_f64;
         k.vw = 8; k.mr = 14; k.nr = 16;
     } else if (level >= CF_SIMD_AVX2) {
-        k.fn = uk_avx2_f64; k.direct = ukd_avx2_f64; k.taps = ukt_avx2_f64; k.mr = 6; k.nr = 8;
+        k.fn = uk_avx2_f64; k.direct = ukd_avx2_f64; k.taps = ukt_avx2_f64; k.colsum = ukc_avx2_f64; k.mr = 6; k.nr = 8;
     }
 #else
     (void)level;

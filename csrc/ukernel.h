@@ -85,12 +85,20 @@ typedef void (*cf_ukernel_taps_f64_fn)(int64_t nrows, int64_t kc, const int64_t 
                                        const double *b, int64_t b_ks, double *c,
                                        int64_t ldc, int mr, int nr, int accumulate);
 
+/* Column sums, acc[j] += sum_{p < np} src[p * ld + j] for j < n, each
+ * column added in row order (bit-identical at every SIMD level). */
+typedef void (*cf_ukernel_colsum_f32_fn)(int64_t np, int64_t n, const float *src,
+                                         int64_t ld, float *acc);
+typedef void (*cf_ukernel_colsum_f64_fn)(int64_t np, int64_t n, const double *src,
+                                         int64_t ld, double *acc);
+
 typedef struct {
     cf_ukernel_f32_fn fn;
     cf_ukernel_direct_f32_fn direct;
     cf_ukernel_narrow_f32_fn narrow; /* NULL where no SIMD variant exists */
     cf_ukernel_taps_f32_fn taps;
     cf_ukernel_taps_f32_fn taps_wide; /* 6 x 4 vectors; NULL where none */
+    cf_ukernel_colsum_f32_fn colsum;
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
 
@@ -100,6 +108,7 @@ typedef struct {
     cf_ukernel_narrow_f64_fn narrow;
     cf_ukernel_taps_f64_fn taps;
     cf_ukernel_taps_f64_fn taps_wide;
+    cf_ukernel_colsum_f64_fn colsum;
     int mr, nr, vw;
 } cf_ukernel_f64;
 

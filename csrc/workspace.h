@@ -13,7 +13,7 @@
 extern "C" {
 #endif
 
-enum { CF_WS_SLOTS = 6 };
+enum { CF_WS_SLOTS = 8 };
 
 /* A 64-byte aligned buffer of at least `bytes` bytes in slot `slot` of the
  * calling thread, grown (never shrunk) as needed; contents are not kept when

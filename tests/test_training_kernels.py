@@ -108,3 +108,62 @@ def test_training_is_bit_identical_for_1_and_2_threads():
         cnnfast.set_num_threads(None)
     assert runs[0][0] == runs[1][0]
     assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+@pytest.mark.parametrize("pool", ["max", "min"])
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_fused_conv_pool_layers_train_bit_identically(pool, activation, monkeypatch):
+    """Sequential runs Conv2D + Max/MinPooling2D as one fused kernel pair (cnnfast._fusion):
+    same losses, weights and predictions bit for bit as the layers one by one."""
+    from cnnfast import _fusion
+    from cnnfast.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, MinPooling2D
+    from cnnfast.models import Sequential
+    from cnnfast.utils import set_random_seed
+
+    Pool = MaxPooling2D if pool == "max" else MinPooling2D
+    rng = np.random.default_rng(4)
+    x = rng.random((20, 13, 12, 2), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 20)]
+    runs = []
+    for fuse in (False, True):
+        monkeypatch.setattr(Sequential, "fuse_layers", fuse)
+        set_random_seed(11)
+        m = Sequential([
+            Conv2D(6, 3, padding="same", activation=activation, input_shape=(13, 12, 2)),
+            Pool(2),
+            Conv2D(10, (2, 3), activation=activation),
+            Pool((2, 2), strides=(3, 2)),
+            Flatten(), Dense(12, activation="relu"), Dropout(0.3),
+            Dense(3, activation="softmax"),
+        ])
+        m.compile(loss="categorical_crossentropy", optimizer="adam")
+        fused = [s for s in m._steps() if isinstance(s, _fusion.ConvPoolStep)]
+        assert len(fused) == (2 if fuse else 0)
+        hist = m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        runs.append((hist.history["loss"], m.get_weights(), m.predict(x, batch_size=7)))
+    assert runs[0][0] == runs[1][0]
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    assert np.array_equal(runs[0][2], runs[1][2])
+
+
+def test_pairs_that_cannot_fuse_run_as_layers():
+    from cnnfast import _fusion
+    from cnnfast.layers import AveragePooling2D, Conv2D, MaxPooling2D
+    from cnnfast.models import Sequential
+
+    def steps(*layers):
+        m = Sequential(list(layers))
+        return [type(s).__name__ for s in m._steps()]
+
+    shape = dict(input_shape=(8, 8, 3))
+    assert steps(Conv2D(4, 3, activation="relu", **shape), MaxPooling2D(2)) == ["ConvPoolStep"]
+    assert steps(Conv2D(4, 3, **shape), AveragePooling2D(2)) == ["Conv2D", "AveragePooling2D"]
+    assert steps(Conv2D(4, 3, activation="tanh", **shape), MaxPooling2D(2)) == \
+        ["Conv2D", "MaxPooling2D"]
+    assert steps(Conv2D(4, 3, **shape), MaxPooling2D(2, strides=1)) == \
+        ["Conv2D", "MaxPooling2D"]  # overlapping windows
+    assert steps(Conv2D(4, 3, padding="same", **shape), MaxPooling2D(3, padding="same")) == \
+        ["Conv2D", "MaxPooling2D"]  # 8 -> padded windows
+    assert steps(Conv2D(4, 3, data_format="channels_first", input_shape=(3, 8, 8)),
+                 MaxPooling2D(2, data_format="channels_first")) == ["Conv2D", "MaxPooling2D"]
+    assert _fusion.fusable(Conv2D(4, 3), MaxPooling2D(2)) is False  # not built

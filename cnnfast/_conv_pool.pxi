@@ -1,0 +1,134 @@
+# Fused convolution + max/min pooling wrappers, included into _kernels.pyx
+# after _pool.pxi (``include "_conv_pool.pxi"``).
+#
+# The caller (cnnfast.ops) resolved the convolution geometry, as for
+# conv2d_forward; these wrappers check the arrays against it and the pooling
+# window against the convolution output (no padding, non-overlapping windows,
+# at least one window), then release the GIL and call C.
+
+cdef extern from "conv2d.h" nogil:
+    int cf_conv2d_pool_forward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                                   int mode, const float *x, const float *kernel,
+                                   const float *bias, int relu, float *y, int32_t *argmax,
+                                   int nthreads)
+    int cf_conv2d_pool_forward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                                   int mode, const double *x, const double *kernel,
+                                   const double *bias, int relu, double *y,
+                                   int32_t *argmax, int nthreads)
+    int cf_conv2d_pool_backward_kernel_f32(const cf_conv2d_shape *s,
+                                           const cf_pool2d_shape *p, int mode,
+                                           const float *x, const float *dyp,
+                                           const int32_t *argmax, float *dkernel,
+                                           float *dbias, int nthreads)
+    int cf_conv2d_pool_backward_kernel_f64(const cf_conv2d_shape *s,
+                                           const cf_pool2d_shape *p, int mode,
+                                           const double *x, const double *dyp,
+                                           const int32_t *argmax, double *dkernel,
+                                           double *dbias, int nthreads)
+
+
+cdef cf_pool2d_shape _conv_pool_shape(cf_conv2d_shape *s, tuple pool, int mode) except *:
+    """The pooling of the convolution output: pool = (kh, kw, sh, sw)."""
+    cdef cf_pool2d_shape p
+    p.kh, p.kw, p.sh, p.sw = pool
+    p.pt = p.pl = 0
+    if mode != CF_POOL_MAX and mode != CF_POOL_MIN:
+        raise ValueError(f"mode: the fused kernels pool by max (0) or min (2), got {mode}")
+    if min(p.kh, p.kw) < 1 or p.sh < p.kh or p.sw < p.kw:
+        raise ValueError(
+            f"pool: needs windows >= 1 that do not overlap (strides >= pool_size), got "
+            f"pool_size ({p.kh}, {p.kw}), strides ({p.sh}, {p.sw})")
+    if s.oh < p.kh or s.ow < p.kw:
+        raise ValueError(
+            f"pool: window ({p.kh}, {p.kw}) larger than the convolution output "
+            f"({s.oh}, {s.ow})")
+    if s.oh * s.ow > 2147483647:
+        raise ValueError(f"convolution output plane {s.oh}x{s.ow} too large for int32 indices")
+    p.n, p.h, p.w, p.c = s.n, s.oh, s.ow, s.f
+    p.oh = (s.oh - p.kh) // p.sh + 1
+    p.ow = (s.ow - p.kw) // p.sw + 1
+    return p
+
+
+def conv2d_pool2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.ndarray y,
+                          object argmax, tuple shape, tuple pool, int mode, bint relu):
+    """y = pool(conv(x) (+ bias) (relu)), pool = (kh, kw, sh, sw), valid, no overlap.
+
+    shape as for conv2d_forward; y is (n, poh, pow, f); argmax None or int32
+    like y, receiving flat indices into the (oh, ow) plane of the convolution.
+    """
+    cdef cf_conv2d_shape s = _shape(shape)
+    cdef cf_pool2d_shape p = _conv_pool_shape(&s, pool, mode)
+    cdef int nt = cf_get_num_threads()
+    cdef int rc = 0
+    cdef cnp.ndarray b, am
+    cdef void *bp = NULL
+    cdef int32_t *ap = NULL
+    dt = x.dtype
+    _check(x, dt, (s.n, s.h, s.w, s.c), "x")
+    _check(kernel, dt, (s.kh, s.kw, s.c, s.f), "kernel")
+    _check_out(y, dt, (p.n, p.oh, p.ow, p.c), "y")
+    if bias is not None:
+        b = bias
+        _check(b, dt, (s.f,), "bias")
+        bp = cnp.PyArray_DATA(b)
+    if argmax is not None:
+        am = argmax
+        _check_out(am, np.int32, (p.n, p.oh, p.ow, p.c), "indices")
+        ap = <int32_t *>cnp.PyArray_DATA(am)
+    if dt == np.float32:
+        with nogil:
+            rc = cf_conv2d_pool_forward_f32(&s, &p, mode, <const float *>cnp.PyArray_DATA(x),
+                                            <const float *>cnp.PyArray_DATA(kernel),
+                                            <const float *>bp, relu,
+                                            <float *>cnp.PyArray_DATA(y), ap, nt)
+    elif dt == np.float64:
+        with nogil:
+            rc = cf_conv2d_pool_forward_f64(&s, &p, mode, <const double *>cnp.PyArray_DATA(x),
+                                            <const double *>cnp.PyArray_DATA(kernel),
+                                            <const double *>bp, relu,
+                                            <double *>cnp.PyArray_DATA(y), ap, nt)
+    else:
+        raise TypeError(f"x: unsupported dtype {dt}")
+    if rc != 0:
+        raise MemoryError("cnnfast: could not allocate convolution workspace")
+
+
+def conv2d_pool2d_backward_kernel(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray argmax,
+                                  cnp.ndarray dkernel, object dbias, tuple shape,
+                                  tuple pool, int mode):
+    """dkernel, dbias of pool(conv(x)) from dyp (the pooled output's gradient,
+    ReLU-masked by the caller) and the indices of conv2d_pool2d_forward on the
+    same shapes (trusted: they must come from that call)."""
+    cdef cf_conv2d_shape s = _shape(shape)
+    cdef cf_pool2d_shape p = _conv_pool_shape(&s, pool, mode)
+    cdef int nt = cf_get_num_threads()
+    cdef int rc = 0
+    cdef cnp.ndarray db
+    cdef void *dbp = NULL
+    dt = x.dtype
+    _check(x, dt, (s.n, s.h, s.w, s.c), "x")
+    _check(dyp, dt, (p.n, p.oh, p.ow, p.c), "dy")
+    _check(argmax, np.int32, (p.n, p.oh, p.ow, p.c), "indices")
+    _check_out(dkernel, dt, (s.kh, s.kw, s.c, s.f), "dkernel")
+    if dbias is not None:
+        db = dbias
+        _check_out(db, dt, (s.f,), "dbias")
+        dbp = cnp.PyArray_DATA(db)
+    cdef const int32_t *ap = <const int32_t *>cnp.PyArray_DATA(argmax)
+    if dt == np.float32:
+        with nogil:
+            rc = cf_conv2d_pool_backward_kernel_f32(
+                &s, &p, mode, <const float *>cnp.PyArray_DATA(x),
+                <const float *>cnp.PyArray_DATA(dyp), ap,
+                <float *>cnp.PyArray_DATA(dkernel), <float *>dbp, nt)
+    elif dt == np.float64:
+        with nogil:
+            rc = cf_conv2d_pool_backward_kernel_f64(
+                &s, &p, mode, <const double *>cnp.PyArray_DATA(x),
+                <const double *>cnp.PyArray_DATA(dyp), ap,
+                <double *>cnp.PyArray_DATA(dkernel), <double *>dbp, nt)
+    else:
+        raise TypeError(f"x: unsupported dtype {dt}")
+    if rc != 0:
+        raise MemoryError("cnnfast: could not allocate convolution workspace")

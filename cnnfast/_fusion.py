@@ -1,0 +1,110 @@
+"""Cross-layer fusion inside a Sequential model: a ``Conv2D`` followed by a
+``MaxPooling2D`` / ``MinPooling2D`` runs as one fused kernel pair.
+
+The forward pass computes the convolution one pooling band at a time in cache
+and stores only the pooled output and the winners' indices
+(``cnnfast.ops.conv2d_pool2d``): the convolution output, 4x larger for 2x2
+pooling, is never written to memory. The backward pass of a first layer (no
+input gradient) unpools the gradient a block of rows at a time in front of the
+kernel-gradient micro-kernel. Other layers unpool into a reused buffer and run
+the plain convolution backward. Max/min pooling commutes with ReLU, so the
+ReLU mask is taken on the pooled output (4x fewer elements).
+
+The two layers keep their own state (the pooling layer its output and
+indices, the convolution its input and gradients), so ``model.layers`` looks
+exactly as without fusion, and results are bit-identical to running the two
+layers one after the other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels, _spec, ops
+from .layers import Conv2D, MaxPooling2D, MinPooling2D, _relu_mask_into
+
+_MODES = {"max": 0, "min": 2}
+
+
+def fusable(conv, pool) -> bool:
+    """Whether the pair (conv, pool) of built layers can run fused."""
+    if not (isinstance(conv, Conv2D) and isinstance(pool, (MaxPooling2D, MinPooling2D))):
+        return False
+    if not (conv.built and pool.built) or conv.dtype != pool.dtype:
+        return False
+    if conv.data_format != "channels_last" or pool.data_format != "channels_last":
+        return False
+    if not (conv._fused_relu or conv.activation.name == "linear"):
+        return False
+    kh, kw = pool.pool_size
+    try:
+        sp = _spec.window_spec(conv._out_shape[:2], (kh, kw), pool.strides, pool.padding, 1)
+    except ValueError:
+        return False
+    return (sp.pt == sp.pb == sp.pl == sp.pr == 0 and sp.sh >= kh and sp.sw >= kw)
+
+
+class ConvPoolStep:
+    """One step of a Sequential model standing for the layers conv, pool."""
+
+    def __init__(self, conv: Conv2D, pool) -> None:
+        self.conv, self.pool = conv, pool
+        self.layers = (conv, pool)
+        self._problem_key = None
+        self._problem = None
+
+    @property
+    def trainable(self) -> bool:
+        return self.conv.trainable and bool(self.conv.weights)
+
+    def _resolve(self, x: np.ndarray):
+        """The validated geometry for this input shape (cached: same every step)."""
+        conv, pool = self.conv, self.pool
+        key = (x.shape, x.dtype)
+        if key != self._problem_key:
+            self._problem = ops._ConvPoolProblem(
+                x, conv.kernel, conv.strides, conv.padding, conv.dilation_rate,
+                "channels_last", "relu" if conv._fused_relu else None, pool.pool_size,
+                pool.strides, pool.padding, pool._mode)
+            self._problem_key = key
+        return self._problem
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        conv, pool = self.conv, self.pool
+        pp = self._resolve(x)
+        x = np.ascontiguousarray(x, dtype=conv.dtype)
+        conv._x = x
+        shape = (x.shape[0],) + pool._out_shape
+        y = pool._ws.get("out", shape, conv.dtype)
+        idx = pool._ws.get("idx", shape, np.int32) if training else None
+        _kernels.conv2d_pool2d_forward(x, conv.kernel, conv.bias, y, idx, pp.conv.shape,
+                                       pp.pshape, pp.mode, pp.relu)
+        pool._x, pool._y, pool._idx = None, y, idx
+        conv._y = None
+        return y
+
+    def backward(self, dy: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        conv, pool = self.conv, self.pool
+        pp = self._problem
+        x = conv._x
+        if pp.relu:
+            dy = _relu_mask_into(dy, pool._y, pool._ws, "dy")
+        elif not (dy.flags.c_contiguous and dy.dtype == conv.dtype):
+            dy = np.ascontiguousarray(dy, dtype=conv.dtype)
+        dk = conv._ws.get("dk", conv.kernel.shape, conv.dtype)
+        db = conv._ws.get("db", (conv.filters,), conv.dtype) if conv.use_bias else None
+        dx = None
+        if not input_grad:
+            _kernels.conv2d_pool2d_backward_kernel(x, dy, pool._idx, dk, db, pp.conv.shape,
+                                                   pp.pshape, pp.mode)
+        else:
+            n = x.shape[0]
+            dz = pool._ws.get("dx", (n,) + pool._in_shape, conv.dtype)
+            kh, kw, sh, sw = pp.pshape
+            _kernels.pool2d_backward(dy, None, pool._idx, dz, kh, kw, sh, sw, 0, 0, pp.mode)
+            dx = conv._ws.get("dx", x.shape, conv.dtype)
+            _kernels.conv2d_backward_input(dz, conv.kernel, dx, pp.conv.shape)
+            _kernels.conv2d_backward_kernel(x, dz, dk, db, pp.conv.shape)
+        conv.gradients = [dk, db] if conv.use_bias else [dk]
+        pool.gradients = []
+        return dx

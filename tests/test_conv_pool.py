@@ -1,0 +1,282 @@
+"""The fused convolution + pooling ops (cnnfast.conv2d_pool2d and its backward).
+
+The contract: ``conv2d_pool2d`` equals ``pool2d(conv2d(...))`` bit for bit
+(values and indices), and ``conv2d_pool2d_backward`` equals
+``pool2d_backward`` then ``conv2d_backward``; both against the reference
+too. The fused C drivers have their own paths (whole images per thread, a
+shared padded batch when there are fewer images than threads, the unfused
+fallbacks for small batches and huge strides/dilations, row blocks of the
+kernel gradient that must hold whole pooling windows): each is hit here on
+every SIMD level, with 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnfast
+from cnnfast import _kernels
+from cnnfast import reference as ref
+
+LEVELS = [lv for lv in ("scalar", "avx2", "avx512")
+          if lv == "scalar" or _kernels.set_simd_cap(lv) == lv]
+_kernels.set_simd_cap("avx512")
+
+
+def _unfused(x, k, b, conv, pool, activation, fmt="channels_last"):
+    z = cnnfast.conv2d(x, k, b, data_format=fmt, activation=activation, **conv)
+    y, idx = cnnfast.pool2d(z, data_format=fmt, return_indices=True, **pool)
+    return z, y, idx
+
+
+def _unfused_backward(dy, x, k, z, y, idx, conv, pool, activation, input_grad,
+                      fmt="channels_last"):
+    if activation == "relu":
+        dy = dy * (y > 0)
+    dz = cnnfast.pool2d_backward(dy, z, data_format=fmt, indices=idx, **pool)
+    return cnnfast.conv2d_backward(dz, x, k, data_format=fmt, input_grad=input_grad, **conv)
+
+
+def _fused(x, k, b, conv, pool, activation, fmt="channels_last"):
+    return cnnfast.conv2d_pool2d(
+        x, k, b, data_format=fmt, activation=activation, pool_size=pool["pool_size"],
+        pool_strides=pool["strides"], pool_padding=pool["padding"], pool_mode=pool["mode"],
+        return_indices=True, **conv)
+
+
+def _fused_backward(dy, x, k, y, idx, conv, pool, activation, input_grad, fmt="channels_last"):
+    return cnnfast.conv2d_pool2d_backward(
+        dy, x, k, idx, y, data_format=fmt, activation=activation,
+        pool_size=pool["pool_size"], pool_strides=pool["strides"],
+        pool_padding=pool["padding"], pool_mode=pool["mode"], input_grad=input_grad, **conv)
+
+
+# (name, x NHWC, kernel HWCF, conv geometry, pooling)
+PATHS = [
+    ("mnist-layer1", (6, 28, 28, 1), (3, 3, 1, 32), dict(padding="same"),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
+    ("mnist-layer2", (5, 14, 14, 32), (3, 3, 32, 64), dict(padding="same"),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
+    ("odd-sizes-min-gaps", (4, 13, 11, 3), (3, 2, 3, 7), dict(padding="same"),
+     dict(pool_size=(2, 3), strides=(3, 3), padding="valid", mode="min")),
+    ("few-images", (1, 9, 9, 2), (3, 3, 2, 40), dict(padding="same"),
+     dict(pool_size=3, strides=None, padding="valid", mode="max")),
+    ("narrow-filters", (5, 8, 10, 20), (3, 3, 20, 3), dict(padding="valid"),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
+    ("strided-dilated-conv", (4, 17, 15, 5), (3, 3, 5, 9),
+     dict(strides=2, padding="same", dilation_rate=(1, 2)),
+     dict(pool_size=2, strides=(2, 3), padding="valid", mode="max")),
+    ("huge-dilation-fallback", (4, 5, 5, 3), (2, 2, 3, 4),
+     dict(padding="same", dilation_rate=1000),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
+    ("row-blocks-wide-image", (4, 6, 300, 2), (3, 3, 2, 5), dict(padding="same"),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
+    ("row-blocks-tall-window", (4, 9, 200, 3), (2, 2, 3, 6), dict(padding="same"),
+     dict(pool_size=(3, 2), strides=(4, 2), padding="valid", mode="min")),
+    ("whole-output-window", (4, 4, 5, 2), (2, 2, 2, 3), dict(padding="valid"),
+     dict(pool_size=(3, 4), strides=None, padding="valid", mode="max")),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", PATHS, ids=[c[0] for c in PATHS])
+def test_fused_paths_match_unfused_and_reference(case, dtype):
+    _, xs, ks, conv, pool = case
+    rng = np.random.default_rng(sum(map(ord, case[0])))
+    x = rng.standard_normal(xs).astype(dtype)
+    k = rng.standard_normal(ks).astype(dtype)
+    b = rng.standard_normal(ks[-1]).astype(dtype)
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    checked_ref = False
+    try:
+        for level in LEVELS:
+            _kernels.set_simd_cap(level)
+            per_threads = []
+            for threads in (1, 2):
+                cnnfast.set_num_threads(threads)
+                z, y, idx = _unfused(x, k, b, conv, pool, "relu")
+                yf, idxf = _fused(x, k, b, conv, pool, "relu")
+                assert np.array_equal(yf, y), f"{level}/{threads}: fused values differ"
+                assert np.array_equal(idxf, idx), f"{level}/{threads}: fused indices differ"
+                dy = np.cos(np.arange(y.size)).reshape(y.shape).astype(dtype)
+                want = _unfused_backward(dy, x, k, z, y, idx, conv, pool, "relu", True)
+                got_k = _fused_backward(dy, x, k, yf, idxf, conv, pool, "relu", False)
+                got_x = _fused_backward(dy, x, k, yf, idxf, conv, pool, "relu", True)
+                assert got_k[0] is None
+                np.testing.assert_array_equal(got_x[0], want[0])
+                for g in (got_k, got_x):
+                    np.testing.assert_allclose(g[1], want[1], **tol)
+                    np.testing.assert_allclose(g[2], want[2], **tol)
+                per_threads.append((yf, got_k[1], got_k[2]))
+                if not checked_ref:
+                    zr = ref.conv2d(x, k, b, activation="relu", **conv)
+                    yr = ref.pool2d(zr, **pool)
+                    np.testing.assert_allclose(yf, yr, **tol)
+                    dzr = ref.pool2d_backward(dy * (yr > 0), zr, **pool)
+                    _, dkr, dbr = ref.conv2d_backward(dzr, x, k, input_grad=False, **conv)
+                    np.testing.assert_allclose(got_k[1], dkr, **tol)
+                    np.testing.assert_allclose(got_k[2], dbr, **tol)
+                    checked_ref = True
+            for a1, a2 in zip(*per_threads):
+                assert np.array_equal(a1, a2), f"{level}: 1 vs 2 threads differ"
+    finally:
+        _kernels.set_simd_cap("avx512")
+        cnnfast.set_num_threads(0)
+
+
+@st.composite
+def conv_pool_cases(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    s = draw(st.integers(1, 2))
+    d = draw(st.integers(1, 2))
+    padding = draw(st.sampled_from(["valid", "same", 1]))
+    ph, pw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    psh = draw(st.integers(ph - 1 if ph > 1 else 1, ph + 1))  # overlapping windows too
+    psw = draw(st.integers(pw - 1 if pw > 1 else 1, pw + 1))
+    pool_padding = draw(st.sampled_from(["valid", "valid", "same"]))
+    mode = draw(st.sampled_from(["max", "min"]))
+    # sizes that leave a convolution output of at least one pooling window
+    eff_h, eff_w = (kh - 1) * d + 1, (kw - 1) * d + 1
+    h = draw(st.integers(max(eff_h, ph * s), max(eff_h, ph * s) + 6))
+    w = draw(st.integers(max(eff_w, pw * s), max(eff_w, pw * s) + 6))
+    n = draw(st.sampled_from([1, 2, 4, 5]))
+    c, f = draw(st.integers(1, 4)), draw(st.integers(1, 6))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    fmt = draw(st.sampled_from(["channels_last", "channels_first"]))
+    activation = draw(st.sampled_from([None, "relu"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    k = rng.standard_normal((kh, kw, c, f)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype) if draw(st.booleans()) else None
+    if fmt == "channels_first":
+        x, k = x.transpose(0, 3, 1, 2), k.transpose(3, 2, 0, 1)
+    conv = dict(strides=s, padding=padding, dilation_rate=d)
+    pool = dict(pool_size=(ph, pw), strides=(psh, psw), padding=pool_padding, mode=mode)
+    return x, k, b, conv, pool, activation, fmt
+
+
+@settings(max_examples=60)
+@given(conv_pool_cases(), st.booleans())
+def test_fused_equals_composition(case, input_grad):
+    x, k, b, conv, pool, activation, fmt = case
+    try:
+        z, y, idx = _unfused(x, k, b, conv, pool, activation, fmt)
+    except ValueError:
+        return  # the pooling does not fit this convolution output: nothing to compare
+    yf, idxf = _fused(x, k, b, conv, pool, activation, fmt)
+    assert np.array_equal(yf, y) and np.array_equal(idxf, idx)
+    dy = np.sin(np.arange(y.size)).reshape(y.shape).astype(x.dtype)
+    want = _unfused_backward(dy, x, k, z, y, idx, conv, pool, activation, input_grad, fmt)
+    got = _fused_backward(dy, x, k, yf, idxf, conv, pool, activation, input_grad, fmt)
+    tol = dict(rtol=2e-4, atol=2e-4) if x.dtype == np.float32 else dict(rtol=1e-10,
+                                                                        atol=1e-10)
+    if input_grad:
+        np.testing.assert_allclose(got[0], want[0], **tol)
+    else:
+        assert got[0] is None
+    np.testing.assert_allclose(got[1], want[1], **tol)
+    np.testing.assert_allclose(got[2], want[2], **tol)
+
+
+def test_avg_pooling_forward_runs_unfused():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    want = cnnfast.pool2d(cnnfast.conv2d(x, k, padding="same", activation="relu"), 2,
+                          mode="avg")
+    got = cnnfast.conv2d_pool2d(x, k, padding="same", activation="relu", pool_mode="avg")
+    assert np.array_equal(got, want)
+
+
+def test_gradient_by_finite_differences():
+    """float64 central differences of sum(w * conv2d_pool2d(x)) w.r.t. x, kernel, bias."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 6, 5, 2))
+    k = rng.standard_normal((3, 2, 2, 3))
+    b = rng.standard_normal(3)
+    geo = dict(strides=1, padding="same", activation="relu", pool_size=2)
+    y, idx = cnnfast.conv2d_pool2d(x, k, b, return_indices=True, **geo)
+    wgt = rng.standard_normal(y.shape)
+    for input_grad in (True, False):
+        dx, dk, db = cnnfast.conv2d_pool2d_backward(
+            wgt, x, k, idx, y, strides=1, padding="same", activation="relu", pool_size=2,
+            input_grad=input_grad)
+        eps = 1e-6
+        for arr, grad in ((x, dx), (k, dk), (b, db)):
+            if grad is None:
+                continue
+            for i in rng.choice(arr.size, size=min(arr.size, 12), replace=False):
+                old = arr.flat[i]
+                arr.flat[i] = old + eps
+                up = np.sum(wgt * cnnfast.conv2d_pool2d(x, k, b, **geo))
+                arr.flat[i] = old - eps
+                dn = np.sum(wgt * cnnfast.conv2d_pool2d(x, k, b, **geo))
+                arr.flat[i] = old
+                assert abs((up - dn) / (2 * eps) - grad.flat[i]) < 1e-6 * max(1, abs(grad.flat[i]))
+
+
+def test_out_arrays_are_written():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 8, 8, 3)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 8)).astype(np.float32)
+    y = np.empty((4, 4, 4, 8), np.float32)
+    idx = np.empty((4, 4, 4, 8), np.int32)
+    r = cnnfast.conv2d_pool2d(x, k, padding="same", return_indices=True, out=(y, idx))
+    assert r[0] is y and r[1] is idx
+    dk = np.empty_like(k)
+    db = np.empty(8, np.float32)
+    dx, dk2, db2 = cnnfast.conv2d_pool2d_backward(np.ones_like(y), x, k, idx, padding="same",
+                                                  input_grad=False, out=(None, dk, db))
+    assert dx is None and dk2 is dk and db2 is db
+
+
+def test_garbage_indices_are_memory_safe():
+    """Indices not from the forward: the kernels stay in bounds (a gradient only ever
+    lands inside its own window), whatever the values."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 8, 8, 2)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    y = cnnfast.conv2d_pool2d(x, k, padding="same")
+    for bad in (np.full(y.shape, -5, np.int32), np.full(y.shape, 2**31 - 1, np.int32),
+                rng.integers(-1000, 1000, y.shape).astype(np.int32)):
+        for input_grad in (False, True):
+            dx, dk, db = cnnfast.conv2d_pool2d_backward(np.ones_like(y), x, k, bad,
+                                                        padding="same", input_grad=input_grad)
+            assert np.isfinite(dk).all() and np.isfinite(db).all()
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(pool_mode="median"), ValueError, "pool_mode"),
+    (dict(pool_size=0), ValueError, "pool_size"),
+    (dict(pool_size=9), ValueError, "pool_size"),
+    (dict(activation="tanh"), ValueError, "activation"),
+    (dict(pool_mode="avg", return_indices=True), ValueError, "return_indices"),
+    (dict(pool_padding=((3, 0), (0, 0))), ValueError, "pool_padding"),
+])
+def test_forward_errors(kwargs, exc, match):
+    x = np.zeros((2, 8, 8, 3), np.float32)
+    k = np.zeros((3, 3, 3, 4), np.float32)
+    with pytest.raises(exc, match=match):
+        cnnfast.conv2d_pool2d(x, k, padding="same", **kwargs)
+
+
+def test_backward_errors():
+    x = np.zeros((2, 8, 8, 3), np.float32)
+    k = np.zeros((3, 3, 3, 4), np.float32)
+    y, idx = cnnfast.conv2d_pool2d(x, k, padding="same", return_indices=True)
+    dy = np.ones_like(y)
+    with pytest.raises(ValueError, match="dy must have the shape"):
+        cnnfast.conv2d_pool2d_backward(dy[:, :2], x, k, idx, padding="same")
+    with pytest.raises(ValueError, match="indices must have the shape"):
+        cnnfast.conv2d_pool2d_backward(dy, x, k, idx[:1], padding="same")
+    with pytest.raises(TypeError, match="indices must be integers"):
+        cnnfast.conv2d_pool2d_backward(dy, x, k, idx.astype(np.float32), padding="same")
+    with pytest.raises(ValueError, match="needs the forward output y"):
+        cnnfast.conv2d_pool2d_backward(dy, x, k, idx, padding="same", activation="relu")
+    with pytest.raises(ValueError, match="'max' or 'min'"):
+        cnnfast.conv2d_pool2d_backward(dy, x, k, idx, padding="same", pool_mode="avg")
+    with pytest.raises(ValueError, match="out must be a tuple"):
+        cnnfast.conv2d_pool2d_backward(dy, x, k, idx, padding="same", out=np.empty(3))
