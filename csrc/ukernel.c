@@ -147,6 +147,15 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_TNAME ukt_avx512_f32
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
+/* the 10-row taps tile: first layers with up to 10 (tap, channel) rows
+ * (3x3 kernels on 1 channel) would leave 5 of 14 rows idle */
+#undef UK_ROWS
+#define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9)
+#define UK_TNAME ukts_avx512_f32
+#include "ukernel_taps_impl.h"
+#undef UK_TNAME
+#undef UK_ROWS
+#define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
 #define UK_CSNAME ukc_avx512_f32
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
@@ -192,6 +201,15 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_TNAME ukt_avx512_f64
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
+/* the 10-row taps tile: first layers with up to 10 (tap, channel) rows
+ * (3x3 kernels on 1 channel) would leave 5 of 14 rows idle */
+#undef UK_ROWS
+#define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9)
+#define UK_TNAME ukts_avx512_f64
+#include "ukernel_taps_impl.h"
+#undef UK_TNAME
+#undef UK_ROWS
+#define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
 #define UK_CSNAME ukc_avx512_f64
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
@@ -351,11 +369,11 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
-    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, ukc_scalar_f32, SC_MR, SC_NR, 1};
+    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, NULL, ukc_scalar_f32, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.narrow = ukn_avx512_f32;
-        k.taps = ukt_avx512_f32; k.colsum = ukc_avx512_f32;
+        k.taps = ukt_avx512_f32; k.taps_short = ukts_avx512_f32; k.colsum = ukc_avx512_f32;
         k.taps_wide = uktw_avx512_f32;
         k.vw = 16; k.mr = 14; k.nr = 32;
     } else if (level >= CF_SIMD_AVX2) {
@@ -369,11 +387,11 @@ cf_ukernel_f32 cf_ukernel_select_f32(int level)
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
-    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, ukc_scalar_f64, SC_MR, SC_NR, 1};
+    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, NULL, ukc_scalar_f64, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.narrow = ukn_avx512_f64;
-        k.taps = ukt_avx512_f64; k.colsum = ukc_avx512_f64;
+        k.taps = ukt_avx512_f64; k.taps_short = ukts_avx512_f64; k.colsum = ukc_avx512_f64;
         k.taps_wide = uktw_avx512_f64;
         k.vw = 8; k.mr = 14; k.nr = 16;
     } else if (level >= CF_SIMD_AVX2) {

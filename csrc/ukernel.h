@@ -98,6 +98,7 @@ typedef struct {
     cf_ukernel_narrow_f32_fn narrow; /* NULL where no SIMD variant exists */
     cf_ukernel_taps_f32_fn taps;
     cf_ukernel_taps_f32_fn taps_wide; /* 6 x 4 vectors; NULL where none */
+    cf_ukernel_taps_f32_fn taps_short; /* CF_UKERNEL_SHORT_MR x 2 vectors; or NULL */
     cf_ukernel_colsum_f32_fn colsum;
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
@@ -108,6 +109,7 @@ typedef struct {
     cf_ukernel_narrow_f64_fn narrow;
     cf_ukernel_taps_f64_fn taps;
     cf_ukernel_taps_f64_fn taps_wide;
+    cf_ukernel_taps_f64_fn taps_short;
     cf_ukernel_colsum_f64_fn colsum;
     int mr, nr, vw;
 } cf_ukernel_f64;
@@ -121,6 +123,7 @@ cf_ukernel_f64 cf_ukernel_select_f64(int simd_level);
  * MR of the 6 x 4-vector taps_wide tile. */
 #define CF_UKERNEL_MAX_MR 14
 #define CF_UKERNEL_WIDE_MR 6
+#define CF_UKERNEL_SHORT_MR 10
 
 #ifdef __cplusplus
 }
