@@ -22,9 +22,12 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     /* The micro-kernel wants B rows contiguous: if they are not, B is copied
      * once, by the whole team, at the start of the parallel region. */
     const GM_T *b_src = b;
-    const int64_t b_src_ks = b_ks;
+    const int64_t b_src_ks = b_ks, b_src_js = b_js;
+    /* wide products (e.g. a Dense layer's input gradient): B panels split
+     * over the threads instead of A panels */
+    const int wide = n >= 4 * m && n >= 4 * NR;
     GM_T *bp = NULL;
-    if (b_js != 1) {
+    if (b_js != 1 && !wide) {
         bp = (GM_T *)cf_workspace(3, (size_t)(k * n) * sizeof(GM_T));
         if (bp == NULL)
             return -1;
@@ -41,9 +44,6 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     int nt = cf_team_size(nthreads, panels);
     if ((double)m * (double)n * (double)k < 65536.0)
         nt = 1; /* a thread team costs more than this product */
-    /* wide products (e.g. a Dense layer's input gradient): B panels split
-     * over the threads instead of A panels */
-    const int wide = n >= 4 * m && n >= 4 * NR;
     GM_T *apack = NULL;
     if (wide) {
         apack = (GM_T *)cf_workspace(4, (size_t)(panels * MR * KC) * sizeof(GM_T));
@@ -72,6 +72,13 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                             bp[kk * n + j] = b_src[kk * b_src_ks + j * b_js];
         }
         GM_T *panel = (GM_T *)cf_workspace_or_flag(0, (size_t)(MR * KC + MR) * sizeof(GM_T), &failed);
+        /* wide products with B not row-contiguous (a transposed view, like
+         * the Dense input gradient's kernel.T): each thread packs the KC x NR
+         * block of B it is about to use, in L1, instead of a whole-matrix
+         * transpose before the product */
+        GM_T *bpanel = NULL;
+        if (wide && b_src_js != 1)
+            bpanel = (GM_T *)cf_workspace_or_flag(1, (size_t)(KC * NR) * sizeof(GM_T), &failed);
         for (int64_t k0 = 0; k0 < k; k0 += KC) {
             const int64_t kc = k - k0 < KC ? k - k0 : KC;
             const int acc = accumulate || k0 > 0;
@@ -99,10 +106,24 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                 for (int64_t jp = 0; jp < jpanels; jp++) {
                     const int64_t j0 = jp * NR;
                     const int64_t nr = n - j0 < NR ? n - j0 : NR;
+                    const GM_T *bb = b + k0 * b_ks + j0;
+                    int64_t bb_ks = b_ks;
+                    if (b_src_js != 1) {
+                        if (bpanel == NULL)
+                            continue;
+                        /* column j of the block is a row of the source */
+                        for (int64_t j = 0; j < nr; j++) {
+                            const GM_T *src = b_src + k0 * b_src_ks + (j0 + j) * b_src_js;
+                            for (int64_t kk = 0; kk < kc; kk++)
+                                bpanel[kk * NR + j] = src[kk * b_src_ks];
+                        }
+                        bb = bpanel;
+                        bb_ks = NR;
+                    }
                     for (int64_t pnl = 0; pnl < panels; pnl++) {
                         const int64_t i0 = pnl * MR;
                         const int64_t mr = m - i0 < MR ? m - i0 : MR;
-                        uk.fn(kc, apack + pnl * MR * KC, MR, b + k0 * b_ks + j0, b_ks,
+                        uk.fn(kc, apack + pnl * MR * KC, MR, bb, bb_ks,
                               c + i0 * ldc + j0, ldc, (int)mr, (int)nr, acc, NULL, 0);
                     }
                 }

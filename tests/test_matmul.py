@@ -105,7 +105,7 @@ def test_wide_products(shape, level):
         for threads in (1, 2):
             cnnfast.set_num_threads(threads)
             results.append(cnnfast.matmul(a, b))
-            results.append(cnnfast.matmul(a, np.asfortranarray(b)))  # B copied in parallel
+            results.append(cnnfast.matmul(a, np.asfortranarray(b)))  # B packed per panel
     finally:
         _kernels.set_simd_cap("avx512")
         cnnfast.set_num_threads(None)
