@@ -15,16 +15,14 @@ cdef extern from "conv2d.h" nogil:
                                    int mode, const double *x, const double *kernel,
                                    const double *bias, int relu, double *y,
                                    int32_t *argmax, int nthreads)
-    int cf_conv2d_pool_backward_kernel_f32(const cf_conv2d_shape *s,
-                                           const cf_pool2d_shape *p, int mode,
-                                           const float *x, const float *dyp,
-                                           const int32_t *argmax, float *dkernel,
-                                           float *dbias, int nthreads)
-    int cf_conv2d_pool_backward_kernel_f64(const cf_conv2d_shape *s,
-                                           const cf_pool2d_shape *p, int mode,
-                                           const double *x, const double *dyp,
-                                           const int32_t *argmax, double *dkernel,
-                                           double *dbias, int nthreads)
+    int cf_conv2d_pool_backward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                                    int mode, const float *x, const float *dyp,
+                                    const int32_t *argmax, const float *kernel, float *dx,
+                                    float *dkernel, float *dbias, int nthreads)
+    int cf_conv2d_pool_backward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                                    int mode, const double *x, const double *dyp,
+                                    const int32_t *argmax, const double *kernel, double *dx,
+                                    double *dkernel, double *dbias, int nthreads)
 
 
 cdef cf_pool2d_shape _conv_pool_shape(cf_conv2d_shape *s, tuple pool, int mode) except *:
@@ -94,23 +92,29 @@ def conv2d_pool2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.nd
         raise MemoryError("cnnfast: could not allocate convolution workspace")
 
 
-def conv2d_pool2d_backward_kernel(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray argmax,
-                                  cnp.ndarray dkernel, object dbias, tuple shape,
-                                  tuple pool, int mode):
-    """dkernel, dbias of pool(conv(x)) from dyp (the pooled output's gradient,
-    ReLU-masked by the caller) and the indices of conv2d_pool2d_forward on the
-    same shapes (trusted: they must come from that call)."""
+def conv2d_pool2d_backward(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray argmax,
+                           cnp.ndarray kernel, object dx, cnp.ndarray dkernel, object dbias,
+                           tuple shape, tuple pool, int mode):
+    """dx (or None: not computed), dkernel, dbias of pool(conv(x)) from dyp (the
+    pooled output's gradient, ReLU-masked by the caller) and the indices of
+    conv2d_pool2d_forward on the same shapes (any value is memory-safe)."""
     cdef cf_conv2d_shape s = _shape(shape)
     cdef cf_pool2d_shape p = _conv_pool_shape(&s, pool, mode)
     cdef int nt = cf_get_num_threads()
     cdef int rc = 0
-    cdef cnp.ndarray db
+    cdef cnp.ndarray db, dxa
     cdef void *dbp = NULL
+    cdef void *dxp = NULL
     dt = x.dtype
     _check(x, dt, (s.n, s.h, s.w, s.c), "x")
     _check(dyp, dt, (p.n, p.oh, p.ow, p.c), "dy")
     _check(argmax, np.int32, (p.n, p.oh, p.ow, p.c), "indices")
+    _check(kernel, dt, (s.kh, s.kw, s.c, s.f), "kernel")
     _check_out(dkernel, dt, (s.kh, s.kw, s.c, s.f), "dkernel")
+    if dx is not None:
+        dxa = dx
+        _check_out(dxa, dt, (s.n, s.h, s.w, s.c), "dx")
+        dxp = cnp.PyArray_DATA(dxa)
     if dbias is not None:
         db = dbias
         _check_out(db, dt, (s.f,), "dbias")
@@ -118,15 +122,17 @@ def conv2d_pool2d_backward_kernel(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray ar
     cdef const int32_t *ap = <const int32_t *>cnp.PyArray_DATA(argmax)
     if dt == np.float32:
         with nogil:
-            rc = cf_conv2d_pool_backward_kernel_f32(
+            rc = cf_conv2d_pool_backward_f32(
                 &s, &p, mode, <const float *>cnp.PyArray_DATA(x),
                 <const float *>cnp.PyArray_DATA(dyp), ap,
+                <const float *>cnp.PyArray_DATA(kernel), <float *>dxp,
                 <float *>cnp.PyArray_DATA(dkernel), <float *>dbp, nt)
     elif dt == np.float64:
         with nogil:
-            rc = cf_conv2d_pool_backward_kernel_f64(
+            rc = cf_conv2d_pool_backward_f64(
                 &s, &p, mode, <const double *>cnp.PyArray_DATA(x),
                 <const double *>cnp.PyArray_DATA(dyp), ap,
+                <const double *>cnp.PyArray_DATA(kernel), <double *>dxp,
                 <double *>cnp.PyArray_DATA(dkernel), <double *>dbp, nt)
     else:
         raise TypeError(f"x: unsupported dtype {dt}")

@@ -4,10 +4,11 @@
 The forward pass computes the convolution one pooling band at a time in cache
 and stores only the pooled output and the winners' indices
 (``cnnfast.ops.conv2d_pool2d``): the convolution output, 4x larger for 2x2
-pooling, is never written to memory. The backward pass of a first layer (no
-input gradient) unpools the gradient a block of rows at a time in front of the
-kernel-gradient micro-kernel. Other layers unpool into a reused buffer and run
-the plain convolution backward. Max/min pooling commutes with ReLU, so the
+pooling, is never written to memory. The backward pass unpools the gradient
+in cache where it is used: a block of rows at a time in front of the
+kernel-gradient micro-kernel, and (stride-1 convolutions) one image at a time
+as the input gradient's forward convolution pads it; the full-size gradient
+of the convolution output is never stored. Max/min pooling commutes with ReLU, so the
 ReLU mask is taken on the pooled output (4x fewer elements).
 
 The two layers keep their own state (the pooling layer its output and
@@ -93,18 +94,9 @@ class ConvPoolStep:
             dy = np.ascontiguousarray(dy, dtype=conv.dtype)
         dk = conv._ws.get("dk", conv.kernel.shape, conv.dtype)
         db = conv._ws.get("db", (conv.filters,), conv.dtype) if conv.use_bias else None
-        dx = None
-        if not input_grad:
-            _kernels.conv2d_pool2d_backward_kernel(x, dy, pool._idx, dk, db, pp.conv.shape,
-                                                   pp.pshape, pp.mode)
-        else:
-            n = x.shape[0]
-            dz = pool._ws.get("dx", (n,) + pool._in_shape, conv.dtype)
-            kh, kw, sh, sw = pp.pshape
-            _kernels.pool2d_backward(dy, None, pool._idx, dz, kh, kw, sh, sw, 0, 0, pp.mode)
-            dx = conv._ws.get("dx", x.shape, conv.dtype)
-            _kernels.conv2d_backward_input(dz, conv.kernel, dx, pp.conv.shape)
-            _kernels.conv2d_backward_kernel(x, dz, dk, db, pp.conv.shape)
+        dx = conv._ws.get("dx", x.shape, conv.dtype) if input_grad else None
+        _kernels.conv2d_pool2d_backward(x, dy, pool._idx, conv.kernel, dx, dk, db,
+                                        pp.conv.shape, pp.pshape, pp.mode)
         conv.gradients = [dk, db] if conv.use_bias else [dk]
         pool.gradients = []
         return dx

@@ -712,9 +712,8 @@ def conv2d_pool2d_backward(
             dk_out = _out_array(dk_out, np.shape(kernel), dt, "out[1] (dkernel)")
         if db_out is not None:
             db_out = _out_array(db_out, (prob.f,), dt, "out[2] (dbias)")
-    if not pp.fused or input_grad:
-        # the full unpooled gradient is needed anyway (or the windows need the
-        # general pooling kernels): unpool, then the plain convolution backward
+    if not pp.fused:
+        # windows the fused kernels do not take: unpool, then the plain backward
         n, oh, ow, f = prob.n, prob.spec.oh, prob.spec.ow, prob.f
         dz = np.empty((n, oh, ow, f), dtype=dt)
         kh, kw, sh, sw = pp.pshape
@@ -722,15 +721,21 @@ def conv2d_pool2d_backward(
                                  pp.mode)
         return conv2d_backward(_from_nhwc(dz, prob.fmt), x, kernel, strides, padding,
                                dilation_rate, data_format, input_grad=input_grad, out=out)
-    use = dk_out is not None and prob.fmt == "channels_last"
-    dk4 = dk_out if use else np.empty(prob.kernel.shape, dtype=dt)
+    n, h, w, c = prob.x.shape
+    dx4 = None
+    if input_grad:
+        use = dx_out is not None and prob.fmt == "channels_last"
+        dx4 = dx_out if use else np.empty((n, h, w, c), dtype=dt)
+    use_k = dk_out is not None and prob.fmt == "channels_last"
+    dk4 = dk_out if use_k else np.empty(prob.kernel.shape, dtype=dt)
     db = db_out if db_out is not None else np.empty((prob.f,), dtype=dt)
-    _kernels.conv2d_pool2d_backward_kernel(_contig(prob.x, dt), dy4, idx4, dk4, db,
-                                           prob.shape, pp.pshape, pp.mode)
-    if dk_out is not None and not use:
+    _kernels.conv2d_pool2d_backward(_contig(prob.x, dt), dy4, idx4, _contig(prob.kernel, dt),
+                                    dx4, dk4, db, prob.shape, pp.pshape, pp.mode)
+    dx = None if dx4 is None else _deliver(dx4, prob.fmt, dx_out)
+    if dk_out is not None and not use_k:
         np.copyto(dk_out, dk4.transpose(3, 2, 0, 1))
-        return None, dk_out, db
-    return None, (dk4 if use else _kernel_from_hwcf(dk4, prob.fmt)), db
+        return dx, dk_out, db
+    return dx, (dk4 if use_k else _kernel_from_hwcf(dk4, prob.fmt)), db
 
 
 def _bind(mode: str):

@@ -74,6 +74,47 @@ static void CV_FN(im2col_rows)(const cf_conv2d_shape *s, const CV_T *restrict x,
     }
 }
 
+/* Where a gradient dy of a convolution output comes from: a plain
+ * (n, oh, ow, f) array, or (fused convolution + pooling, conv2d_pool_impl.h)
+ * the gradient of the pooled output and the forward's argmax, unpooled a
+ * block of rows at a time into per-thread scratch so the full dy never
+ * exists. The kernel gradient reads it by blocks of rows; the stride-1 input
+ * gradient (a forward convolution of dy) by whole images. */
+typedef struct {
+    const CV_T *dy;           /* plain dy, or NULL */
+    const cf_pool2d_shape *p; /* pooling of the convolution output */
+    int mode;
+    const CV_T *dyp;          /* (n, p->oh, p->ow, f) */
+    const int32_t *argmax;    /* (n, p->oh, p->ow, f), flat plane indices */
+} CV_FN(dy_source);
+
+/* dy rows [r0, r0 + nrow) of image n into blk (nrow x p->w x p->c), r0 a
+ * multiple of the pooling stride. am_rel: p->ow * p->c int32 of scratch. */
+static void CV_FN(unpool_rows)(const CV_FN(dy_source) *src, int64_t n, int64_t r0,
+                               int64_t nrow, CV_T *restrict blk, int32_t *restrict am_rel)
+{
+    const cf_pool2d_shape *p = src->p;
+    const int64_t rowlen = p->w * p->c, prow = p->ow * p->c;
+    cf_pool2d_shape band = *p;
+    band.n = 1;
+    band.h = p->kh;
+    band.oh = 1;
+    for (int64_t r = 0; r < nrow; r++) {
+        /* rows in no window (between windows, or below the last) */
+        const int64_t rr = r0 + r, po = rr / p->sh;
+        if (po >= p->oh || rr - po * p->sh >= p->kh)
+            memset(blk + r * rowlen, 0, (size_t)rowlen * sizeof(CV_T));
+    }
+    for (int64_t po = r0 / p->sh; po < p->oh && po * p->sh < r0 + nrow; po++) {
+        const int64_t off = (n * p->oh + po) * prow;
+        const int32_t shift = (int32_t)(po * p->sh * p->w);
+        for (int64_t i = 0; i < prow; i++)
+            am_rel[i] = src->argmax[off + i] - shift;
+        CF_POOL_BAND_BWD(&band, src->mode, src->dyp + off, am_rel,
+                         blk + (po * p->sh - r0) * rowlen);
+    }
+}
+
 /* Copy the receptive field of image `xn` into a zero-padded buffer of
  * hp x wp pixels: xp[r][q] = x[r - pt][q - pl] (0 outside the image). */
 static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
@@ -250,17 +291,65 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     return 0;
 }
 
+/* Image n of the forward's input into the padded buffer: from x, or, for a
+ * pooled-gradient source (the fused input gradient), unpooled into `tmp`
+ * (h x w x c) first. */
+static void CV_FN(fill_padded)(const cf_conv2d_shape *s, const CV_T *x,
+                               const CV_FN(dy_source) *src, int64_t n, int64_t hp,
+                               int64_t wp, CV_T *xp, CV_T *tmp, int32_t *am_rel)
+{
+    if (src == NULL) {
+        CV_FN(pad_image)(s, x + n * s->h * s->w * s->c, hp, wp, xp);
+        return;
+    }
+    CV_FN(unpool_rows)(src, n, 0, s->h, tmp, am_rel);
+    CV_FN(pad_image)(s, tmp, hp, wp, xp);
+}
+
+static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
+                              const CV_FN(dy_source) *src, const CV_T *kernel,
+                              const CV_T *bias, int relu, CV_T *y, int nthreads);
+
+/* A pooled-gradient source on a geometry the direct path does not take:
+ * unpool it whole into a temporary, then the plain forward. */
+static int CV_FN(forward_unpooled)(const cf_conv2d_shape *s, const CV_FN(dy_source) *src,
+                                   const CV_T *kernel, int nthreads, CV_T *y)
+{
+    const size_t elems = (size_t)(s->n * s->h * s->w * s->c);
+    CV_T *full = (CV_T *)malloc((elems ? elems : 1) * sizeof(CV_T));
+    if (full == NULL)
+        return -1;
+    CF_POOL_BWD(src->p, src->mode, src->dyp, NULL, src->argmax, full, nthreads);
+    const int rc = CV_FN(forward_src)(s, full, NULL, kernel, NULL, 0, y, nthreads);
+    free(full);
+    return rc;
+}
+
 int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
                              const CV_T *kernel, const CV_T *bias, int relu,
                              CV_T *y, int nthreads)
+{
+    return CV_FN(forward_src)(s, x, NULL, kernel, bias, relu, y, nthreads);
+}
+
+/* The forward convolution, of x or (src != NULL: no bias, no relu) of an
+ * unpooled gradient. */
+static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
+                              const CV_FN(dy_source) *src, const CV_T *kernel,
+                              const CV_T *bias, int relu, CV_T *y, int nthreads)
 {
     const CV_UK uk = CV_SELECT(cf_simd_level());
     const int64_t C = s->c, F = s->f;
     if (s->n == 0)
         return 0;
     int64_t hp, wp, img, slack;
-    if (!CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack))
+    if (!CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack)) {
+        if (src != NULL)
+            return CV_FN(forward_unpooled)(s, src, kernel, nthreads, y);
         return CV_FN(forward_im2col)(s, &uk, x, kernel, bias, relu, y, nthreads);
+    }
+    const size_t tmp_bytes = (size_t)(s->h * s->w * C) * sizeof(CV_T);
+    const size_t am_bytes = src ? (size_t)(src->p->ow * src->p->c) * sizeof(int32_t) : 0;
     const int64_t yimg = s->oh * s->ow * F;
     int failed = 0;
     CV_FN(row_plan) plan;
@@ -276,6 +365,12 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
         {
             CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + slack) * sizeof(CV_T), &failed);
+            CV_T *tmp = NULL;
+            int32_t *am_rel = NULL;
+            if (src != NULL) {
+                tmp = (CV_T *)cf_workspace_or_flag(6, tmp_bytes, &failed);
+                am_rel = (int32_t *)cf_workspace_or_flag(7, am_bytes, &failed);
+            }
             if (xp != NULL) {
                 memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
             }
@@ -283,9 +378,9 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t n = 0; n < s->n; n++) {
-                if (xp == NULL)
+                if (xp == NULL || (src != NULL && (tmp == NULL || am_rel == NULL)))
                     continue;
-                CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp);
+                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, tmp, am_rel);
                 for (int64_t oh = 0; oh < s->oh; oh++)
                     CV_FN(direct_row)(s, &plan, xp, wp, oh, bias, relu,
                                       y + n * yimg + oh * s->ow * F);
@@ -306,28 +401,38 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        CV_T *tmp = NULL;
+        int32_t *am_rel = NULL;
+        if (src != NULL) {
+            tmp = (CV_T *)cf_workspace_or_flag(6, tmp_bytes, &failed);
+            am_rel = (int32_t *)cf_workspace_or_flag(7, am_bytes, &failed);
+        }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t n = 0; n < s->n; n++)
-            CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp + n * img);
+            if (src == NULL || (tmp != NULL && am_rel != NULL))
+                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, tmp, am_rel);
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
         for (int64_t r = 0; r < rows; r++) {
+            if (failed)
+                continue;
             const int64_t n = r / s->oh, oh = r % s->oh;
             CV_FN(direct_row)(s, &plan, xp + n * img, wp, oh, bias, relu,
                               y + n * yimg + oh * s->ow * F);
         }
     }
-    return 0;
+    return failed ? -1 : 0;
 }
 
 /* Stride 1: the input gradient is a stride-1 convolution of dy with the
  * spatially flipped kernel whose channel axes are swapped, padded by
  * (k-1)*d - p (negative values crop). It runs on the forward path. */
 static int CV_FN(backward_input_stride1)(const cf_conv2d_shape *s, const CV_T *dy,
-                                         const CV_T *kernel, CV_T *dx, int nthreads)
+                                         const CV_FN(dy_source) *src, const CV_T *kernel,
+                                         CV_T *dx, int nthreads)
 {
     const int64_t KH = s->kh, KW = s->kw, C = s->c, F = s->f;
     CV_T *wf = (CV_T *)cf_workspace(3, (size_t)(KH * KW * C * F) * sizeof(CV_T));
@@ -358,7 +463,7 @@ static int CV_FN(backward_input_stride1)(const cf_conv2d_shape *s, const CV_T *d
     t.dw = s->dw;
     t.pt = (KH - 1) * s->dh - s->pt;
     t.pl = (KW - 1) * s->dw - s->pl;
-    return CV_FN(cf_conv2d_forward)(&t, dy, wf, NULL, 0, dx, nthreads);
+    return CV_FN(forward_src)(&t, dy, src, wf, NULL, 0, dx, nthreads);
 }
 
 /* Any stride: per image, dcol = dy . kernel^T by the micro-kernel, then
@@ -583,7 +688,7 @@ int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
     if (s->n == 0)
         return 0;
     if (s->sh == 1 && s->sw == 1)
-        return CV_FN(backward_input_stride1)(s, dy, kernel, dx, nthreads);
+        return CV_FN(backward_input_stride1)(s, dy, NULL, kernel, dx, nthreads);
     /* the phase tables grow with sh*sw: very large strides use col2im */
     if (s->sh * s->sw <= CF_CONV_MAX_PHASES)
         return CV_FN(backward_input_phases)(s, dy, kernel, dx, nthreads);
@@ -608,46 +713,6 @@ static void CV_FN(reduce_partials)(const CV_T *part, int64_t nchunks, int64_t kf
             dkernel[e] = acc;
         else if (dbias)
             dbias[e - kf] = acc;
-    }
-}
-
-/* Where the kernel gradient's dy comes from: a plain (n, oh, ow, f) array,
- * or (fused convolution + pooling, conv2d_pool_impl.h) the gradient of the
- * pooled output and the forward's argmax, unpooled a block of rows at a time
- * into per-thread scratch so the full dy never exists. */
-typedef struct {
-    const CV_T *dy;           /* plain dy, or NULL */
-    const cf_pool2d_shape *p; /* pooling of the convolution output */
-    int mode;
-    const CV_T *dyp;          /* (n, p->oh, p->ow, f) */
-    const int32_t *argmax;    /* (n, p->oh, p->ow, f), flat plane indices */
-} CV_FN(dy_source);
-
-/* dy rows [r0, r0 + nrow) of image n into blk (nrow x ow x f), r0 a multiple
- * of the pooling stride. am_rel: p->ow * f int32 of scratch. */
-static void CV_FN(unpool_rows)(const cf_conv2d_shape *s, const CV_FN(dy_source) *src,
-                               int64_t n, int64_t r0, int64_t nrow, CV_T *restrict blk,
-                               int32_t *restrict am_rel)
-{
-    const cf_pool2d_shape *p = src->p;
-    const int64_t rowlen = s->ow * s->f, prow = p->ow * p->c;
-    cf_pool2d_shape band = *p;
-    band.n = 1;
-    band.h = p->kh;
-    band.oh = 1;
-    for (int64_t r = 0; r < nrow; r++) {
-        /* rows in no window (between windows, or below the last) */
-        const int64_t rr = r0 + r, po = rr / p->sh;
-        if (po >= p->oh || rr - po * p->sh >= p->kh)
-            memset(blk + r * rowlen, 0, (size_t)rowlen * sizeof(CV_T));
-    }
-    for (int64_t po = r0 / p->sh; po < p->oh && po * p->sh < r0 + nrow; po++) {
-        const int64_t off = (n * p->oh + po) * prow;
-        const int32_t shift = (int32_t)(po * p->sh * s->ow);
-        for (int64_t i = 0; i < prow; i++)
-            am_rel[i] = src->argmax[off + i] - shift;
-        CF_POOL_BAND_BWD(&band, src->mode, src->dyp + off, am_rel,
-                         blk + (po * p->sh - r0) * rowlen);
     }
 }
 
@@ -731,7 +796,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                     if (src->dy != NULL) {
                         dyb = src->dy + (n * ohw + r0 * s->ow) * F;
                     } else {
-                        CV_FN(unpool_rows)(s, src, n, r0, nrow, blk, am_rel);
+                        CV_FN(unpool_rows)(src, n, r0, nrow, blk, am_rel);
                         dyb = blk;
                     }
                     const CV_T *xb = xp + r0 * s->sh * wp * C;

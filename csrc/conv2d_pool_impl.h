@@ -140,28 +140,36 @@ int CV_FN(cf_conv2d_pool_forward)(const cf_conv2d_shape *s, const cf_pool2d_shap
     return failed ? -1 : 0;
 }
 
-int CV_FN(cf_conv2d_pool_backward_kernel)(const cf_conv2d_shape *s,
-                                          const cf_pool2d_shape *p, int mode,
-                                          const CV_T *x, const CV_T *dyp,
-                                          const int32_t *argmax, CV_T *dkernel,
-                                          CV_T *dbias, int nthreads)
+int CV_FN(cf_conv2d_pool_backward)(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                                   int mode, const CV_T *x, const CV_T *dyp,
+                                   const int32_t *argmax, const CV_T *kernel, CV_T *dx,
+                                   CV_T *dkernel, CV_T *dbias, int nthreads)
 {
     const CV_UK uk = CV_SELECT(cf_simd_level());
-    if (s->n >= CF_CONV_DW_DIRECT_MIN_N) {
-        int64_t hp, wp, img, slack;
-        if (CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack)) {
-            const CV_FN(dy_source) src = {NULL, p, mode, dyp, argmax};
-            return CV_FN(backward_kernel_direct)(s, &uk, x, &src, dkernel, dbias, nthreads);
-        }
+    const CV_FN(dy_source) src = {NULL, p, mode, dyp, argmax};
+    int64_t hp, wp, img, slack;
+    const int direct_dk = s->n >= CF_CONV_DW_DIRECT_MIN_N &&
+                          CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack);
+    const int direct_dx = dx == NULL || (s->sh == 1 && s->sw == 1);
+    if (direct_dk && direct_dx) {
+        /* the input gradient is a forward convolution of dy, which unpools
+         * each image into scratch as it pads it */
+        if (dx != NULL && CV_FN(backward_input_stride1)(s, NULL, &src, kernel, dx, nthreads) != 0)
+            return -1;
+        return CV_FN(backward_kernel_direct)(s, &uk, x, &src, dkernel, dbias, nthreads);
     }
-    /* small batches and odd geometries: unpool in full, then the plain
-     * kernel gradient (which picks its own route) */
+    /* small batches, strided convolutions, odd geometries: unpool in full,
+     * then the plain gradients (which pick their own routes) */
     const size_t elems = (size_t)(s->n * s->oh * s->ow * s->f);
     CV_T *dy = (CV_T *)malloc((elems ? elems : 1) * sizeof(CV_T));
     if (dy == NULL)
         return -1;
     CF_POOL_BWD(p, mode, dyp, NULL, argmax, dy, nthreads);
-    const int rc = CV_FN(cf_conv2d_backward_kernel)(s, x, dy, dkernel, dbias, nthreads);
+    int rc = 0;
+    if (dx != NULL)
+        rc = CV_FN(cf_conv2d_backward_input)(s, dy, kernel, dx, nthreads);
+    if (rc == 0)
+        rc = CV_FN(cf_conv2d_backward_kernel)(s, x, dy, dkernel, dbias, nthreads);
     free(dy);
     return rc;
 }

@@ -4,10 +4,11 @@ The contract: ``conv2d_pool2d`` equals ``pool2d(conv2d(...))`` bit for bit
 (values and indices), and ``conv2d_pool2d_backward`` equals
 ``pool2d_backward`` then ``conv2d_backward``; both against the reference
 too. The fused C drivers have their own paths (whole images per thread, a
-shared padded batch when there are fewer images than threads, the unfused
-fallbacks for small batches and huge strides/dilations, row blocks of the
-kernel gradient that must hold whole pooling windows): each is hit here on
-every SIMD level, with 1 and 2 threads.
+shared padded batch when there are fewer images than threads, row blocks of
+the kernel gradient that must hold whole pooling windows, the input gradient
+unpooling each image as it pads it, and the unfused fallbacks for small
+batches, strided convolutions and huge dilations): each is hit here on every
+SIMD level, with 1 and 2 threads.
 """
 
 from __future__ import annotations
