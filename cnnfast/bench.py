@@ -313,10 +313,21 @@ def conv_inputs(wl: ConvWorkload, n: int | None = None, seed: int = 0) -> dict:
     oh, ow = wl.out_hw()
     scale = 1.0 / math.sqrt(wl.c * wl.k * wl.k)
     return {
-        "x": rng.standard_normal((n, wl.h, wl.w, wl.c), dtype=np.float32),
-        "kernel": (rng.standard_normal((wl.k, wl.k, wl.c, wl.f), dtype=np.float32) * scale),
-        "dy": rng.standard_normal((n, oh, ow, wl.f), dtype=np.float32),
+        "x": _aligned(rng.standard_normal((n, wl.h, wl.w, wl.c), dtype=np.float32)),
+        "kernel": _aligned(rng.standard_normal((wl.k, wl.k, wl.c, wl.f), dtype=np.float32)
+                           * scale),
+        "dy": _aligned(rng.standard_normal((n, oh, ow, wl.f), dtype=np.float32)),
     }
+
+
+def _aligned(a: np.ndarray) -> np.ndarray:
+    """a copied into 64-byte aligned memory, as a framework's allocator gives (torch's
+    does): every implementation reads the same arrays (torch channels_last in place)."""
+    from .ops import empty_aligned
+
+    out = empty_aligned(a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def pool_inputs(wl: PoolWorkload, n: int | None = None, seed: int = 0) -> dict:
@@ -326,7 +337,8 @@ def pool_inputs(wl: PoolWorkload, n: int | None = None, seed: int = 0) -> dict:
     size = n * wl.h * wl.w * wl.c
     # distinct values so max/min winners (and their indices) are unambiguous
     x = (rng.permutation(size).astype(np.float32) / size).reshape(n, wl.h, wl.w, wl.c)
-    return {"x": x, "dy": rng.standard_normal(wl.out_shape(n), dtype=np.float32)}
+    return {"x": _aligned(x),
+            "dy": _aligned(rng.standard_normal(wl.out_shape(n), dtype=np.float32))}
 
 
 def _nchw(a: np.ndarray) -> np.ndarray:

@@ -93,7 +93,8 @@ class _Workspace:
         if buf is None:
             if len(self._bufs) >= self._MAX:
                 self._bufs.clear()
-            buf = np.empty(shape, dtype=dtype)
+            # 64-byte aligned: the kernels' vector loads then never split lines
+            buf = ops.empty_aligned(shape, dtype)
             self._bufs[key] = buf
         return buf
 

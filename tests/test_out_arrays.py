@@ -55,3 +55,22 @@ def test_bad_out(out):
     x = np.ones((2, 6, 6, 3))
     with pytest.raises(ValueError, match="out"):
         cnnfast.pool2d(x, 2, out=out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("shape", [(), 0, 7, (3, 0, 2), (5, 13, 11, 3)])
+def test_empty_aligned(shape, dtype):
+    a = cnnfast.empty_aligned(shape, dtype)
+    want = np.empty(shape, dtype)
+    assert a.shape == want.shape and a.dtype == want.dtype
+    assert a.flags.c_contiguous and a.flags.writeable
+    assert a.size == 0 or a.ctypes.data % 64 == 0  # an empty array has no data to align
+    a[...] = 1
+    assert np.all(a == 1)
+
+
+def test_empty_aligned_errors():
+    with pytest.raises(ValueError, match="power of two"):
+        cnnfast.empty_aligned(3, alignment=48)
+    with pytest.raises(ValueError, match="negative"):
+        cnnfast.empty_aligned((2, -1))
