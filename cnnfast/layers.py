@@ -56,6 +56,13 @@ def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.n
     return ops.matmul(a, b, out=out)
 
 
+def _aligned_copy(a, dtype) -> np.ndarray:
+    """A 64-byte aligned C-contiguous copy (weights: the kernels read them as vectors)."""
+    out = ops.empty_aligned(np.shape(a), dtype)
+    np.copyto(out, a, casting="unsafe")
+    return out
+
+
 def _relu_mask_into(dy: np.ndarray, y: np.ndarray, ws, key: str) -> np.ndarray:
     """ReLU backward, dy where y > 0 else 0: one fused C pass, in place into dy
     when dy is a writable C-contiguous array of y's dtype (else into a buffer)."""
@@ -324,11 +331,11 @@ class Conv2D(_ActivatedLayer):
         k = self.kernel_initializer((kh, kw, c, self.filters), self.dtype)
         if self.data_format == "channels_first":
             k = k.transpose(3, 2, 0, 1)
-        self.kernel = np.ascontiguousarray(k, dtype=self.dtype)
+        self.kernel = _aligned_copy(k, self.dtype)
         self.weights = [self.kernel]
         if self.use_bias:
-            self.bias = np.ascontiguousarray(
-                self.bias_initializer((self.filters,), self.dtype), dtype=self.dtype)
+            self.bias = _aligned_copy(self.bias_initializer((self.filters,), self.dtype),
+                                      self.dtype)
             self.weights.append(self.bias)
 
     def forward(self, x, training=False):
@@ -497,15 +504,15 @@ class Dense(_ActivatedLayer):
 
     def _create_weights(self):
         fan_in = self._in_shape[-1]
-        self.kernel = np.ascontiguousarray(
-            self.kernel_initializer((fan_in, self.units), self.dtype), dtype=self.dtype)
+        self.kernel = _aligned_copy(self.kernel_initializer((fan_in, self.units), self.dtype),
+                                    self.dtype)
         self.weights = [self.kernel]
-        self._dk = np.empty_like(self.kernel)
+        self._dk = ops.empty_aligned(self.kernel.shape, self.dtype)
         if self.use_bias:
-            self.bias = np.ascontiguousarray(
-                self.bias_initializer((self.units,), self.dtype), dtype=self.dtype)
+            self.bias = _aligned_copy(self.bias_initializer((self.units,), self.dtype),
+                                      self.dtype)
             self.weights.append(self.bias)
-            self._db = np.empty_like(self.bias)
+            self._db = ops.empty_aligned(self.bias.shape, self.dtype)
 
     def forward(self, x, training=False):
         n = x.shape[0]
