@@ -122,6 +122,17 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 
 #if CF_HAVE_X86_DISPATCH
 
+/* Unrolling the reduction loops of the SIMD micro-kernels 4 times measured
+ * 2-12% faster (forward on workloads c/d, kernel gradient on c/d) side by
+ * side: less loop overhead between the FMA groups. */
+#if defined(__clang__)
+#define UK_UNROLL4 _Pragma("clang loop unroll_count(4)")
+#elif defined(__GNUC__)
+#define UK_UNROLL4 _Pragma("GCC unroll 4")
+#else
+#define UK_UNROLL4
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* AVX-512: 14 x 32 (f32) / 14 x 16 (f64) tiles: 28 zmm accumulators, two B  */
 /* vectors per k step, A broadcast straight from memory.                    */

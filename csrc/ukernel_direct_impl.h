@@ -32,6 +32,7 @@ UK_TARGET static void UK_DNAME(int64_t ntaps, const int64_t *restrict tap_off,
         const UK_T *p7 = p0 + 7 * r;
         const UK_T *bk = b + t * c * b_ks;
         (void)p7;
+        UK_UNROLL4
         for (int64_t cc = 0; cc < c; cc++, p0++, p7++, bk += b_ks) {
             const UK_V b0 = UK_LOADM(bk, m0);
             const UK_V b1 = UK_LOADM(bk + UK_VW, m1);

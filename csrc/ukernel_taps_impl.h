@@ -22,6 +22,7 @@ UK_TARGET static void UK_TNAME(int64_t nrows, int64_t kc, const int64_t *restric
     const UK_T *bk = b;
     for (int64_t row = 0; row < nrows; row++) {
         const UK_T *ak = a + row * a_rs;
+        UK_UNROLL4
         for (int64_t k = 0; k < kc; k++, ak += a_ks, bk += b_ks) {
             const UK_V b0 = UK_LOADM(bk, m0);
             const UK_V b1 = UK_LOADM(bk + UK_VW, m1);
