@@ -1,0 +1,113 @@
+"""cnnfast's speed-up from 1 thread to N threads, measured interleaved.
+
+    python benchmarks/scaling.py                 # 1 vs 2 threads: conv b, c, training step
+    python benchmarks/scaling.py --threads 1,2,4 --repeats 9
+
+``cnnfast bench --threads N`` runs one thread count per invocation, so on a
+noisy shared machine a 1-thread run and a 2-thread run minutes apart can
+differ by the machine's drift alone. Here every round times each workload at
+every thread count back to back (``cnnfast.set_num_threads`` between calls),
+and the table gives the median over rounds of each time and of each round's
+speed-up, which cancels most of the drift. cnnfast only (PyTorch's scaling is
+in ``cnnfast bench``'s per-thread-count runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import cnnfast
+from cnnfast.bench import CONV_WORKLOADS, conv_inputs
+
+
+def _conv_cases(name: str) -> dict:
+    wl = CONV_WORKLOADS[name]
+    inp = conv_inputs(wl)
+    x, k, dy = inp["x"], inp["kernel"], inp["dy"]
+    s = wl.stride
+    y = cnnfast.empty_aligned(dy.shape)
+    dx = cnnfast.empty_aligned(x.shape)
+    dk = cnnfast.empty_aligned(k.shape)
+    db = cnnfast.empty_aligned((k.shape[-1],))
+    return {
+        f"conv {name} fwd": lambda: cnnfast.conv2d(x, k, strides=s, padding="same", out=y),
+        f"conv {name} bwd-input": lambda: cnnfast.conv2d_backward(
+            dy, x, k, strides=s, padding="same", kernel_grad=False, out=(dx, None, None)),
+        f"conv {name} bwd-kernel": lambda: cnnfast.conv2d_backward(
+            dy, x, k, strides=s, padding="same", input_grad=False, out=(None, dk, db)),
+    }
+
+
+def _train_case() -> dict:
+    from cnnfast.cli import build_tutorial_model
+    from cnnfast.optimizers import Adam
+
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 28, 28, 1), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 128)]
+    model = build_tutorial_model()
+    model.compile(optimizer=Adam(1e-3), loss="categorical_crossentropy")
+    return {"training step, batch 128": lambda: model.train_on_batch(x, y)}
+
+
+def _time(fn, min_s: float) -> float:
+    """Median seconds of one call over calls spanning about min_s."""
+    samples = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+        if time.perf_counter() - start >= min_s and len(samples) >= 3:
+            return statistics.median(samples)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", default="1,2", help="comma list, first is the baseline")
+    ap.add_argument("--workloads", default="b,c,train", help="comma list of a-e and train")
+    ap.add_argument("--repeats", type=int, default=7, help="rounds (default 7)")
+    ap.add_argument("--sample", type=float, default=0.3, help="seconds per sample")
+    args = ap.parse_args(argv)
+    threads = [int(t) for t in args.threads.split(",")]
+    cases: dict = {}
+    for name in args.workloads.split(","):
+        cases.update(_train_case() if name == "train" else _conv_cases(name))
+    times = {(c, t): [] for c in cases for t in threads}
+    ratios = {(c, t): [] for c in cases for t in threads[1:]}
+    try:
+        for fn in cases.values():  # warm-up: workspaces, thread teams
+            for t in threads:
+                cnnfast.set_num_threads(t)
+                fn()
+        for _ in range(args.repeats):
+            for case, fn in cases.items():
+                base = None
+                for t in threads:
+                    cnnfast.set_num_threads(t)
+                    s = _time(fn, args.sample)
+                    times[case, t].append(s)
+                    if base is None:
+                        base = s
+                    else:
+                        ratios[case, t].append(base / s)
+    finally:
+        cnnfast.set_num_threads(None)
+    head = " | ".join(f"{t} thr ms" for t in threads)
+    sp = " | ".join(f"x{t} vs {threads[0]}" for t in threads[1:])
+    print(f"| workload | {head} | {sp} |")
+    print("|---" * (1 + len(threads) + len(threads) - 1) + "|")
+    for case in cases:
+        ms = " | ".join(f"{statistics.median(times[case, t]) * 1e3:.2f}" for t in threads)
+        rs = " | ".join(f"{statistics.median(ratios[case, t]):.2f}x" for t in threads[1:])
+        print(f"| {case} | {ms} | {rs} |")
+    print(f"\n{args.repeats} interleaved rounds, medians; cnnfast {cnnfast.__version__}, "
+          f"SIMD {cnnfast.simd_level()}")
+
+
+if __name__ == "__main__":
+    main()
