@@ -522,12 +522,13 @@ def pool2d_backward(
             raise TypeError(f"indices must be integers, got dtype {ia.dtype}")
         if ia.shape != expected:
             raise ValueError(f"indices must have the shape of dy {expected}, got {ia.shape}")
-        if _check_values and ia.size and (int(ia.min()) < 0 or int(ia.max()) >= h * w):
-            raise ValueError(
-                f"indices must lie in [0, H*W) = [0, {h * w}), got values in "
-                f"[{int(ia.min())}, {int(ia.max())}]"
-            )
         idx4 = np.ascontiguousarray(_to_nhwc(ia, prob.fmt), dtype=np.int32)
+        if _check_values and ia.size:
+            lo, hi = _index_range(ia, idx4)
+            if lo < 0 or hi >= h * w:
+                raise ValueError(
+                    f"indices must lie in [0, H*W) = [0, {h * w}), got values in [{lo}, {hi}]"
+                )
     if out is not None:
         out = _out_array(out, np.shape(x), dt, "out")
     use = out is not None and prob.fmt == "channels_last"
@@ -760,6 +761,13 @@ def conv2d_pool2d_backward(
         np.copyto(dk_out, dk4.transpose(3, 2, 0, 1))
         return dx, dk_out, db
     return dx, (dk4 if use_k else _kernel_from_hwcf(dk4, prob.fmt)), db
+
+
+def _index_range(ia: np.ndarray, idx4: np.ndarray) -> tuple[int, int]:
+    """(min, max) of the user's indices (before any int32 conversion, which could wrap)."""
+    if ia.dtype == np.int32:
+        return _kernels.index_range(idx4)  # one parallel pass instead of numpy's two
+    return int(ia.min()), int(ia.max())
 
 
 def _bind(mode: str):

@@ -1,5 +1,5 @@
-/* Elementwise helpers of the layer API that would otherwise cost NumPy
- * several passes and a temporary. */
+/* Elementwise helpers of the layer API and the boundary that would otherwise
+ * cost NumPy several passes and a temporary. */
 #ifndef CNNFAST_ELEMENTWISE_H
 #define CNNFAST_ELEMENTWISE_H
 
@@ -13,6 +13,10 @@ extern "C" {
  * np.greater does). Elementwise: the same bits for any thread count. */
 void cf_relu_mask_f32(int64_t n, float *dy, const float *y, int nthreads);
 void cf_relu_mask_f64(int64_t n, double *dy, const double *y, int nthreads);
+
+/* *mn, *mx = the smallest and largest of a[0..n), n >= 1, in one parallel
+ * pass (an index array's range check at the boundary). */
+void cf_minmax_i32(int64_t n, const int32_t *a, int32_t *mn, int32_t *mx, int nthreads);
 
 #ifdef __cplusplus
 }

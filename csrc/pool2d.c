@@ -37,6 +37,14 @@ static inline int cf_pool_is_2x2(const cf_pool2d_shape *s)
            s->pl == 0 && 2 * s->oh <= s->h && 2 * s->ow <= s->w;
 }
 
+/* Whether the 2x2 backward may write dx with non-temporal stores: dx much
+ * larger than the caches (a band of the fused drivers never is) and 64-byte
+ * aligned (rows are then aligned too when C fills whole vectors). */
+#define CF_POOL_STREAM_MIN_BYTES ((int64_t)8 << 20)
+#define CF_POOL_STREAM_OK(s, dx)                                                     \
+    ((uintptr_t)(dx) % 64 == 0 &&                                                    \
+     (s)->n * (s)->h * (s)->w * (s)->c * (int64_t)sizeof(*(dx)) >= CF_POOL_STREAM_MIN_BYTES)
+
 /* Threads for a loop of `tasks` independent tasks touching about `work`
  * elements: below ~64K elements a parallel region costs more than it saves.
  * The split never changes results, only the speed. */
@@ -67,6 +75,7 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #define K_TAIL(r) ((r) >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (r)) - 1u))
 #define V_LD(p, k) _mm512_maskz_loadu_ps((k), (p))
 #define V_ST(p, k, v) _mm512_mask_storeu_ps((p), (k), (v))
+#define V_STNT(p, v) _mm512_stream_ps((p), (v))
 #define V_SET1(a) _mm512_set1_ps(a)
 #define V_ZERO() _mm512_setzero_ps()
 #define V_ADD(a, b) _mm512_add_ps((a), (b))
@@ -85,6 +94,7 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #define I_BLEND(m, a, b) _mm512_mask_blend_epi32((m), (a), (b))
 #define I_EQ(a, b) _mm512_cmpeq_epi32_mask((a), (b))
 #include "pool2d_simd_impl.h"
+#undef V_STNT
 #undef VT
 #undef IT
 #undef KT

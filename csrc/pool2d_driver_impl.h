@@ -128,7 +128,11 @@ void CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const 
         const int nt = cf_pool_threads(nthreads, rows, work);
         (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(guided) if (nt > 1)
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+        {
+#ifdef _OPENMP
+#pragma omp for schedule(guided) nowait
 #endif
         for (int64_t r = 0; r < rows; r++) {
             const int64_t ni = r / OH, oi = r % OH;
@@ -147,6 +151,12 @@ void CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const 
                 memset(dxn + r0 * rowlen, 0, (size_t)((r1 - r0) * rowlen) * sizeof(T));
                 row(s, mode, dy, x, argmax, dx, ni, oi);
             }
+        }
+#if CF_HAVE_X86_DISPATCH
+        /* the 2x2 rows may have used non-temporal stores: order them before
+         * anyone reads dx */
+        _mm_sfence();
+#endif
         }
     } else {
         const int nt = cf_pool_threads(nthreads, s->n, work);

@@ -357,3 +357,51 @@ def test_pool2d_default_strides_equal_pool_size():
     x = np.random.default_rng(0).standard_normal((1, 6, 6, 2))
     for k in (2, 3, (2, 3)):
         np.testing.assert_array_equal(cnnfast.pool2d(x, k), cnnfast.pool2d(x, k, strides=k))
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_large_aligned_backward_streams_same_bits(mode):
+    """A 2x2 backward into a 64-byte aligned dx of 8 MB or more uses non-temporal
+    stores (csrc/pool2d.c): same bits as into an unaligned dx."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((8, 64, 64, 64)).astype(np.float32)
+    y, idx = cnnfast.pool2d(x, 2, mode=mode, return_indices=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    aligned = cnnfast.empty_aligned(x.shape, np.float32)
+    raw = np.empty(x.size + 1, np.float32)
+    unaligned = raw[1:].reshape(x.shape)
+    if unaligned.ctypes.data % 64 == 0:
+        unaligned = raw[:-1].reshape(x.shape)
+    for out in (aligned, unaligned):
+        out.fill(np.nan)
+        cnnfast.pool2d_backward(dy, x, 2, mode=mode, indices=idx, out=out)
+    assert np.array_equal(aligned, unaligned)
+    small = cnnfast.pool2d_backward(dy[:1], x[:1], 2, mode=mode, indices=idx[:1])
+    assert np.array_equal(aligned[:1], small)
+
+
+@pytest.mark.parametrize("n", [1, 7, 65536, 65537, 300001])
+def test_index_range_kernel(n):
+    """The boundary's one-pass (min, max) of int32 indices, for any thread count."""
+    from cnnfast import _kernels
+
+    rng = np.random.default_rng(n)
+    a = rng.integers(-2**31, 2**31 - 1, n, dtype=np.int64).astype(np.int32)
+    want = (int(a.min()), int(a.max()))
+    try:
+        for threads in (1, 2, 3):
+            cnnfast.set_num_threads(threads)
+            assert _kernels.index_range(a) == want
+    finally:
+        cnnfast.set_num_threads(None)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_out_of_range_indices_are_an_error(dtype):
+    x = np.zeros((2, 6, 6, 3), np.float32)
+    y, idx = cnnfast.pool2d(x, 2, return_indices=True)
+    for bad in (-1, 36, 2**40 if dtype == np.int64 else 2**31 - 1):
+        i2 = idx.astype(dtype)
+        i2[1, 2, 0, 1] = bad
+        with pytest.raises(ValueError, match=r"indices must lie in \[0, H\*W\)"):
+            cnnfast.pool2d_backward(np.ones_like(y), x, 2, indices=i2)
