@@ -167,3 +167,30 @@ def test_pairs_that_cannot_fuse_run_as_layers():
     assert steps(Conv2D(4, 3, data_format="channels_first", input_shape=(3, 8, 8)),
                  MaxPooling2D(2, data_format="channels_first")) == ["Conv2D", "MaxPooling2D"]
     assert _fusion.fusable(Conv2D(4, 3), MaxPooling2D(2)) is False  # not built
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_layers_without_bias_match_unfused(dtype):
+    from cnnfast.layers import Conv2D, Dense, Flatten, MaxPooling2D
+    from cnnfast.models import Sequential
+    from cnnfast.utils import set_random_seed
+
+    rng = np.random.default_rng(1)
+    x = rng.random((9, 10, 10, 3))
+    y = np.eye(2)[rng.integers(0, 2, 9)]
+    runs = []
+    for fuse in (False, True):
+        set_random_seed(5)
+        m = Sequential([
+            Conv2D(4, 3, use_bias=False, activation="relu", input_shape=(10, 10, 3)),
+            MaxPooling2D(2),
+            Conv2D(5, 2, padding="same", use_bias=False),
+            MaxPooling2D(2), Flatten(), Dense(2, activation="softmax"),
+        ], dtype=dtype)
+        m.fuse_layers = fuse
+        m.compile(loss="categorical_crossentropy", optimizer="adam")
+        hist = m.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        runs.append((hist.history["loss"], m.get_weights(), m.predict(x)))
+    assert runs[0][0] == runs[1][0]
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    assert np.array_equal(runs[0][2], runs[1][2])
