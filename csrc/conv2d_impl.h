@@ -116,9 +116,13 @@ static void CV_FN(unpool_rows)(const CV_FN(dy_source) *src, int64_t n, int64_t r
 }
 
 /* Copy the receptive field of image `xn` into a zero-padded buffer of
- * hp x wp pixels: xp[r][q] = x[r - pt][q - pl] (0 outside the image). */
+ * hp x wp pixels: xp[r][q] = x[r - pt][q - pl] (0 outside the image).
+ * borders_zero: xp already holds this geometry's zeros (a per-thread buffer
+ * reused for the next image), so only the pixels are copied: for few
+ * channels the zero runs are a few bytes each, and a libc call apiece for
+ * every row of every image cost more than the copy itself. */
 static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
-                             int64_t hp, int64_t wp, CV_T *restrict xp)
+                             int64_t hp, int64_t wp, CV_T *restrict xp, int borders_zero)
 {
     const int64_t C = s->c;
     int64_t q_lo = s->pl, q_hi = s->pl + s->w; /* columns that hold pixels */
@@ -130,14 +134,15 @@ static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
         CV_T *row = xp + r * wp * C;
         const int64_t ih = r - s->pt;
         if (ih < 0 || ih >= s->h || q_lo >= q_hi) {
-            memset(row, 0, (size_t)(wp * C) * sizeof(CV_T));
+            if (!borders_zero)
+                memset(row, 0, (size_t)(wp * C) * sizeof(CV_T));
             continue;
         }
-        if (q_lo > 0)
+        if (q_lo > 0 && !borders_zero)
             memset(row, 0, (size_t)(q_lo * C) * sizeof(CV_T));
         memcpy(row + q_lo * C, xn + (ih * s->w + (q_lo - s->pl)) * C,
                (size_t)((q_hi - q_lo) * C) * sizeof(CV_T));
-        if (q_hi < wp)
+        if (q_hi < wp && !borders_zero)
             memset(row + q_hi * C, 0, (size_t)((wp - q_hi) * C) * sizeof(CV_T));
     }
 }
@@ -296,14 +301,15 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
  * (h x w x c) first. */
 static void CV_FN(fill_padded)(const cf_conv2d_shape *s, const CV_T *x,
                                const CV_FN(dy_source) *src, int64_t n, int64_t hp,
-                               int64_t wp, CV_T *xp, CV_T *tmp, int32_t *am_rel)
+                               int64_t wp, CV_T *xp, int borders_zero, CV_T *tmp,
+                               int32_t *am_rel)
 {
     if (src == NULL) {
-        CV_FN(pad_image)(s, x + n * s->h * s->w * s->c, hp, wp, xp);
+        CV_FN(pad_image)(s, x + n * s->h * s->w * s->c, hp, wp, xp, borders_zero);
         return;
     }
     CV_FN(unpool_rows)(src, n, 0, s->h, tmp, am_rel);
-    CV_FN(pad_image)(s, tmp, hp, wp, xp);
+    CV_FN(pad_image)(s, tmp, hp, wp, xp, borders_zero);
 }
 
 static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
@@ -374,13 +380,15 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
             if (xp != NULL) {
                 memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
             }
+            int zeroed = 0; /* this thread's xp holds the zero borders */
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t n = 0; n < s->n; n++) {
                 if (xp == NULL || (src != NULL && (tmp == NULL || am_rel == NULL)))
                     continue;
-                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, tmp, am_rel);
+                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, zeroed, tmp, am_rel);
+                zeroed = 1;
                 for (int64_t oh = 0; oh < s->oh; oh++)
                     CV_FN(direct_row)(s, &plan, xp, wp, oh, bias, relu,
                                       y + n * yimg + oh * s->ow * F);
@@ -412,7 +420,7 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
         for (int64_t n = 0; n < s->n; n++)
             if (src == NULL || (tmp != NULL && am_rel != NULL))
-                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, tmp, am_rel);
+                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, 0, tmp, am_rel);
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
@@ -765,6 +773,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
         /* the padded image; the taps kernel reads dy only through masked
          * loads and the image only at valid tap offsets: no slack needed */
         CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)img * sizeof(CV_T), &failed);
+        int zeroed = 0; /* xp holds the zero borders */
         CV_T *blk = NULL;
         int32_t *am_rel = NULL;
         if (src->dy == NULL) {
@@ -786,7 +795,8 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
             for (int64_t f = 0; f < F; f++)
                 pb[f] = 0;
             for (int64_t n = n0; n < n1; n++) {
-                CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp);
+                CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp, zeroed);
+                zeroed = 1;
                 /* Blocks of output rows keep the dy rows and padded input
                  * rows they touch in L2 across all taps and panels. */
                 for (int64_t r0 = 0; r0 < s->oh; r0 += RB) {

@@ -90,13 +90,15 @@ int CV_FN(cf_conv2d_pool_forward)(const cf_conv2d_shape *s, const cf_pool2d_shap
             CV_T *bandbuf = (CV_T *)cf_workspace_or_flag(6, band_bytes, &failed);
             if (xp != NULL)
                 memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
+            int zeroed = 0; /* xp holds the zero borders */
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t n = 0; n < s->n; n++) {
                 if (xp == NULL || bandbuf == NULL)
                     continue;
-                CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp);
+                CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp, zeroed);
+                zeroed = 1;
                 for (int64_t po = 0; po < p->oh; po++)
                     CV_FN(conv_pool_row)(s, &band, po, p->sh, mode, &plan, xp, wp, bias, relu,
                                          bandbuf, y + n * pimg + po * prow,
@@ -124,7 +126,7 @@ int CV_FN(cf_conv2d_pool_forward)(const cf_conv2d_shape *s, const cf_pool2d_shap
 #pragma omp for schedule(static)
 #endif
         for (int64_t n = 0; n < s->n; n++)
-            CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xps + n * img);
+            CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xps + n * img, 0);
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
