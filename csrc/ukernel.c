@@ -149,6 +149,7 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_MASK(n) ((n) >= 16 ? (__mmask16)0xFFFF : (n) <= 0 ? (__mmask16)0 : (__mmask16)((1u << (n)) - 1u))
 #define UK_ZERO() _mm512_setzero_ps()
 #define UK_LOADM(p, mk) _mm512_maskz_loadu_ps((mk), (p))
+#define UK_LOADF(p, mk) _mm512_loadu_ps(p)
 #define UK_STOREM(p, mk, v) _mm512_mask_storeu_ps((p), (mk), (v))
 #define UK_BCAST(p) _mm512_set1_ps(*(p))
 #define UK_FMA(x, y, z) _mm512_fmadd_ps((x), (y), (z))
@@ -189,6 +190,7 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #undef UK_MASK
 #undef UK_ZERO
 #undef UK_LOADM
+#undef UK_LOADF
 #undef UK_STOREM
 #undef UK_BCAST
 #undef UK_FMA
@@ -203,6 +205,7 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_MASK(n) ((n) >= 8 ? (__mmask8)0xFF : (n) <= 0 ? (__mmask8)0 : (__mmask8)((1u << (n)) - 1u))
 #define UK_ZERO() _mm512_setzero_pd()
 #define UK_LOADM(p, mk) _mm512_maskz_loadu_pd((mk), (p))
+#define UK_LOADF(p, mk) _mm512_loadu_pd(p)
 #define UK_STOREM(p, mk, v) _mm512_mask_storeu_pd((p), (mk), (v))
 #define UK_BCAST(p) _mm512_set1_pd(*(p))
 #define UK_FMA(x, y, z) _mm512_fmadd_pd((x), (y), (z))
@@ -241,6 +244,7 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #undef UK_MASK
 #undef UK_ZERO
 #undef UK_LOADM
+#undef UK_LOADF
 #undef UK_STOREM
 #undef UK_BCAST
 #undef UK_FMA
@@ -323,6 +327,7 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #define UK_MASK(n) avx2_mask_ps(n)
 #define UK_ZERO() _mm256_setzero_ps()
 #define UK_LOADM(p, mk) _mm256_maskload_ps((p), (mk))
+#define UK_LOADF(p, mk) _mm256_loadu_ps(p)
 #define UK_STOREM(p, mk, v) _mm256_maskstore_ps((p), (mk), (v))
 #define UK_BCAST(p) _mm256_broadcast_ss(p)
 #define UK_FMA(x, y, z) _mm256_fmadd_ps((x), (y), (z))
@@ -348,6 +353,7 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #undef UK_MASK
 #undef UK_ZERO
 #undef UK_LOADM
+#undef UK_LOADF
 #undef UK_STOREM
 #undef UK_BCAST
 #undef UK_FMA
@@ -361,6 +367,7 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #define UK_MASK(n) avx2_mask_pd(n)
 #define UK_ZERO() _mm256_setzero_pd()
 #define UK_LOADM(p, mk) _mm256_maskload_pd((p), (mk))
+#define UK_LOADF(p, mk) _mm256_loadu_pd(p)
 #define UK_STOREM(p, mk, v) _mm256_maskstore_pd((p), (mk), (v))
 #define UK_BCAST(p) _mm256_broadcast_sd(p)
 #define UK_FMA(x, y, z) _mm256_fmadd_pd((x), (y), (z))

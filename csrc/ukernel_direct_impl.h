@@ -27,25 +27,33 @@ UK_TARGET static void UK_DNAME(int64_t ntaps, const int64_t *restrict tap_off,
     UK_ROWS(UK_DECL)
 #undef UK_DECL
 
-    for (int64_t t = 0; t < ntaps; t++) {
-        const UK_T *p0 = a + tap_off[t];
-        const UK_T *p7 = p0 + 7 * r;
-        const UK_T *bk = b + t * c * b_ks;
-        (void)p7;
-        UK_UNROLL4
-        for (int64_t cc = 0; cc < c; cc++, p0++, p7++, bk += b_ks) {
-            const UK_V b0 = UK_LOADM(bk, m0);
-            const UK_V b1 = UK_LOADM(bk + UK_VW, m1);
 #define UK_STEP(i)                                                             \
     {                                                                          \
         const UK_V ai = UK_BCAST(UK_AROW(i));                                  \
         c##i##_0 = UK_FMA(ai, b0, c##i##_0);                                   \
         c##i##_1 = UK_FMA(ai, b1, c##i##_1);                                   \
     }
-            UK_ROWS(UK_STEP)
-#undef UK_STEP
-        }
+#define UK_LOOP(LD)                                                            \
+    for (int64_t t = 0; t < ntaps; t++) {                                      \
+        const UK_T *p0 = a + tap_off[t];                                       \
+        const UK_T *p7 = p0 + 7 * r;                                           \
+        const UK_T *bk = b + t * c * b_ks;                                     \
+        (void)p7;                                                              \
+        UK_UNROLL4                                                             \
+        for (int64_t cc = 0; cc < c; cc++, p0++, p7++, bk += b_ks) {           \
+            const UK_V b0 = LD(bk, m0);                                        \
+            const UK_V b1 = LD(bk + UK_VW, m1);                                \
+            UK_ROWS(UK_STEP)                                                   \
+        }                                                                      \
     }
+    /* full-width weight rows (always, from the packed streams): plain loads */
+    if (nr == 2 * UK_VW) {
+        UK_LOOP(UK_LOADF)
+    } else {
+        UK_LOOP(UK_LOADM)
+    }
+#undef UK_LOOP
+#undef UK_STEP
     (void)r3;
     (void)r5;
 

@@ -19,23 +19,31 @@ UK_TARGET static void UK_TNAME(int64_t nrows, int64_t kc, const int64_t *restric
 #define UK_DECL(i) UK_V c##i##_0 = UK_ZERO(), c##i##_1 = UK_ZERO(); const int64_t o##i = off[i];
     UK_ROWS(UK_DECL)
 #undef UK_DECL
-    const UK_T *bk = b;
-    for (int64_t row = 0; row < nrows; row++) {
-        const UK_T *ak = a + row * a_rs;
-        UK_UNROLL4
-        for (int64_t k = 0; k < kc; k++, ak += a_ks, bk += b_ks) {
-            const UK_V b0 = UK_LOADM(bk, m0);
-            const UK_V b1 = UK_LOADM(bk + UK_VW, m1);
 #define UK_STEP(i)                                                             \
     {                                                                          \
         const UK_V ai = UK_BCAST(ak + o##i);                                   \
         c##i##_0 = UK_FMA(ai, b0, c##i##_0);                                   \
         c##i##_1 = UK_FMA(ai, b1, c##i##_1);                                   \
     }
-            UK_ROWS(UK_STEP)
-#undef UK_STEP
-        }
+#define UK_LOOP(LD)                                                            \
+    for (int64_t row = 0; row < nrows; row++) {                                \
+        const UK_T *ak = a + row * a_rs;                                       \
+        UK_UNROLL4                                                             \
+        for (int64_t k = 0; k < kc; k++, ak += a_ks, bk += b_ks) {             \
+            const UK_V b0 = LD(bk, m0);                                        \
+            const UK_V b1 = LD(bk + UK_VW, m1);                                \
+            UK_ROWS(UK_STEP)                                                   \
+        }                                                                      \
     }
+    const UK_T *bk = b;
+    /* full-width dy rows: plain loads (masked ones measured slower) */
+    if (nr == 2 * UK_VW) {
+        UK_LOOP(UK_LOADF)
+    } else {
+        UK_LOOP(UK_LOADM)
+    }
+#undef UK_LOOP
+#undef UK_STEP
 #define UK_OUT(i)                                                              \
     if ((i) < mr) {                                                            \
         UK_T *ci = c + (int64_t)(i) * ldc;                                     \
