@@ -739,14 +739,22 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
 {
     const int64_t C = s->c, F = s->f;
     const int64_t T = s->kh * s->kw, K = T * C, FK = F * K;
-    /* the 6 x 64 tile when at least 48 filters fill it; the 10 x 32 one when
-     * it holds all K rows (a 3x3 kernel on 1 channel); else the 14 x 32 one */
-    const int wide = uk->taps_wide != NULL && F >= 48;
-    const int shrt = !wide && uk->taps_short != NULL && K <= CF_UKERNEL_SHORT_MR;
-    const int64_t MR = wide ? CF_UKERNEL_WIDE_MR : shrt ? CF_UKERNEL_SHORT_MR : uk->mr;
-    const int64_t NR = wide ? 2 * uk->nr : uk->nr;
+    /* The 16 x 16 tile (one tap's channels x 16 filters) for whole blocks of
+     * 16 channels when there are at most 32 channels or fewer than 48
+     * filters; the 6 x 64 tile when at least 48 filters fill it; the 10 x 32
+     * one when it holds all K rows (a 3x3 kernel on 1 channel); else the
+     * 14 x 32 one. The 16 x 16 tile's rows are consecutive channels of one
+     * tap (C % 16 == 0): its off[i] == off[0] + i, as it requires. */
+    const int t16 = uk->taps16 != NULL && C % CF_UKERNEL_T16 == 0 && (C <= 32 || F < 48);
+    const int wide = !t16 && uk->taps_wide != NULL && F >= 48;
+    const int shrt = !t16 && !wide && uk->taps_short != NULL && K <= CF_UKERNEL_SHORT_MR;
+    const int64_t MR = t16    ? CF_UKERNEL_T16
+                       : wide ? CF_UKERNEL_WIDE_MR
+                       : shrt ? CF_UKERNEL_SHORT_MR
+                              : uk->mr;
+    const int64_t NR = t16 ? CF_UKERNEL_T16 : wide ? 2 * uk->nr : uk->nr;
     const CV_CAT(CV_CAT(cf_ukernel_taps, CV_SFX), fn) taps =
-        wide ? uk->taps_wide : shrt ? uk->taps_short : uk->taps;
+        t16 ? uk->taps16 : wide ? uk->taps_wide : shrt ? uk->taps_short : uk->taps;
     const int64_t hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
     const int64_t wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
     const int64_t img = hp * wp * C, ohw = s->oh * s->ow;

@@ -139,6 +139,56 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 
+/* 16 x 16 kernel-gradient tile (float32): rows = 16 consecutive channels of
+ * one tap, so row i is read at a[off[0] + i] (the caller guarantees
+ * off[i] == off[0] + i), columns = 16 filters. Each broadcast feeds a single
+ * FMA and folds into it as a memory operand ({1to16}): one dy vector per
+ * pixel instead of four, at 17 loads per 16 FMAs. Measured 7-21% faster than
+ * the 6 x 64 / 14 x 32 tiles for 16 or 32 input channels, or fewer than 48
+ * filters; no faster with 64 channels and 64 or more filters. */
+AVX512_TARGET static void ukt16_avx512_f32(int64_t nrows, int64_t kc, const int64_t *restrict off,
+                                           const float *restrict a, int64_t a_ks, int64_t a_rs,
+                                           const float *restrict b, int64_t b_ks,
+                                           float *restrict c, int64_t ldc, int mr, int nr,
+                                           int accumulate)
+{
+    const __mmask16 m = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    const float *a0 = a + off[0];
+#define T16_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+#define T16_DECL(i) __m512 c##i = _mm512_setzero_ps();
+    T16_ROWS(T16_DECL)
+#undef T16_DECL
+#define T16_STEP(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(ak[i]), d, c##i);
+#define T16_LOOP(LOAD)                                                         \
+    for (int64_t row = 0; row < nrows; row++) {                                \
+        const float *ak = a0 + row * a_rs;                                     \
+        UK_UNROLL4                                                             \
+        for (int64_t k = 0; k < kc; k++, ak += a_ks, bk += b_ks) {             \
+            const __m512 d = LOAD;                                             \
+            T16_ROWS(T16_STEP)                                                 \
+        }                                                                      \
+    }
+    const float *bk = b;
+    if (nr == 16) {
+        T16_LOOP(_mm512_loadu_ps(bk))
+    } else {
+        T16_LOOP(_mm512_maskz_loadu_ps(m, bk))
+    }
+#undef T16_LOOP
+#undef T16_STEP
+#define T16_OUT(i)                                                             \
+    if ((i) < mr) {                                                            \
+        float *ci = c + (int64_t)(i) * ldc;                                    \
+        __m512 r = c##i;                                                       \
+        if (accumulate)                                                        \
+            r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, ci), r);                \
+        _mm512_mask_storeu_ps(ci, m, r);                                       \
+    }
+    T16_ROWS(T16_OUT)
+#undef T16_OUT
+#undef T16_ROWS
+}
+
 #define UK_TARGET AVX512_TARGET
 #define UK_NAME uk_avx512_f32
 #define UK_T float
@@ -387,11 +437,11 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
-    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, NULL, ukc_scalar_f32, SC_MR, SC_NR, 1};
+    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, NULL, NULL, ukc_scalar_f32, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.narrow = ukn_avx512_f32;
-        k.taps = ukt_avx512_f32; k.taps_short = ukts_avx512_f32; k.colsum = ukc_avx512_f32;
+        k.taps = ukt_avx512_f32; k.taps_short = ukts_avx512_f32; k.taps16 = ukt16_avx512_f32; k.colsum = ukc_avx512_f32;
         k.taps_wide = uktw_avx512_f32;
         k.vw = 16; k.mr = 14; k.nr = 32;
     } else if (level >= CF_SIMD_AVX2) {
@@ -405,7 +455,7 @@ cf_ukernel_f32 cf_ukernel_select_f32(int level)
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
-    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, NULL, ukc_scalar_f64, SC_MR, SC_NR, 1};
+    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, NULL, NULL, ukc_scalar_f64, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.narrow = ukn_avx512_f64;

@@ -99,6 +99,7 @@ typedef struct {
     cf_ukernel_taps_f32_fn taps;
     cf_ukernel_taps_f32_fn taps_wide; /* 6 x 4 vectors; NULL where none */
     cf_ukernel_taps_f32_fn taps_short; /* CF_UKERNEL_SHORT_MR x 2 vectors; or NULL */
+    cf_ukernel_taps_f32_fn taps16;     /* 16 x 16, one tap's channels; or NULL */
     cf_ukernel_colsum_f32_fn colsum;
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
@@ -110,6 +111,7 @@ typedef struct {
     cf_ukernel_taps_f64_fn taps;
     cf_ukernel_taps_f64_fn taps_wide;
     cf_ukernel_taps_f64_fn taps_short;
+    cf_ukernel_taps_f64_fn taps16;
     cf_ukernel_colsum_f64_fn colsum;
     int mr, nr, vw;
 } cf_ukernel_f64;
@@ -121,9 +123,10 @@ cf_ukernel_f64 cf_ukernel_select_f64(int simd_level);
 
 /* Largest MR of any variant (callers size per-tile arrays with it), and the
  * MR of the 6 x 4-vector taps_wide tile. */
-#define CF_UKERNEL_MAX_MR 14
+#define CF_UKERNEL_MAX_MR 16
 #define CF_UKERNEL_WIDE_MR 6
 #define CF_UKERNEL_SHORT_MR 10
+#define CF_UKERNEL_T16 16
 
 #ifdef __cplusplus
 }
