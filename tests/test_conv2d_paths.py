@@ -43,7 +43,12 @@ CASES = [
     ("taps-dk-rgb-strided", (5, 11, 10, 3), (5, 4, 3, 20), (2, 3), "same", (1, 2)),
     # 48 filters or more: the 6 x 64 kernel-gradient tile (AVX-512)
     ("direct-dk-wide-tile", (4, 6, 7, 5), (3, 3, 5, 70), 1, "same", 1),
-    ("direct-dk-wide-tile-strided", (5, 9, 8, 16), (3, 3, 16, 130), 2, "same", 1),
+    ("direct-dk-wide-tile-strided", (5, 9, 8, 24), (3, 3, 24, 70), 2, "same", 1),
+    ("direct-dk-wide-tile-64ch", (4, 6, 6, 64), (3, 3, 64, 50), 1, "same", 1),
+    # channels in blocks of 16 (at most 32, or under 48 filters): the 16 x 16 tile
+    ("direct-dk-t16-strided", (5, 9, 8, 16), (3, 3, 16, 130), 2, "same", 1),
+    ("direct-dk-t16-32ch", (4, 7, 6, 32), (3, 3, 32, 64), 1, "same", 1),
+    ("direct-dk-t16-64ch-few-filters", (4, 5, 6, 64), (2, 3, 64, 20), 1, "same", 1),
     # wide images: the kernel gradient works through blocks of output rows
     ("direct-dk-row-blocks", (4, 5, 300, 16), (3, 3, 16, 8), 1, "same", 1),
     ("taps-dk-row-blocks", (4, 4, 520, 2), (2, 2, 2, 5), (1, 2), "same", 1),
