@@ -48,7 +48,8 @@ _POOL_MODES = {"max": 0, "avg": 1, "min": 2}
 
 # ------------------------------------------------------------ allocation --
 
-def empty_aligned(shape, dtype: Any = np.float32, alignment: int = 64) -> np.ndarray:
+def empty_aligned(shape: int | tuple[int, ...], dtype: Any = np.float32,
+                  alignment: int = 64) -> np.ndarray:
     """``np.empty(shape, dtype)`` whose data starts on an ``alignment``-byte boundary.
 
     numpy aligns its arrays to 16 bytes; the kernels' 64-byte vector loads
