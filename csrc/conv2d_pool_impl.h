@@ -1,7 +1,8 @@
 /* Fused convolution + max/min pooling drivers for one element type; see
  * conv2d.h for the contract. Instantiated by conv2d.c after conv2d_impl.h
- * (whose static helpers it uses) with the same macros, plus CF_POOL_BAND_FWD /
- * CF_POOL_BAND_BWD (pool2d.h's band entry points for the type).
+ * (whose static helpers it uses) with the same macros, plus CF_POOL_FWD /
+ * CF_POOL_BWD / CF_POOL_BAND_FWD / CF_POOL_BAND_BWD (pool2d.h's entry points
+ * for the type).
  *
  * Why: a convolution followed by pooling writes its whole output (12.8 MB
  * for the MNIST model's first layer at batch 128) only for the pooling to read
@@ -9,8 +10,12 @@
  * only for the kernel gradient to read it back. Here the convolution output
  * is made one pooling band (kh rows) at a time in per-thread scratch and
  * pooled at once; the backward unpools one block of rows at a time in front
- * of the kernel-gradient micro-kernel. Rows that lie in no pooling window are
- * never computed. */
+ * of the kernel-gradient micro-kernel and, for stride-1 convolutions, one
+ * image at a time as the input gradient's forward convolution pads it
+ * (conv2d_impl.h's dy_source). Rows that lie in no pooling window are never
+ * computed. Workspace slots: 0 (padded image), 1 (shared padded batch or
+ * kernel-gradient partials), 6 (band / block / unpooled image), 7 (relative
+ * indices). */
 
 #define CV_CAT2(a, b) a##_##b
 #define CV_CAT(a, b) CV_CAT2(a, b)
