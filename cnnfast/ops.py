@@ -144,6 +144,77 @@ def _deliver(result_nhwc: np.ndarray, fmt: str, out: np.ndarray | None) -> np.nd
     return out
 
 
+def _grad_out_arrays(out: Any, x: Any, kernel: Any, f: int, dt: np.dtype) -> tuple:
+    """The checked ``out=(dx, dkernel, dbias)`` of a convolution backward (entries may
+    be None), or three Nones."""
+    if out is None:
+        return None, None, None
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise ValueError("out must be a tuple (dx, dkernel, dbias) whose entries may be None")
+    dx_out, dk_out, db_out = out
+    if dx_out is not None:
+        dx_out = _out_array(dx_out, np.shape(x), dt, "out[0] (dx)")
+    if dk_out is not None:
+        dk_out = _out_array(dk_out, np.shape(kernel), dt, "out[1] (dkernel)")
+    if db_out is not None:
+        db_out = _out_array(db_out, (f,), dt, "out[2] (dbias)")
+    return dx_out, dk_out, db_out
+
+
+def _kernel_grad_buffers(prob, dk_out, db_out) -> tuple:
+    """(dk4, db): where the kernels write the kernel gradient (HWCF; the caller's
+    array when it is already in that layout) and the bias gradient."""
+    dt = prob.dtype
+    use = dk_out is not None and prob.fmt == "channels_last"
+    dk4 = dk_out if use else np.empty(prob.kernel.shape, dtype=dt)
+    db = db_out if db_out is not None else np.empty((prob.f,), dtype=dt)
+    return dk4, db
+
+
+def _deliver_kernel_grad(dk4: np.ndarray, dk_out: np.ndarray | None, fmt: str) -> np.ndarray:
+    """The HWCF kernel gradient in the caller's layout, written into ``dk_out`` if given."""
+    if dk_out is None:
+        return _kernel_from_hwcf(dk4, fmt)
+    if dk4 is not dk_out:
+        np.copyto(dk_out, dk4.transpose(3, 2, 0, 1))
+    return dk_out
+
+
+def _pooled_outputs(out: Any, return_indices: bool, user_shape: tuple, nhwc_shape: tuple,
+                    dt: np.dtype, fmt: str) -> tuple:
+    """(y, idx, y_out, i_out) of a pooling forward: the NHWC arrays the kernel writes
+    (the caller's ``out`` entries when already NHWC, idx None without indices) and
+    the checked ``out`` (an array for y, or ``(y, indices)`` with return_indices)."""
+    y_out = i_out = None
+    if out is not None:
+        if return_indices:
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise ValueError("out must be a tuple (y, indices) when return_indices=True")
+            y_out, i_out = out
+            i_out = None if i_out is None else _out_array(i_out, user_shape,
+                                                          np.dtype(np.int32), "out[1]")
+        else:
+            y_out = out
+        y_out = None if y_out is None else _out_array(y_out, user_shape, dt, "out")
+    last = fmt == "channels_last"
+    y = y_out if y_out is not None and last else np.empty(nhwc_shape, dtype=dt)
+    idx = None
+    if return_indices:
+        idx = i_out if i_out is not None and last else np.empty(nhwc_shape, dtype=np.int32)
+    return y, idx, y_out, i_out
+
+
+def _index_array(indices: Any, expected: tuple, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """(the user's indices as an array, the same as C-contiguous NHWC int32) after the
+    dtype and shape checks."""
+    ia = np.asarray(indices)
+    if ia.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integers, got dtype {ia.dtype}")
+    if ia.shape != expected:
+        raise ValueError(f"indices must have the shape of dy {expected}, got {ia.shape}")
+    return ia, np.ascontiguousarray(_to_nhwc(ia, fmt), dtype=np.int32)
+
+
 def _contig(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=dtype)
 
@@ -316,19 +387,7 @@ def conv2d_backward(
             f"(x {np.shape(x)}, kernel {np.shape(kernel)}), got {dya.shape}"
         )
     dt = prob.dtype
-    dx_out = dk_out = db_out = None
-    if out is not None:
-        if not isinstance(out, tuple) or len(out) != 3:
-            raise ValueError("out must be a tuple (dx, dkernel, dbias) whose entries may be None")
-        dx_out, dk_out, db_out = out
-        x_shape = np.shape(x)
-        k_shape = np.shape(kernel)
-        if dx_out is not None:
-            dx_out = _out_array(dx_out, x_shape, dt, "out[0] (dx)")
-        if dk_out is not None:
-            dk_out = _out_array(dk_out, k_shape, dt, "out[1] (dkernel)")
-        if db_out is not None:
-            db_out = _out_array(db_out, (prob.f,), dt, "out[2] (dbias)")
+    dx_out, dk_out, db_out = _grad_out_arrays(out, x, kernel, prob.f, dt)
     dy4 = _contig(_to_nhwc(dya, prob.fmt), dt)
     k4 = _contig(prob.kernel, dt)
     n, h, w, c = prob.x.shape
@@ -340,14 +399,9 @@ def conv2d_backward(
         dx = _deliver(dx4, prob.fmt, dx_out)
     if not kernel_grad:
         return dx, None, None
-    use = dk_out is not None and prob.fmt == "channels_last"
-    dk4 = dk_out if use else np.empty(prob.kernel.shape, dtype=dt)
-    db = db_out if db_out is not None else np.empty((prob.f,), dtype=dt)
+    dk4, db = _kernel_grad_buffers(prob, dk_out, db_out)
     _kernels.conv2d_backward_kernel(_contig(prob.x, dt), dy4, dk4, db, prob.shape)
-    if dk_out is not None and not use:
-        np.copyto(dk_out, dk4.transpose(3, 2, 0, 1))
-        return dx, dk_out, db
-    return dx, (dk4 if use else _kernel_from_hwcf(dk4, prob.fmt)), db
+    return dx, _deliver_kernel_grad(dk4, dk_out, prob.fmt), db
 
 
 # ----------------------------------------------------------------- matmul --
@@ -458,23 +512,8 @@ def pool2d(
         raise ValueError("return_indices is only meaningful for mode 'max' or 'min'")
     dt = prob.dtype
     sp = prob.spec
-    shape = (prob.n, sp.oh, sp.ow, prob.c)
-    y_out = i_out = None
-    if out is not None:
-        if return_indices:
-            if not isinstance(out, tuple) or len(out) != 2:
-                raise ValueError("out must be a tuple (y, indices) when return_indices=True")
-            y_out, i_out = out
-            i_out = None if i_out is None else _out_array(i_out, prob.out_shape(),
-                                                          np.dtype(np.int32), "out[1]")
-        else:
-            y_out = out
-        y_out = None if y_out is None else _out_array(y_out, prob.out_shape(), dt, "out")
-    last = prob.fmt == "channels_last"
-    y = y_out if y_out is not None and last else np.empty(shape, dtype=dt)
-    idx = None
-    if return_indices:
-        idx = i_out if i_out is not None and last else np.empty(shape, dtype=np.int32)
+    y, idx, y_out, i_out = _pooled_outputs(out, return_indices, prob.out_shape(),
+                                           (prob.n, sp.oh, sp.ow, prob.c), dt, prob.fmt)
     _kernels.pool2d_forward(_contig(prob.x, dt), y, idx, *prob.shape, prob.mode)
     y = _deliver(y, prob.fmt, y_out)
     if return_indices:
@@ -518,12 +557,7 @@ def pool2d_backward(
     n, h, w, c = prob.x.shape
     idx4 = None
     if indices is not None and prob.mode != _POOL_MODES["avg"]:
-        ia = np.asarray(indices)
-        if ia.dtype.kind not in "iu":
-            raise TypeError(f"indices must be integers, got dtype {ia.dtype}")
-        if ia.shape != expected:
-            raise ValueError(f"indices must have the shape of dy {expected}, got {ia.shape}")
-        idx4 = np.ascontiguousarray(_to_nhwc(ia, prob.fmt), dtype=np.int32)
+        ia, idx4 = _index_array(indices, expected, prob.fmt)
         if _check_values and ia.size:
             lo, hi = _index_range(ia, idx4)
             if lo < 0 or hi >= h * w:
@@ -593,9 +627,6 @@ class _ConvPoolProblem:
             return (n, ps.oh, ps.ow, f)
         return (n, f, ps.oh, ps.ow)
 
-    def conv_out_shape(self) -> tuple[int, int, int, int]:
-        return self.conv.out_shape()
-
 
 def conv2d_pool2d(
     x: Any,
@@ -644,23 +675,9 @@ def conv2d_pool2d(
         return pool2d(z, pp.pool_size, pp.pool_strides, pp.pool_padding,
                       ("max", "avg", "min")[pp.mode], data_format, return_indices, out)
     dt = prob.dtype
-    shape = (prob.n, pp.pool.oh, pp.pool.ow, prob.f)
-    y_out = i_out = None
-    if out is not None:
-        if return_indices:
-            if not isinstance(out, tuple) or len(out) != 2:
-                raise ValueError("out must be a tuple (y, indices) when return_indices=True")
-            y_out, i_out = out
-            i_out = None if i_out is None else _out_array(i_out, pp.out_shape(),
-                                                          np.dtype(np.int32), "out[1]")
-        else:
-            y_out = out
-        y_out = None if y_out is None else _out_array(y_out, pp.out_shape(), dt, "out")
-    last = prob.fmt == "channels_last"
-    y = y_out if y_out is not None and last else np.empty(shape, dtype=dt)
-    idx = None
-    if return_indices:
-        idx = i_out if i_out is not None and last else np.empty(shape, dtype=np.int32)
+    y, idx, y_out, i_out = _pooled_outputs(out, return_indices, pp.out_shape(),
+                                           (prob.n, pp.pool.oh, pp.pool.ow, prob.f), dt,
+                                           prob.fmt)
     _kernels.conv2d_pool2d_forward(
         _contig(prob.x, dt), _contig(prob.kernel, dt),
         None if ba is None else _contig(ba, dt), y, idx, prob.shape, pp.pshape, pp.mode,
@@ -712,32 +729,19 @@ def conv2d_pool2d_backward(
             f"dy must have the shape of conv2d_pool2d's output {expected} "
             f"(x {np.shape(x)}, kernel {np.shape(kernel)}), got {dya.shape}"
         )
-    ia = np.asarray(indices)
-    if ia.dtype.kind not in "iu":
-        raise TypeError(f"indices must be integers, got dtype {ia.dtype}")
-    if ia.shape != expected:
-        raise ValueError(f"indices must have the shape of dy {expected}, got {ia.shape}")
+    _, idx4 = _index_array(indices, expected, prob.fmt)
     dt = prob.dtype
-    dy4 = np.array(_to_nhwc(dya, prob.fmt), dtype=dt, order="C")  # a copy: masked below
     if pp.relu:
         if y is None:
             raise ValueError("activation='relu' needs the forward output y for the ReLU mask")
         ya = _as_real_array(y, "y")
         if ya.shape != expected:
             raise ValueError(f"y must have the shape of dy {expected}, got {ya.shape}")
+        dy4 = np.array(_to_nhwc(dya, prob.fmt), dtype=dt, order="C")  # a copy: masked next
         _kernels.relu_mask(dy4, _contig(_to_nhwc(ya, prob.fmt), dt))
-    idx4 = np.ascontiguousarray(_to_nhwc(ia, prob.fmt), dtype=np.int32)
-    dx_out = dk_out = db_out = None
-    if out is not None:
-        if not isinstance(out, tuple) or len(out) != 3:
-            raise ValueError("out must be a tuple (dx, dkernel, dbias) whose entries may be None")
-        dx_out, dk_out, db_out = out
-        if dx_out is not None:
-            dx_out = _out_array(dx_out, np.shape(x), dt, "out[0] (dx)")
-        if dk_out is not None:
-            dk_out = _out_array(dk_out, np.shape(kernel), dt, "out[1] (dkernel)")
-        if db_out is not None:
-            db_out = _out_array(db_out, (prob.f,), dt, "out[2] (dbias)")
+    else:
+        dy4 = _contig(_to_nhwc(dya, prob.fmt), dt)
+    dx_out, dk_out, db_out = _grad_out_arrays(out, x, kernel, prob.f, dt)
     if not pp.fused:
         # windows the fused kernels do not take: unpool, then the plain backward
         n, oh, ow, f = prob.n, prob.spec.oh, prob.spec.ow, prob.f
@@ -752,16 +756,11 @@ def conv2d_pool2d_backward(
     if input_grad:
         use = dx_out is not None and prob.fmt == "channels_last"
         dx4 = dx_out if use else np.empty((n, h, w, c), dtype=dt)
-    use_k = dk_out is not None and prob.fmt == "channels_last"
-    dk4 = dk_out if use_k else np.empty(prob.kernel.shape, dtype=dt)
-    db = db_out if db_out is not None else np.empty((prob.f,), dtype=dt)
+    dk4, db = _kernel_grad_buffers(prob, dk_out, db_out)
     _kernels.conv2d_pool2d_backward(_contig(prob.x, dt), dy4, idx4, _contig(prob.kernel, dt),
                                     dx4, dk4, db, prob.shape, pp.pshape, pp.mode)
     dx = None if dx4 is None else _deliver(dx4, prob.fmt, dx_out)
-    if dk_out is not None and not use_k:
-        np.copyto(dk_out, dk4.transpose(3, 2, 0, 1))
-        return dx, dk_out, db
-    return dx, (dk4 if use_k else _kernel_from_hwcf(dk4, prob.fmt)), db
+    return dx, _deliver_kernel_grad(dk4, dk_out, prob.fmt), db
 
 
 def _index_range(ia: np.ndarray, idx4: np.ndarray) -> tuple[int, int]:
