@@ -39,6 +39,24 @@ static CF_FN(cf_pool_fwd_fn_) CF_FN(cf_pool_pick_fwd_)(const cf_pool2d_shape *s)
     return cf_pool_is_2x2(s) ? row2 : row;
 }
 
+/* The backward rows for this machine: the general one and the 2x2/2 one
+ * (which writes its two input rows whole). */
+static void CF_FN(cf_pool_pick_bwd_)(CF_FN(cf_pool_bwd_fn_) *row, CF_FN(cf_pool_bwd_fn_) *row2)
+{
+    *row = CF_FN(cf_pool_bwd_scalar_);
+    *row2 = CF_FN(cf_pool_bwd2_scalar_);
+#if CF_HAVE_X86_DISPATCH
+    const int level = cf_simd_level();
+    if (level >= CF_SIMD_AVX512) {
+        *row = CF_FN(cf_pool_bwd_avx512_);
+        *row2 = CF_FN(cf_pool_bwd2_avx512_);
+    } else if (level >= CF_SIMD_AVX2) {
+        *row = CF_FN(cf_pool_bwd_avx2_);
+        *row2 = CF_FN(cf_pool_bwd2_avx2_);
+    }
+#endif
+}
+
 /* Band entry points of the fused convolution + pooling drivers (conv2d.h):
  * `band` is one output row's worth of input, n = 1, oh = 1, h = the window
  * height, no padding, non-overlapping windows. The argmax indices are
@@ -52,28 +70,15 @@ void CF_CAT(cf_pool2d_band_forward_, SFX)(const cf_pool2d_shape *band, int mode,
 void CF_CAT(cf_pool2d_band_backward_, SFX)(const cf_pool2d_shape *band, int mode,
                                            const T *dy, const int32_t *argmax, T *dx)
 {
-#if CF_HAVE_X86_DISPATCH
-    const int level = cf_simd_level();
+    CF_FN(cf_pool_bwd_fn_) row, row2;
+    CF_FN(cf_pool_pick_bwd_)(&row, &row2);
     if (cf_pool_is_2x2(band)) {
         /* writes both rows whole, the odd last column included */
-        if (level >= CF_SIMD_AVX512)
-            CF_FN(cf_pool_bwd2_avx512_)(band, mode, dy, NULL, argmax, dx, 0, 0);
-        else if (level >= CF_SIMD_AVX2)
-            CF_FN(cf_pool_bwd2_avx2_)(band, mode, dy, NULL, argmax, dx, 0, 0);
-        else
-            CF_FN(cf_pool_bwd2_scalar_)(band, mode, dy, NULL, argmax, dx, 0, 0);
+        row2(band, mode, dy, NULL, argmax, dx, 0, 0);
         return;
     }
-#endif
     memset(dx, 0, (size_t)(band->h * band->w * band->c) * sizeof(T));
-#if CF_HAVE_X86_DISPATCH
-    if (level >= CF_SIMD_AVX512)
-        CF_FN(cf_pool_bwd_avx512_)(band, mode, dy, NULL, argmax, dx, 0, 0);
-    else if (level >= CF_SIMD_AVX2)
-        CF_FN(cf_pool_bwd_avx2_)(band, mode, dy, NULL, argmax, dx, 0, 0);
-    else
-#endif
-        CF_FN(cf_pool_bwd_scalar_)(band, mode, dy, NULL, argmax, dx, 0, 0);
+    row(band, mode, dy, NULL, argmax, dx, 0, 0);
 }
 
 void CF_CAT(cf_pool2d_forward_, SFX)(const cf_pool2d_shape *s, int mode, const T *x,
@@ -107,18 +112,8 @@ void CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const 
     } else if (argmax != NULL) {
         x = NULL; /* the contract: with argmax, x is not read */
     }
-    CF_FN(cf_pool_bwd_fn_) row = CF_FN(cf_pool_bwd_scalar_);
-    CF_FN(cf_pool_bwd_fn_) row2 = CF_FN(cf_pool_bwd2_scalar_);
-#if CF_HAVE_X86_DISPATCH
-    const int level = cf_simd_level();
-    if (level >= CF_SIMD_AVX512) {
-        row = CF_FN(cf_pool_bwd_avx512_);
-        row2 = CF_FN(cf_pool_bwd2_avx512_);
-    } else if (level >= CF_SIMD_AVX2) {
-        row = CF_FN(cf_pool_bwd_avx2_);
-        row2 = CF_FN(cf_pool_bwd2_avx2_);
-    }
-#endif
+    CF_FN(cf_pool_bwd_fn_) row, row2;
+    CF_FN(cf_pool_pick_bwd_)(&row, &row2);
     const int64_t H = s->h, OH = s->oh, rowlen = s->w * s->c;
     const int64_t plane = H * rowlen;
     const int64_t work = s->n * plane + s->n * OH * s->ow * s->c * s->kh * s->kw;
