@@ -296,6 +296,53 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     return 0;
 }
 
+/* Where the forward writes: convolution rows into y, or (p != NULL, the
+ * fused convolution + pooling of conv2d_pool_impl.h) pooled rows: each
+ * pooled row's window of convolution rows is made in per-thread scratch and
+ * pooled from there at once, so the convolution output is never stored. */
+typedef struct {
+    const cf_pool2d_shape *p; /* pooling of the convolution output */
+    cf_pool2d_shape band;     /* one pooled row: n = 1, h = kh, oh = 1 */
+    int mode;
+    int32_t *argmax;          /* (n, p->oh, p->ow, f) or NULL */
+} CV_FN(pool_out);
+
+/* Pooled row po of one image: the convolution rows of its window into band,
+ * then the pooling of band; argmax made relative to the whole plane. */
+static void CV_FN(conv_pool_row)(const cf_conv2d_shape *s, const cf_pool2d_shape *band,
+                                 int64_t po, int64_t psh, int mode,
+                                 const CV_FN(row_plan) *plan, const CV_T *xp, int64_t wp,
+                                 const CV_T *bias, int relu, CV_T *restrict bandbuf,
+                                 CV_T *yrow, int32_t *restrict amrow)
+{
+    const int64_t rowlen = s->ow * s->f;
+    for (int64_t r = 0; r < band->kh; r++)
+        CV_FN(direct_row)(s, plan, xp, wp, po * psh + r, bias, relu, bandbuf + r * rowlen);
+    CF_POOL_BAND_FWD(band, mode, bandbuf, yrow, amrow);
+    if (amrow != NULL) {
+        const int32_t shift = (int32_t)(po * psh * s->ow);
+        const int64_t m = band->ow * band->c;
+        for (int64_t i = 0; i < m; i++)
+            amrow[i] += shift;
+    }
+}
+
+/* Output row r of image n (its padded copy in xp): a convolution row, or
+ * with po a pooled row (bandbuf: po->p->kh convolution rows of scratch). */
+static void CV_FN(emit_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *plan,
+                            const CV_FN(pool_out) *po, const CV_T *xp, int64_t wp,
+                            int64_t n, int64_t r, const CV_T *bias, int relu, CV_T *y,
+                            CV_T *bandbuf)
+{
+    if (po == NULL) {
+        CV_FN(direct_row)(s, plan, xp, wp, r, bias, relu, y + (n * s->oh + r) * s->ow * s->f);
+        return;
+    }
+    const int64_t off = (n * po->p->oh + r) * po->p->ow * s->f;
+    CV_FN(conv_pool_row)(s, &po->band, r, po->p->sh, po->mode, plan, xp, wp, bias, relu,
+                         bandbuf, y + off, po->argmax ? po->argmax + off : NULL);
+}
+
 /* Image n of the forward's input into the padded buffer: from x, or, for a
  * pooled-gradient source (the fused input gradient), unpooled into `tmp`
  * (h x w x c) first. */
@@ -313,8 +360,9 @@ static void CV_FN(fill_padded)(const cf_conv2d_shape *s, const CV_T *x,
 }
 
 static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
-                              const CV_FN(dy_source) *src, const CV_T *kernel,
-                              const CV_T *bias, int relu, CV_T *y, int nthreads);
+                              const CV_FN(dy_source) *src, const CV_FN(pool_out) *po,
+                              const CV_T *kernel, const CV_T *bias, int relu, CV_T *y,
+                              int nthreads);
 
 /* A pooled-gradient source on a geometry the direct path does not take:
  * unpool it whole into a temporary, then the plain forward. */
@@ -326,7 +374,7 @@ static int CV_FN(forward_unpooled)(const cf_conv2d_shape *s, const CV_FN(dy_sour
     if (full == NULL)
         return -1;
     CF_POOL_BWD(src->p, src->mode, src->dyp, NULL, src->argmax, full, nthreads);
-    const int rc = CV_FN(forward_src)(s, full, NULL, kernel, NULL, 0, y, nthreads);
+    const int rc = CV_FN(forward_src)(s, full, NULL, NULL, kernel, NULL, 0, y, nthreads);
     free(full);
     return rc;
 }
@@ -335,14 +383,35 @@ int CV_FN(cf_conv2d_forward)(const cf_conv2d_shape *s, const CV_T *x,
                              const CV_T *kernel, const CV_T *bias, int relu,
                              CV_T *y, int nthreads)
 {
-    return CV_FN(forward_src)(s, x, NULL, kernel, bias, relu, y, nthreads);
+    return CV_FN(forward_src)(s, x, NULL, NULL, kernel, bias, relu, y, nthreads);
+}
+
+/* Reference route for the geometries the direct path does not take: the full
+ * intermediate in a temporary, then the unfused kernels. */
+static int CV_FN(conv_pool_forward_unfused)(const cf_conv2d_shape *s,
+                                            const cf_pool2d_shape *p, int mode,
+                                            const CV_T *x, const CV_T *kernel,
+                                            const CV_T *bias, int relu, CV_T *y,
+                                            int32_t *argmax, int nthreads)
+{
+    CV_T *z = (CV_T *)malloc((size_t)(s->n * s->oh * s->ow * s->f) * sizeof(CV_T));
+    if (z == NULL)
+        return -1;
+    int rc = CV_FN(cf_conv2d_forward)(s, x, kernel, bias, relu, z, nthreads);
+    if (rc == 0)
+        CF_POOL_FWD(p, mode, z, y, argmax, nthreads);
+    free(z);
+    return rc;
 }
 
 /* The forward convolution, of x or (src != NULL: no bias, no relu) of an
- * unpooled gradient. */
+ * unpooled gradient, into y or (po != NULL) pooled into y. src and po are
+ * never both given: per thread, workspace slot 6 holds the unpooled image
+ * (src) or the pooling band (po), slot 7 src's relative indices. */
 static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
-                              const CV_FN(dy_source) *src, const CV_T *kernel,
-                              const CV_T *bias, int relu, CV_T *y, int nthreads)
+                              const CV_FN(dy_source) *src, const CV_FN(pool_out) *po,
+                              const CV_T *kernel, const CV_T *bias, int relu, CV_T *y,
+                              int nthreads)
 {
     const CV_UK uk = CV_SELECT(cf_simd_level());
     const int64_t C = s->c, F = s->f;
@@ -352,11 +421,17 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
     if (!CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack)) {
         if (src != NULL)
             return CV_FN(forward_unpooled)(s, src, kernel, nthreads, y);
+        if (po != NULL)
+            return CV_FN(conv_pool_forward_unfused)(s, po->p, po->mode, x, kernel, bias,
+                                                    relu, y, po->argmax, nthreads);
         return CV_FN(forward_im2col)(s, &uk, x, kernel, bias, relu, y, nthreads);
     }
-    const size_t tmp_bytes = (size_t)(s->h * s->w * C) * sizeof(CV_T);
+    /* slot 6: the unpooled image (src) or the pooling band (po) */
+    const size_t s6_bytes = src ? (size_t)(s->h * s->w * C) * sizeof(CV_T)
+                            : po ? (size_t)(po->p->kh * s->ow * F) * sizeof(CV_T)
+                                 : 0;
     const size_t am_bytes = src ? (size_t)(src->p->ow * src->p->c) * sizeof(int32_t) : 0;
-    const int64_t yimg = s->oh * s->ow * F;
+    const int64_t orows = po ? po->p->oh : s->oh; /* output rows per image */
     int failed = 0;
     CV_FN(row_plan) plan;
     if (CV_FN(forward_plan)(s, &uk, wp, kernel, &plan) != 0)
@@ -371,12 +446,8 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
         {
             CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + slack) * sizeof(CV_T), &failed);
-            CV_T *tmp = NULL;
-            int32_t *am_rel = NULL;
-            if (src != NULL) {
-                tmp = (CV_T *)cf_workspace_or_flag(6, tmp_bytes, &failed);
-                am_rel = (int32_t *)cf_workspace_or_flag(7, am_bytes, &failed);
-            }
+            CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(6, s6_bytes, &failed) : NULL;
+            int32_t *am_rel = src ? (int32_t *)cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
             if (xp != NULL) {
                 memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
             }
@@ -385,13 +456,12 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t n = 0; n < s->n; n++) {
-                if (xp == NULL || (src != NULL && (tmp == NULL || am_rel == NULL)))
+                if (xp == NULL || (s6_bytes && s6 == NULL) || (src != NULL && am_rel == NULL))
                     continue;
-                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, zeroed, tmp, am_rel);
+                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, zeroed, s6, am_rel);
                 zeroed = 1;
-                for (int64_t oh = 0; oh < s->oh; oh++)
-                    CV_FN(direct_row)(s, &plan, xp, wp, oh, bias, relu,
-                                      y + n * yimg + oh * s->ow * F);
+                for (int64_t r = 0; r < orows; r++)
+                    CV_FN(emit_row)(s, &plan, po, xp, wp, n, r, bias, relu, y, s6);
             }
         }
         return failed ? -1 : 0;
@@ -402,34 +472,29 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
     if (xp == NULL)
         return -1;
     memset(xp + s->n * img, 0, (size_t)slack * sizeof(CV_T));
-    const int64_t rows = s->n * s->oh;
+    const int64_t rows = s->n * orows;
     int nt = cf_team_size(nthreads, rows);
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        CV_T *tmp = NULL;
-        int32_t *am_rel = NULL;
-        if (src != NULL) {
-            tmp = (CV_T *)cf_workspace_or_flag(6, tmp_bytes, &failed);
-            am_rel = (int32_t *)cf_workspace_or_flag(7, am_bytes, &failed);
-        }
+        CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(6, s6_bytes, &failed) : NULL;
+        int32_t *am_rel = src ? (int32_t *)cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t n = 0; n < s->n; n++)
-            if (src == NULL || (tmp != NULL && am_rel != NULL))
-                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, 0, tmp, am_rel);
+            if (src == NULL || (s6 != NULL && am_rel != NULL))
+                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, 0, s6, am_rel);
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
         for (int64_t r = 0; r < rows; r++) {
             if (failed)
                 continue;
-            const int64_t n = r / s->oh, oh = r % s->oh;
-            CV_FN(direct_row)(s, &plan, xp + n * img, wp, oh, bias, relu,
-                              y + n * yimg + oh * s->ow * F);
+            const int64_t n = r / orows;
+            CV_FN(emit_row)(s, &plan, po, xp + n * img, wp, n, r % orows, bias, relu, y, s6);
         }
     }
     return failed ? -1 : 0;
@@ -471,7 +536,7 @@ static int CV_FN(backward_input_stride1)(const cf_conv2d_shape *s, const CV_T *d
     t.dw = s->dw;
     t.pt = (KH - 1) * s->dh - s->pt;
     t.pl = (KW - 1) * s->dw - s->pl;
-    return CV_FN(forward_src)(&t, dy, src, wf, NULL, 0, dx, nthreads);
+    return CV_FN(forward_src)(&t, dy, src, NULL, wf, NULL, 0, dx, nthreads);
 }
 
 /* Any stride: per image, dcol = dy . kernel^T by the micro-kernel, then
