@@ -715,6 +715,7 @@ def conv2d_pool2d_backward(
     the unpooled gradient is made a block of rows at a time in cache and
     never stored whole. ``dx`` is None when ``input_grad=False``. ``out=(dx,
     dkernel, dbias)`` (entries may be None) gives arrays to write into.
+    ``indices`` outside the convolution output's plane raise ValueError.
     """
     dya = _as_real_array(dy, "dy")
     pp = _ConvPoolProblem(x, kernel, strides, padding, dilation_rate, data_format,
@@ -729,7 +730,15 @@ def conv2d_pool2d_backward(
             f"dy must have the shape of conv2d_pool2d's output {expected} "
             f"(x {np.shape(x)}, kernel {np.shape(kernel)}), got {dya.shape}"
         )
-    _, idx4 = _index_array(indices, expected, prob.fmt)
+    ia, idx4 = _index_array(indices, expected, prob.fmt)
+    plane = prob.spec.oh * prob.spec.ow
+    if ia.size:
+        lo, hi = _index_range(ia, idx4)
+        if lo < 0 or hi >= plane:
+            raise ValueError(
+                f"indices must lie in [0, OH*OW) = [0, {plane}) of the convolution output "
+                f"{(prob.spec.oh, prob.spec.ow)}, got values in [{lo}, {hi}]"
+            )
     dt = prob.dtype
     if pp.relu:
         if y is None:

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnfast
-from cnnfast import _kernels
+from cnnfast import _kernels, ops
 from cnnfast import reference as ref
 
 LEVELS = [lv for lv in ("scalar", "avx2", "avx512")
@@ -234,18 +234,42 @@ def test_out_arrays_are_written():
     assert dx is None and dk2 is dk and db2 is db
 
 
-def test_garbage_indices_are_memory_safe():
-    """Indices not from the forward: the kernels stay in bounds (a gradient only ever
-    lands inside its own window), whatever the values."""
+def _garbage_indices(shape, rng):
+    return (np.full(shape, -5, np.int32), np.full(shape, 2**31 - 1, np.int32),
+            rng.integers(-1000, 1000, shape).astype(np.int32))
+
+
+def test_out_of_range_indices_are_refused():
+    """Indices outside the convolution output's plane name the range and the values."""
     rng = np.random.default_rng(9)
     x = rng.standard_normal((4, 8, 8, 2)).astype(np.float32)
     k = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
     y = cnnfast.conv2d_pool2d(x, k, padding="same")
-    for bad in (np.full(y.shape, -5, np.int32), np.full(y.shape, 2**31 - 1, np.int32),
-                rng.integers(-1000, 1000, y.shape).astype(np.int32)):
+    for bad in _garbage_indices(y.shape, rng):
         for input_grad in (False, True):
-            dx, dk, db = cnnfast.conv2d_pool2d_backward(np.ones_like(y), x, k, bad,
-                                                        padding="same", input_grad=input_grad)
+            with pytest.raises(ValueError, match=r"indices must lie in \[0, OH\*OW\) = \[0, 64\)"):
+                cnnfast.conv2d_pool2d_backward(np.ones_like(y), x, k, bad, padding="same",
+                                               input_grad=input_grad)
+    edge = np.full(y.shape, 63, np.int32)  # the last cell of the plane is accepted
+    cnnfast.conv2d_pool2d_backward(np.ones_like(y), x, k, edge, padding="same")
+
+
+def test_garbage_indices_are_memory_safe_in_the_kernel():
+    """The layers call the kernel without the range check (they made the indices):
+    whatever the values, a gradient only ever lands inside its own window."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 8, 8, 2)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    y = cnnfast.conv2d_pool2d(x, k, padding="same")
+    pp = ops._ConvPoolProblem(x, k, 1, "same", 1, "channels_last", None, 2, None, "valid",
+                              "max", ())
+    for bad in _garbage_indices(y.shape, rng):
+        for input_grad in (False, True):
+            dx = np.zeros_like(x) if input_grad else None
+            dk = np.zeros_like(k)
+            db = np.zeros(4, np.float32)
+            _kernels.conv2d_pool2d_backward(x, np.ones_like(y), bad, k, dx, dk, db,
+                                            pp.conv.shape, pp.pshape, pp.mode)
             assert np.isfinite(dk).all() and np.isfinite(db).all()
 
 
