@@ -54,10 +54,11 @@ cdef extern from "conv2d.h" nogil:
 cdef extern from "gemm.h" nogil:
     int cf_gemm_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t a_is,
                     int64_t a_ks, const float *b, int64_t b_ks, int64_t b_js, float *c,
-                    int64_t ldc, int accumulate, int nthreads)
+                    int64_t ldc, int accumulate, const float *bias, int relu, int nthreads)
     int cf_gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t a_is,
                     int64_t a_ks, const double *b, int64_t b_ks, int64_t b_js, double *c,
-                    int64_t ldc, int accumulate, int nthreads)
+                    int64_t ldc, int accumulate, const double *bias, int relu,
+                    int nthreads)
 
 cdef extern from "elementwise.h" nogil:
     void cf_relu_mask_f32(int64_t n, float *dy, const float *y, int nthreads)
@@ -251,10 +252,16 @@ def conv2d_backward_kernel(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray dkernel,
 
 # ----------------------------------------------------------------- matmul --
 
-def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate):
-    """c (+)= a @ b for 2-D arrays of one dtype; a and b may have any strides
-    that are whole elements (transposed views need no copy), c is C-contiguous."""
+def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate, object bias=None,
+         bint relu=False):
+    """c (+)= a @ b (+ bias) (relu) for 2-D arrays of one dtype; a and b may
+    have any strides that are whole elements (transposed views need no copy),
+    c is C-contiguous, bias None or a contiguous (n,) array."""
     dt = c.dtype
+    cdef void *bp = NULL
+    if bias is not None:
+        _check(bias, dt, (b.shape[1],), "bias")
+        bp = cnp.PyArray_DATA(<cnp.ndarray>bias)
     if a.ndim != 2 or b.ndim != 2 or c.ndim != 2:
         raise ValueError("gemm: 2-D arrays expected")
     if a.dtype != dt or b.dtype != dt:
@@ -279,12 +286,14 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate):
         with nogil:
             rc = cf_gemm_f32(m, n, k, <const float *>cnp.PyArray_DATA(a), a_is, a_ks,
                              <const float *>cnp.PyArray_DATA(b), b_ks, b_js,
-                             <float *>cnp.PyArray_DATA(c), ldc, accumulate, nt)
+                             <float *>cnp.PyArray_DATA(c), ldc, accumulate,
+                             <const float *>bp, relu, nt)
     elif dt == np.float64:
         with nogil:
             rc = cf_gemm_f64(m, n, k, <const double *>cnp.PyArray_DATA(a), a_is, a_ks,
                              <const double *>cnp.PyArray_DATA(b), b_ks, b_js,
-                             <double *>cnp.PyArray_DATA(c), ldc, accumulate, nt)
+                             <double *>cnp.PyArray_DATA(c), ldc, accumulate,
+                             <const double *>bp, relu, nt)
     else:
         raise TypeError(f"gemm: unsupported dtype {dt}")
     if rc != 0:

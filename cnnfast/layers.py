@@ -518,7 +518,12 @@ class Dense(_ActivatedLayer):
         n = x.shape[0]
         x2 = x.reshape(-1, self._in_shape[-1])
         self._x2 = x2
-        z = _matmul(x2, self.kernel, out=self._ws.get("z", (x2.shape[0], self.units), self.dtype))
+        z = self._ws.get("z", (x2.shape[0], self.units), self.dtype)
+        if not self._logits_mode and self.activation.name in ("linear", "relu"):
+            # bias and ReLU applied by the GEMM to each tile in registers
+            self._y = ops.dense(x2, self.kernel, self.bias, self.activation.name, out=z)
+            return self._y.reshape((n,) + self._out_shape)
+        z = _matmul(x2, self.kernel, out=z)
         if self.use_bias:
             z += self.bias
         y = self._activate(z, z_is_ours=True)

@@ -22,6 +22,7 @@ from ._spec import as_pair, check_data_format, window_spec
 __all__ = [
     "empty_aligned",
     "matmul",
+    "dense",
     "conv2d",
     "conv2d_backward",
     "conv2d_pool2d",
@@ -416,16 +417,42 @@ def matmul(a: Any, b: Any, out: np.ndarray | None = None, accumulate: bool = Fal
     place. ``out`` (C-contiguous, the result dtype) is written, or added to
     when ``accumulate=True``.
     """
-    aa = _as_real_array(a, "a")
-    ba = _as_real_array(b, "b")
+    return _gemm(a, b, out, accumulate, None, False, ("a", "b"))
+
+
+def dense(x: Any, kernel: Any, bias: Any | None = None, activation: str | None = None,
+          out: np.ndarray | None = None) -> np.ndarray:
+    """A Dense layer's forward, ``x @ kernel (+ bias)``, then ``activation``, in one pass.
+
+    ``x`` is (batch, in), ``kernel`` (in, units) as Keras stores it, ``bias``
+    (units,). ``activation`` is None/"linear" or "relu": bias and ReLU are
+    applied to each output tile while it is still in registers. The same
+    threads and determinism as :func:`matmul`.
+    """
+    relu = _parse_activation(activation)
+    return _gemm(x, kernel, out, False, bias, relu, ("x", "kernel"))
+
+
+def _gemm(a: Any, b: Any, out: np.ndarray | None, accumulate: bool, bias: Any | None,
+          relu: bool, names: tuple[str, str]) -> np.ndarray:
+    na, nb = names
+    aa = _as_real_array(a, na)
+    ba = _as_real_array(b, nb)
     if aa.ndim != 2 or ba.ndim != 2:
-        raise ValueError(f"a and b must be 2-D, got shapes {aa.shape} and {ba.shape}")
+        raise ValueError(f"{na} and {nb} must be 2-D, got shapes {aa.shape} and {ba.shape}")
     if aa.shape[1] != ba.shape[0]:
         raise ValueError(
-            f"a and b do not chain: a has {aa.shape[1]} columns, b has {ba.shape[0]} rows "
-            f"(shapes {aa.shape} @ {ba.shape})"
+            f"{na} and {nb} do not chain: {na} has {aa.shape[1]} columns, {nb} has "
+            f"{ba.shape[0]} rows (shapes {aa.shape} @ {ba.shape})"
         )
     dt = _compute_dtype(aa, ba)
+    bia = None
+    if bias is not None:
+        bia = _as_real_array(bias, "bias")
+        if bia.shape != (ba.shape[1],):
+            raise ValueError(f"bias must have shape ({ba.shape[1]},) for {nb} {ba.shape}, "
+                             f"got {bia.shape}")
+        bia = _contig(bia, dt)
     if aa.dtype != dt or aa.strides[0] % dt.itemsize or aa.strides[1] % dt.itemsize:
         aa = np.ascontiguousarray(aa, dtype=dt)
     if ba.dtype != dt or ba.strides[0] % dt.itemsize or ba.strides[1] % dt.itemsize:
@@ -440,7 +467,7 @@ def matmul(a: Any, b: Any, out: np.ndarray | None = None, accumulate: bool = Fal
             f"out must be a writable C-contiguous {dt} array of shape {shape}, got "
             f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
         )
-    _kernels.gemm(aa, ba, out, bool(accumulate))
+    _kernels.gemm(aa, ba, out, bool(accumulate), bia, relu)
     return out
 
 

@@ -5,18 +5,71 @@
 #define GM_CAT(a, b) GM_CAT2(a, b)
 #define GM_FN(name) GM_CAT(name, GM_SFX)
 
+/* Rows of C from rows of A read in place (A(i, k) = a[i * a_is + k]): the
+ * direct micro-kernel broadcasts from MR rows of A at once, over the whole
+ * reduction, so A is never packed. Panels of MR rows are split statically
+ * over the threads (a thread reads the rows of A that the same thread of a
+ * previous layer wrote, when that layer split its rows the same way). The
+ * last, partial panel reads its rows from a zero-padded copy. */
+static int GM_FN(gemm_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k, const GM_T *a,
+                            int64_t a_is, const GM_T *b, int64_t b_ks, GM_T *c, int64_t ldc,
+                            const GM_T *bias, int relu, int nt)
+{
+    static const int64_t zero_off[1] = {0};
+    const int64_t MR = uk->mr, NR = uk->nr, panels = (m + MR - 1) / MR;
+    int failed = 0;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        GM_T *rest = NULL;
+        if (m % MR)
+            rest = (GM_T *)cf_workspace_or_flag(0, (size_t)(MR * k) * sizeof(GM_T), &failed);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t pnl = 0; pnl < panels; pnl++) {
+            const int64_t i0 = pnl * MR;
+            const int64_t mr = m - i0 < MR ? m - i0 : MR;
+            const GM_T *ap = a + i0 * a_is;
+            int64_t ais = a_is;
+            if (mr < MR) {
+                if (rest == NULL)
+                    continue;
+                for (int64_t i = 0; i < MR; i++) {
+                    if (i < mr)
+                        memcpy(rest + i * k, ap + i * a_is, (size_t)k * sizeof(GM_T));
+                    else
+                        memset(rest + i * k, 0, (size_t)k * sizeof(GM_T));
+                }
+                ap = rest;
+                ais = k;
+            }
+            for (int64_t j0 = 0; j0 < n; j0 += NR) {
+                const int64_t nr = n - j0 < NR ? n - j0 : NR;
+                uk->direct(1, zero_off, k, ap, ais, b + j0, b_ks, c + i0 * ldc + j0, ldc,
+                           (int)mr, (int)nr, bias ? bias + j0 : NULL, relu);
+            }
+        }
+    }
+    return failed ? -1 : 0;
+}
+
 int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                    int64_t a_ks, const GM_T *b, int64_t b_ks, int64_t b_js, GM_T *c,
-                   int64_t ldc, int accumulate, int nthreads)
+                   int64_t ldc, int accumulate, const GM_T *bias, int relu, int nthreads)
 {
     const GM_UK uk = GM_SELECT(cf_simd_level());
     const int64_t MR = uk.mr, NR = uk.nr;
     if (m == 0 || n == 0)
         return 0;
     if (k == 0) {
-        if (!accumulate)
-            for (int64_t i = 0; i < m; i++)
-                memset(c + i * ldc, 0, (size_t)n * sizeof(GM_T));
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                GM_T v = (accumulate ? c[i * ldc + j] : (GM_T)0) + (bias ? bias[j] : (GM_T)0);
+                c[i * ldc + j] = relu && !(v > 0) ? (GM_T)0 : v;
+            }
         return 0;
     }
     /* The micro-kernel wants B rows contiguous: if they are not, B is copied
@@ -26,6 +79,12 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     /* wide products (e.g. a Dense layer's input gradient): B panels split
      * over the threads instead of A panels */
     const int wide = n >= 4 * m && n >= 4 * NR;
+    const int64_t panels = (m + MR - 1) / MR;
+    int nt = cf_team_size(nthreads, panels);
+    if ((double)m * (double)n * (double)k < 65536.0)
+        nt = 1; /* a thread team costs more than this product */
+    if (a_ks == 1 && b_js == 1 && !accumulate && !wide)
+        return GM_FN(gemm_rows)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu, nt);
     GM_T *bp = NULL;
     if (b_js != 1 && !wide) {
         bp = (GM_T *)cf_workspace(3, (size_t)(k * n) * sizeof(GM_T));
@@ -34,16 +93,12 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
         b = bp;
         b_ks = n;
     }
-    const int64_t panels = (m + MR - 1) / MR;
     /* GotoBLAS-style blocking of the reduction: a KC x n block of B stays in
      * L2 while every MR-row panel of A (packed, KC x MR, in L1) passes over
      * it. A whose rows are contiguous across i (a transposed view) is read
      * in place. */
     const int64_t KC = k < GM_KC ? k : GM_KC;
     const int direct_a = (a_is == 1);
-    int nt = cf_team_size(nthreads, panels);
-    if ((double)m * (double)n * (double)k < 65536.0)
-        nt = 1; /* a thread team costs more than this product */
     GM_T *apack = NULL;
     if (wide) {
         apack = (GM_T *)cf_workspace(4, (size_t)(panels * MR * KC) * sizeof(GM_T));
@@ -82,6 +137,9 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
         for (int64_t k0 = 0; k0 < k; k0 += KC) {
             const int64_t kc = k - k0 < KC ? k - k0 : KC;
             const int acc = accumulate || k0 > 0;
+            const int last = k0 + kc == k; /* bias and relu after the whole sum */
+            const GM_T *eb = last ? bias : NULL;
+            const int er = last && relu;
             if (wide) {
                 /* Many more columns than rows: pack every A panel of this
                  * k-block once (shared), then split the NR-column panels of B
@@ -124,7 +182,8 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                         const int64_t i0 = pnl * MR;
                         const int64_t mr = m - i0 < MR ? m - i0 : MR;
                         uk.fn(kc, apack + pnl * MR * KC, MR, bb, bb_ks,
-                              c + i0 * ldc + j0, ldc, (int)mr, (int)nr, acc, NULL, 0);
+                              c + i0 * ldc + j0, ldc, (int)mr, (int)nr, acc,
+                              eb ? eb + j0 : NULL, er);
                     }
                 }
                 continue;
@@ -158,7 +217,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                 for (int64_t j0 = 0; j0 < n; j0 += NR) {
                     const int64_t nr = n - j0 < NR ? n - j0 : NR;
                     uk.fn(kc, ap, ak, b + k0 * b_ks + j0, b_ks, c + i0 * ldc + j0,
-                          ldc, (int)mr, (int)nr, acc, NULL, 0);
+                          ldc, (int)mr, (int)nr, acc, eb ? eb + j0 : NULL, er);
                 }
             }
         }

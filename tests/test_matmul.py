@@ -111,3 +111,66 @@ def test_wide_products(shape, level):
         cnnfast.set_num_threads(None)
     assert all(np.array_equal(results[0], r) for r in results[1:])
     np.testing.assert_allclose(results[0], expected, rtol=1e-4, atol=1e-3)
+
+
+def _dense_expected(a, b, bias, activation):
+    z = a.astype(np.float64) @ b.astype(np.float64)
+    if bias is not None:
+        z = z + bias
+    return np.maximum(z, 0.0) if activation == "relu" else z
+
+
+@given(m=st.integers(0, 40), k=st.integers(0, 300), n=st.integers(0, 70),
+       dtype=st.sampled_from([np.float32, np.float64]), with_bias=st.booleans(),
+       activation=st.sampled_from([None, "linear", "relu"]), seed=st.integers(0, 2**16))
+def test_dense_matches_numpy(m, k, n, dtype, with_bias, activation, seed):
+    """x @ kernel + bias, relu: on every layout of x and kernel (rows of x read in
+    place, packed panels, a transposed-copy kernel), the epilogue on the last k block."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    bias = rng.standard_normal(n).astype(dtype) if with_bias else None
+    expected = _dense_expected(a, b, bias, activation)
+    tol = 1e-4 * np.sqrt(max(k, 1)) if dtype == np.float32 else 1e-11 * np.sqrt(max(k, 1))
+    for av in _views(a):
+        for bv in _views(b)[:2]:
+            got = cnnfast.dense(av, bv, bias, activation)
+            assert got.dtype == dtype and got.shape == (m, n)
+            np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape", [(130, 800, 77), (128, 3136, 128), (3, 50, 10)])
+@pytest.mark.parametrize("level", LEVELS)
+def test_dense_every_simd_level_and_thread_count_agree(shape, level):
+    """A last panel of fewer than MR rows (read from a padded copy), a last column
+    panel narrower than NR: bit-identical for 1-3 threads on every SIMD level."""
+    m, k, n = shape
+    rng = np.random.default_rng(m + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    out = np.full((m, n), np.nan, np.float32)
+    try:
+        _kernels.set_simd_cap(level)
+        results = []
+        for threads in (1, 2, 3):
+            cnnfast.set_num_threads(threads)
+            results.append(cnnfast.dense(a, b, bias, "relu").copy())
+        assert cnnfast.dense(a, b, bias, "relu", out=out) is out
+    finally:
+        _kernels.set_simd_cap("avx512")
+        cnnfast.set_num_threads(None)
+    assert all(np.array_equal(results[0], r) for r in results[1:] + [out])
+    np.testing.assert_allclose(results[0], _dense_expected(a, b, bias, "relu"), rtol=1e-4,
+                               atol=1e-3)
+
+
+@pytest.mark.parametrize("kw, exc, word", [
+    ({"bias": np.ones(3)}, ValueError, r"bias must have shape \(2,\)"),
+    ({"bias": np.ones((1, 2))}, ValueError, "bias"),
+    ({"bias": np.ones(2, complex)}, TypeError, "bias"),
+    ({"activation": "tanh"}, ValueError, "activation"),
+])
+def test_dense_bad_input(kw, exc, word):
+    with pytest.raises(exc, match=word):
+        cnnfast.dense(np.ones((4, 3)), np.ones((3, 2)), **kw)
