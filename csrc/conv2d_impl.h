@@ -775,17 +775,32 @@ int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
 static void CV_FN(reduce_partials)(const CV_T *part, int64_t nchunks, int64_t kf,
                                    int64_t f, CV_T *dkernel, CV_T *dbias)
 {
+    /* Blocks of elements, each summed over the chunks in chunk order (the
+     * same order, hence the same bits, for any thread count): one contiguous
+     * pass per chunk instead of a strided gather per element. */
+    enum { RBLK = 512 };
+    const int64_t total = kf + f, nblk = (total + RBLK - 1) / RBLK;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t e = 0; e < kf + f; e++) {
-        CV_T acc = part[e];
-        for (int64_t ch = 1; ch < nchunks; ch++)
-            acc += part[ch * (kf + f) + e];
-        if (e < kf)
-            dkernel[e] = acc;
-        else if (dbias)
-            dbias[e - kf] = acc;
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        const int64_t e0 = blk * RBLK;
+        const int64_t ne = total - e0 < RBLK ? total - e0 : RBLK;
+        CV_T acc[RBLK];
+        for (int64_t e = 0; e < ne; e++)
+            acc[e] = part[e0 + e];
+        for (int64_t ch = 1; ch < nchunks; ch++) {
+            const CV_T *pc = part + ch * total + e0;
+            for (int64_t e = 0; e < ne; e++)
+                acc[e] += pc[e];
+        }
+        for (int64_t e = 0; e < ne; e++) {
+            const int64_t g = e0 + e;
+            if (g < kf)
+                dkernel[g] = acc[e];
+            else if (dbias)
+                dbias[g - kf] = acc[e];
+        }
     }
 }
 
