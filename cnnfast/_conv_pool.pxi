@@ -17,12 +17,14 @@ cdef extern from "conv2d.h" nogil:
                                    int32_t *argmax, int nthreads)
     int cf_conv2d_pool_backward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                     int mode, const float *x, const float *dyp,
-                                    const int32_t *argmax, const float *kernel, float *dx,
-                                    float *dkernel, float *dbias, int nthreads)
+                                    const float *ymask, const int32_t *argmax,
+                                    const float *kernel, float *dx, float *dkernel,
+                                    float *dbias, int nthreads)
     int cf_conv2d_pool_backward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                     int mode, const double *x, const double *dyp,
-                                    const int32_t *argmax, const double *kernel, double *dx,
-                                    double *dkernel, double *dbias, int nthreads)
+                                    const double *ymask, const int32_t *argmax,
+                                    const double *kernel, double *dx, double *dkernel,
+                                    double *dbias, int nthreads)
 
 
 cdef cf_pool2d_shape _conv_pool_shape(cf_conv2d_shape *s, tuple pool, int mode) except *:
@@ -94,10 +96,11 @@ def conv2d_pool2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.nd
 
 def conv2d_pool2d_backward(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray argmax,
                            cnp.ndarray kernel, object dx, cnp.ndarray dkernel, object dbias,
-                           tuple shape, tuple pool, int mode):
+                           tuple shape, tuple pool, int mode, object ymask=None):
     """dx (or None: not computed), dkernel, dbias of pool(conv(x)) from dyp (the
-    pooled output's gradient, ReLU-masked by the caller) and the indices of
-    conv2d_pool2d_forward on the same shapes (any value is memory-safe)."""
+    pooled output's gradient) and the indices of conv2d_pool2d_forward on the
+    same shapes (any value is memory-safe). ymask: the forward's pooled output
+    of a pair with ReLU (dyp counts only where ymask > 0), or None."""
     cdef cf_conv2d_shape s = _shape(shape)
     cdef cf_pool2d_shape p = _conv_pool_shape(&s, pool, mode)
     cdef int nt = cf_get_num_threads()
@@ -105,9 +108,13 @@ def conv2d_pool2d_backward(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray argmax,
     cdef cnp.ndarray db, dxa
     cdef void *dbp = NULL
     cdef void *dxp = NULL
+    cdef void *ymp = NULL
     dt = x.dtype
     _check(x, dt, (s.n, s.h, s.w, s.c), "x")
     _check(dyp, dt, (p.n, p.oh, p.ow, p.c), "dy")
+    if ymask is not None:
+        _check(ymask, dt, (p.n, p.oh, p.ow, p.c), "y")
+        ymp = cnp.PyArray_DATA(<cnp.ndarray>ymask)
     _check(argmax, np.int32, (p.n, p.oh, p.ow, p.c), "indices")
     _check(kernel, dt, (s.kh, s.kw, s.c, s.f), "kernel")
     _check_out(dkernel, dt, (s.kh, s.kw, s.c, s.f), "dkernel")
@@ -124,14 +131,14 @@ def conv2d_pool2d_backward(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray argmax,
         with nogil:
             rc = cf_conv2d_pool_backward_f32(
                 &s, &p, mode, <const float *>cnp.PyArray_DATA(x),
-                <const float *>cnp.PyArray_DATA(dyp), ap,
+                <const float *>cnp.PyArray_DATA(dyp), <const float *>ymp, ap,
                 <const float *>cnp.PyArray_DATA(kernel), <float *>dxp,
                 <float *>cnp.PyArray_DATA(dkernel), <float *>dbp, nt)
     elif dt == np.float64:
         with nogil:
             rc = cf_conv2d_pool_backward_f64(
                 &s, &p, mode, <const double *>cnp.PyArray_DATA(x),
-                <const double *>cnp.PyArray_DATA(dyp), ap,
+                <const double *>cnp.PyArray_DATA(dyp), <const double *>ymp, ap,
                 <const double *>cnp.PyArray_DATA(kernel), <double *>dxp,
                 <double *>cnp.PyArray_DATA(dkernel), <double *>dbp, nt)
     else:

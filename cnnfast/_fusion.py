@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels, _spec, ops
-from .layers import Conv2D, MaxPooling2D, MinPooling2D, _relu_mask_into
+from .layers import Conv2D, MaxPooling2D, MinPooling2D
 
 _MODES = {"max": 0, "min": 2}
 
@@ -88,15 +88,15 @@ class ConvPoolStep:
         conv, pool = self.conv, self.pool
         pp = self._problem
         x = conv._x
-        if pp.relu:
-            dy = _relu_mask_into(dy, pool._y, pool._ws, "dy")
-        elif not (dy.flags.c_contiguous and dy.dtype == conv.dtype):
+        if not (dy.flags.c_contiguous and dy.dtype == conv.dtype):
             dy = np.ascontiguousarray(dy, dtype=conv.dtype)
         dk = conv._ws.get("dk", conv.kernel.shape, conv.dtype)
         db = conv._ws.get("db", (conv.filters,), conv.dtype) if conv.use_bias else None
         dx = conv._ws.get("dx", x.shape, conv.dtype) if input_grad else None
+        # the ReLU mask (pooled output > 0) is applied as the kernel unpools dy
         _kernels.conv2d_pool2d_backward(x, dy, pool._idx, conv.kernel, dx, dk, db,
-                                        pp.conv.shape, pp.pshape, pp.mode)
+                                        pp.conv.shape, pp.pshape, pp.mode,
+                                        pool._y if pp.relu else None)
         conv.gradients = [dk, db] if conv.use_bias else [dk]
         pool.gradients = []
         return dx

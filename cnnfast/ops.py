@@ -767,19 +767,21 @@ def conv2d_pool2d_backward(
                 f"{(prob.spec.oh, prob.spec.ow)}, got values in [{lo}, {hi}]"
             )
     dt = prob.dtype
+    y4 = None  # the pooled output whose sign is the ReLU mask (applied by the kernel)
     if pp.relu:
         if y is None:
             raise ValueError("activation='relu' needs the forward output y for the ReLU mask")
         ya = _as_real_array(y, "y")
         if ya.shape != expected:
             raise ValueError(f"y must have the shape of dy {expected}, got {ya.shape}")
-        dy4 = np.array(_to_nhwc(dya, prob.fmt), dtype=dt, order="C")  # a copy: masked next
-        _kernels.relu_mask(dy4, _contig(_to_nhwc(ya, prob.fmt), dt))
-    else:
-        dy4 = _contig(_to_nhwc(dya, prob.fmt), dt)
+        y4 = _contig(_to_nhwc(ya, prob.fmt), dt)
+    dy4 = _contig(_to_nhwc(dya, prob.fmt), dt)
     dx_out, dk_out, db_out = _grad_out_arrays(out, x, kernel, prob.f, dt)
     if not pp.fused:
         # windows the fused kernels do not take: unpool, then the plain backward
+        if y4 is not None:
+            dy4 = np.array(dy4, dtype=dt, order="C")  # a copy: masked next
+            _kernels.relu_mask(dy4, y4)
         n, oh, ow, f = prob.n, prob.spec.oh, prob.spec.ow, prob.f
         dz = np.empty((n, oh, ow, f), dtype=dt)
         kh, kw, sh, sw = pp.pshape
@@ -794,7 +796,7 @@ def conv2d_pool2d_backward(
         dx4 = dx_out if use else np.empty((n, h, w, c), dtype=dt)
     dk4, db = _kernel_grad_buffers(prob, dk_out, db_out)
     _kernels.conv2d_pool2d_backward(_contig(prob.x, dt), dy4, idx4, _contig(prob.kernel, dt),
-                                    dx4, dk4, db, prob.shape, pp.pshape, pp.mode)
+                                    dx4, dk4, db, prob.shape, pp.pshape, pp.mode, y4)
     dx = None if dx4 is None else _deliver(dx4, prob.fmt, dx_out)
     return dx, _deliver_kernel_grad(dk4, dk_out, prob.fmt), db
 

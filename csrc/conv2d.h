@@ -81,9 +81,10 @@ int cf_conv2d_pool_forward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *
                                const double *bias, int relu, double *y, int32_t *argmax,
                                int nthreads);
 
-/* Gradients of that pair from dyp, the gradient of the pooled output (times
- * the ReLU mask where there is one: for max/min pooling that is the mask of
- * the pooled output), and the forward's argmax: dx (may be NULL: not
+/* Gradients of that pair from dyp, the gradient of the pooled output, and
+ * the forward's argmax. With ymask (the pooled forward output of a pair with
+ * ReLU; NULL without) dyp counts only where ymask > 0: for max/min pooling
+ * that is the ReLU mask, applied as each pooled row is unpooled. dx (may be NULL: not
  * computed), dkernel and dbias (may be NULL). The same as cf_pool2d_backward
  * into a full dy, then cf_conv2d_backward_input and _kernel, without the
  * full dy: each image (input gradient, stride-1 convolutions) or block of
@@ -91,13 +92,13 @@ int cf_conv2d_pool_forward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *
  * needed. argmax must come from cf_conv2d_pool_forward on the same shapes;
  * any value is memory-safe (a gradient only lands inside its own window). */
 int cf_conv2d_pool_backward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p, int mode,
-                                const float *x, const float *dyp, const int32_t *argmax,
-                                const float *kernel, float *dx, float *dkernel, float *dbias,
-                                int nthreads);
+                                const float *x, const float *dyp, const float *ymask,
+                                const int32_t *argmax, const float *kernel, float *dx,
+                                float *dkernel, float *dbias, int nthreads);
 int cf_conv2d_pool_backward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p, int mode,
-                                const double *x, const double *dyp, const int32_t *argmax,
-                                const double *kernel, double *dx, double *dkernel,
-                                double *dbias, int nthreads);
+                                const double *x, const double *dyp, const double *ymask,
+                                const int32_t *argmax, const double *kernel, double *dx,
+                                double *dkernel, double *dbias, int nthreads);
 
 #ifdef __cplusplus
 }

@@ -86,15 +86,41 @@ typedef struct {
     int mode;
     const CV_T *dyp;          /* (n, p->oh, p->ow, f) */
     const int32_t *argmax;    /* (n, p->oh, p->ow, f), flat plane indices */
+    const CV_T *ymask;        /* the pooled forward output: dyp counts only
+                               * where ymask > 0 (ReLU), or NULL */
 } CV_FN(dy_source);
 
+/* Bytes of per-thread scratch unpool_rows needs: one pooled row's relative
+ * indices, then (64-byte aligned) its ReLU-masked gradient. */
+static size_t CV_FN(unpool_scratch_bytes)(const cf_pool2d_shape *p)
+{
+    const size_t prow = (size_t)(p->ow * p->c);
+    return (prow * sizeof(int32_t) + 63) / 64 * 64 + prow * sizeof(CV_T);
+}
+
+/* out = d where y > 0, else 0 (ReLU backward of one pooled row). d[i] is
+ * loaded unconditionally so that GCC vectorises the select (a load under
+ * the condition is not if-converted). */
+static void CV_FN(relu_masked_row)(int64_t n, const CV_T *restrict d, const CV_T *restrict y,
+                                   CV_T *restrict out)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const CV_T v = d[i];
+        out[i] = y[i] > 0 ? v : (CV_T)0;
+    }
+}
+
 /* dy rows [r0, r0 + nrow) of image n into blk (nrow x p->w x p->c), r0 a
- * multiple of the pooling stride. am_rel: p->ow * p->c int32 of scratch. */
+ * multiple of the pooling stride; scratch: unpool_scratch_bytes(p). The
+ * ReLU mask is applied here, to the pooled row in L1, instead of in a
+ * separate pass over the whole pooled gradient. */
 static void CV_FN(unpool_rows)(const CV_FN(dy_source) *src, int64_t n, int64_t r0,
-                               int64_t nrow, CV_T *restrict blk, int32_t *restrict am_rel)
+                               int64_t nrow, CV_T *restrict blk, void *scratch)
 {
     const cf_pool2d_shape *p = src->p;
     const int64_t rowlen = p->w * p->c, prow = p->ow * p->c;
+    int32_t *restrict am_rel = (int32_t *)scratch;
+    CV_T *masked = (CV_T *)((char *)scratch + ((size_t)prow * sizeof(int32_t) + 63) / 64 * 64);
     cf_pool2d_shape band = *p;
     band.n = 1;
     band.h = p->kh;
@@ -110,8 +136,12 @@ static void CV_FN(unpool_rows)(const CV_FN(dy_source) *src, int64_t n, int64_t r
         const int32_t shift = (int32_t)(po * p->sh * p->w);
         for (int64_t i = 0; i < prow; i++)
             am_rel[i] = src->argmax[off + i] - shift;
-        CF_POOL_BAND_BWD(&band, src->mode, src->dyp + off, am_rel,
-                         blk + (po * p->sh - r0) * rowlen);
+        const CV_T *drow = src->dyp + off;
+        if (src->ymask != NULL) {
+            CV_FN(relu_masked_row)(prow, drow, src->ymask + off, masked);
+            drow = masked;
+        }
+        CF_POOL_BAND_BWD(&band, src->mode, drow, am_rel, blk + (po * p->sh - r0) * rowlen);
     }
 }
 
@@ -349,13 +379,13 @@ static void CV_FN(emit_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *pla
 static void CV_FN(fill_padded)(const cf_conv2d_shape *s, const CV_T *x,
                                const CV_FN(dy_source) *src, int64_t n, int64_t hp,
                                int64_t wp, CV_T *xp, int borders_zero, CV_T *tmp,
-                               int32_t *am_rel)
+                               void *scratch)
 {
     if (src == NULL) {
         CV_FN(pad_image)(s, x + n * s->h * s->w * s->c, hp, wp, xp, borders_zero);
         return;
     }
-    CV_FN(unpool_rows)(src, n, 0, s->h, tmp, am_rel);
+    CV_FN(unpool_rows)(src, n, 0, s->h, tmp, scratch);
     CV_FN(pad_image)(s, tmp, hp, wp, xp, borders_zero);
 }
 
@@ -407,7 +437,7 @@ static int CV_FN(conv_pool_forward_unfused)(const cf_conv2d_shape *s,
 /* The forward convolution, of x or (src != NULL: no bias, no relu) of an
  * unpooled gradient, into y or (po != NULL) pooled into y. src and po are
  * never both given: per thread, workspace slot 6 holds the unpooled image
- * (src) or the pooling band (po), slot 7 src's relative indices. */
+ * (src) or the pooling band (po), slot 7 unpool_rows' scratch. */
 static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                               const CV_FN(dy_source) *src, const CV_FN(pool_out) *po,
                               const CV_T *kernel, const CV_T *bias, int relu, CV_T *y,
@@ -430,7 +460,7 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
     const size_t s6_bytes = src ? (size_t)(s->h * s->w * C) * sizeof(CV_T)
                             : po ? (size_t)(po->p->kh * s->ow * F) * sizeof(CV_T)
                                  : 0;
-    const size_t am_bytes = src ? (size_t)(src->p->ow * src->p->c) * sizeof(int32_t) : 0;
+    const size_t am_bytes = src ? CV_FN(unpool_scratch_bytes)(src->p) : 0;
     const int64_t orows = po ? po->p->oh : s->oh; /* output rows per image */
     int failed = 0;
     CV_FN(row_plan) plan;
@@ -447,7 +477,7 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
         {
             CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + slack) * sizeof(CV_T), &failed);
             CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(6, s6_bytes, &failed) : NULL;
-            int32_t *am_rel = src ? (int32_t *)cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
+            void *uscratch = src ? cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
             if (xp != NULL) {
                 memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
             }
@@ -456,9 +486,9 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t n = 0; n < s->n; n++) {
-                if (xp == NULL || (s6_bytes && s6 == NULL) || (src != NULL && am_rel == NULL))
+                if (xp == NULL || (s6_bytes && s6 == NULL) || (src != NULL && uscratch == NULL))
                     continue;
-                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, zeroed, s6, am_rel);
+                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, zeroed, s6, uscratch);
                 zeroed = 1;
                 for (int64_t r = 0; r < orows; r++)
                     CV_FN(emit_row)(s, &plan, po, xp, wp, n, r, bias, relu, y, s6);
@@ -480,13 +510,13 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
     {
         CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(6, s6_bytes, &failed) : NULL;
-        int32_t *am_rel = src ? (int32_t *)cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
+        void *uscratch = src ? cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t n = 0; n < s->n; n++)
-            if (src == NULL || (s6 != NULL && am_rel != NULL))
-                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, 0, s6, am_rel);
+            if (src == NULL || (s6 != NULL && uscratch != NULL))
+                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, 0, s6, uscratch);
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
@@ -863,18 +893,17 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
         CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)img * sizeof(CV_T), &failed);
         int zeroed = 0; /* xp holds the zero borders */
         CV_T *blk = NULL;
-        int32_t *am_rel = NULL;
+        void *uscratch = NULL;
         if (src->dy == NULL) {
             blk = (CV_T *)cf_workspace_or_flag(6, (size_t)(RB * s->ow * F) * sizeof(CV_T),
                                                &failed);
-            am_rel = (int32_t *)cf_workspace_or_flag(
-                7, (size_t)(src->p->ow * F) * sizeof(int32_t), &failed);
+            uscratch = cf_workspace_or_flag(7, CV_FN(unpool_scratch_bytes)(src->p), &failed);
         }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t ch = 0; ch < nchunks; ch++) {
-            if (xp == NULL || (src->dy == NULL && (blk == NULL || am_rel == NULL)))
+            if (xp == NULL || (src->dy == NULL && (blk == NULL || uscratch == NULL)))
                 continue;
             CV_T *pk = part + ch * (FK + F);
             CV_T *pb = pk + FK;
@@ -894,7 +923,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                     if (src->dy != NULL) {
                         dyb = src->dy + (n * ohw + r0 * s->ow) * F;
                     } else {
-                        CV_FN(unpool_rows)(src, n, r0, nrow, blk, am_rel);
+                        CV_FN(unpool_rows)(src, n, r0, nrow, blk, uscratch);
                         dyb = blk;
                     }
                     const CV_T *xb = xp + r0 * s->sh * wp * C;
@@ -949,7 +978,7 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
         if (s->n >= CF_CONV_DW_DIRECT_MIN_N &&
             hp * wp * s->c <= 4 * s->h * s->w * s->c + CF_CONV_PAD_ALLOWANCE)
         {
-            const CV_FN(dy_source) src = {dy, NULL, 0, NULL, NULL};
+            const CV_FN(dy_source) src = {dy, NULL, 0, NULL, NULL, NULL};
             return CV_FN(backward_kernel_direct)(s, &uk, x, &src, dkernel, dbias, nthreads);
         }
     }

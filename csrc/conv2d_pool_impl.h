@@ -35,11 +35,12 @@ int CV_FN(cf_conv2d_pool_forward)(const cf_conv2d_shape *s, const cf_pool2d_shap
 
 int CV_FN(cf_conv2d_pool_backward)(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                    int mode, const CV_T *x, const CV_T *dyp,
-                                   const int32_t *argmax, const CV_T *kernel, CV_T *dx,
-                                   CV_T *dkernel, CV_T *dbias, int nthreads)
+                                   const CV_T *ymask, const int32_t *argmax,
+                                   const CV_T *kernel, CV_T *dx, CV_T *dkernel, CV_T *dbias,
+                                   int nthreads)
 {
     const CV_UK uk = CV_SELECT(cf_simd_level());
-    const CV_FN(dy_source) src = {NULL, p, mode, dyp, argmax};
+    const CV_FN(dy_source) src = {NULL, p, mode, dyp, argmax, ymask};
     int64_t hp, wp, img, slack;
     const int direct_dk = s->n >= CF_CONV_DW_DIRECT_MIN_N &&
                           CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack);
@@ -54,9 +55,16 @@ int CV_FN(cf_conv2d_pool_backward)(const cf_conv2d_shape *s, const cf_pool2d_sha
     /* small batches, strided convolutions, odd geometries: unpool in full,
      * then the plain gradients (which pick their own routes) */
     const size_t elems = (size_t)(s->n * s->oh * s->ow * s->f);
-    CV_T *dy = (CV_T *)malloc((elems ? elems : 1) * sizeof(CV_T));
+    const size_t pelems = (size_t)(p->n * p->oh * p->ow * p->c);
+    CV_T *dy = (CV_T *)malloc((elems + (ymask ? pelems : 0) + 1) * sizeof(CV_T));
     if (dy == NULL)
         return -1;
+    if (ymask != NULL) {
+        CV_T *masked = dy + elems;
+        for (size_t i = 0; i < pelems; i++)
+            masked[i] = ymask[i] > 0 ? dyp[i] : (CV_T)0;
+        dyp = masked;
+    }
     CF_POOL_BWD(p, mode, dyp, NULL, argmax, dy, nthreads);
     int rc = 0;
     if (dx != NULL)

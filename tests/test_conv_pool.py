@@ -265,12 +265,13 @@ def test_garbage_indices_are_memory_safe_in_the_kernel():
                               "max", ())
     for bad in _garbage_indices(y.shape, rng):
         for input_grad in (False, True):
-            dx = np.zeros_like(x) if input_grad else None
-            dk = np.zeros_like(k)
-            db = np.zeros(4, np.float32)
-            _kernels.conv2d_pool2d_backward(x, np.ones_like(y), bad, k, dx, dk, db,
-                                            pp.conv.shape, pp.pshape, pp.mode)
-            assert np.isfinite(dk).all() and np.isfinite(db).all()
+            for ymask in (None, y):  # with the ReLU mask applied while unpooling
+                dx = np.zeros_like(x) if input_grad else None
+                dk = np.zeros_like(k)
+                db = np.zeros(4, np.float32)
+                _kernels.conv2d_pool2d_backward(x, np.ones_like(y), bad, k, dx, dk, db,
+                                                pp.conv.shape, pp.pshape, pp.mode, ymask)
+                assert np.isfinite(dk).all() and np.isfinite(db).all()
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
