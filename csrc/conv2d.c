@@ -15,6 +15,10 @@
  * micro-panels per backward-input tile, kernel-gradient chunking. */
 #define CF_CONV_TILE_PANELS 8
 #define CF_CONV_NARROW_MAX_F 4
+/* filters from which the forward uses the 6 x 64 tile (AVX-512 float32) */
+#define CF_CONV_WIDE_MIN_F 48
+/* scratch for the convolution rows of a group of pooled rows (fused pooling) */
+#define CF_CONV_BAND_BYTES (int64_t)(96 * 1024)
 /* elements a padded image copy may exceed 4x the input by before the
  * im2col path is used instead */
 #define CF_CONV_PAD_ALLOWANCE (int64_t)(1 << 20)

@@ -177,15 +177,46 @@ static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
     }
 }
 
-/* How one output row is computed: the direct micro-kernel (MR pixels x NR
- * filters), or for very few filters the narrow one (vectors over channels). */
+/* How output pixels are computed: the direct micro-kernel (MR pixels of a
+ * row x NR filters), the wide one (CF_UKERNEL_WIDE_MR pixels anywhere x 4
+ * vectors of filters), or for very few filters the narrow one (vectors over
+ * channels). */
 typedef struct {
     const CV_UK *uk;
     const int64_t *tap_off;
     const CV_T *wt; /* narrow only: per-filter taps, channels padded to cpad */
     int64_t cpad;
-    const CV_T *wpk; /* direct only: weights as [F/NR][K][NR] contiguous streams */
+    const CV_T *wpk; /* direct and wide: weights as [F/PN][K][PN] contiguous streams */
+    int64_t pn;      /* their panel width: NR, or 4 vectors for the wide kernel */
+    int wide;
 } CV_FN(row_plan);
+
+/* Output pixels [q0, q0 + np) of one image, numbered row-major (q = oh * ow
+ * + ow), with the wide kernel: tiles of CF_UKERNEL_WIDE_MR pixels may span
+ * rows, so a 14-pixel row costs no partial tile of its own. y: pixel q0's
+ * output (pixels are F apart). */
+static void CV_FN(wide_pixels)(const cf_conv2d_shape *s, const CV_FN(row_plan) *pl,
+                               const CV_T *xp, int64_t wp, int64_t q0, int64_t np,
+                               const CV_T *bias, int relu, CV_T *y)
+{
+    const int64_t WR = CF_UKERNEL_WIDE_MR, PN = pl->pn, C = s->c, F = s->f;
+    const int64_t ntaps = s->kh * s->kw, K = ntaps * C;
+    for (int64_t i0 = 0; i0 < np; i0 += WR) {
+        const int64_t mr = np - i0 < WR ? np - i0 : WR;
+        int64_t px[CF_UKERNEL_WIDE_MR];
+        for (int64_t i = 0; i < WR; i++) {
+            /* spare rows read the tile's first pixel */
+            const int64_t q = q0 + i0 + (i < mr ? i : 0);
+            px[i] = ((q / s->ow) * s->sh * wp + (q % s->ow) * s->sw) * C;
+        }
+        for (int64_t j0 = 0; j0 < F; j0 += PN) {
+            const int64_t nr = F - j0 < PN ? F - j0 : PN;
+            pl->uk->direct_wide(ntaps, pl->tap_off, C, xp, px, pl->wpk + j0 * K, PN,
+                                y + i0 * F + j0, F, (int)mr, (int)nr,
+                                bias ? bias + j0 : NULL, relu);
+        }
+    }
+}
 
 static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *pl,
                               const CV_T *xp, int64_t wp, int64_t oh, const CV_T *bias,
@@ -194,6 +225,10 @@ static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *p
     const CV_UK *uk = pl->uk;
     const int64_t MR = uk->mr, NR = uk->nr, C = s->c, F = s->f;
     const int64_t ntaps = s->kh * s->kw;
+    if (pl->wide) {
+        CV_FN(wide_pixels)(s, pl, xp, wp, oh * s->ow, s->ow, bias, relu, yrow);
+        return;
+    }
     if (pl->wt != NULL) {
         for (int64_t ow0 = 0; ow0 < s->ow; ow0 += CF_NARROW_ROWS) {
             const int64_t np = s->ow - ow0 < CF_NARROW_ROWS ? s->ow - ow0 : CF_NARROW_ROWS;
@@ -294,6 +329,8 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     plan->wt = NULL;
     plan->cpad = 0;
     plan->wpk = NULL;
+    plan->pn = uk->nr;
+    plan->wide = 0;
     /* Few filters leave most of the NR-wide micro-kernel idle: use the
      * narrow kernel when there are enough channels to fill its vectors. */
     if (uk->narrow != NULL && F <= CF_CONV_NARROW_MAX_F && 2 * C >= uk->vw) {
@@ -312,7 +349,10 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     /* The weights as one contiguous [K][NR] stream per panel of NR filters
      * (zero past F): the micro-kernel then reads them sequentially instead
      * of at a stride of F (measured ~10% faster). */
-    const int64_t NR = uk->nr, K = ntaps * C, npan = (F + NR - 1) / NR;
+    /* The wide kernel when there are filters to fill most of its 4 vectors. */
+    plan->wide = uk->direct_wide != NULL && F >= CF_CONV_WIDE_MIN_F;
+    const int64_t NR = plan->wide ? 4 * uk->vw : uk->nr;
+    const int64_t K = ntaps * C, npan = (F + NR - 1) / NR;
     CV_T *wpk = (CV_T *)cf_workspace(5, (size_t)(npan * K * NR) * sizeof(CV_T));
     if (wpk == NULL)
         return -1;
@@ -323,6 +363,7 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
                 wpk[(jp * K + k) * NR + j] = f < F ? kernel[k * F + f] : 0;
             }
     plan->wpk = wpk;
+    plan->pn = NR;
     return 0;
 }
 
@@ -337,40 +378,55 @@ typedef struct {
     int32_t *argmax;          /* (n, p->oh, p->ow, f) or NULL */
 } CV_FN(pool_out);
 
-/* Pooled row po of one image: the convolution rows of its window into band,
- * then the pooling of band; argmax made relative to the whole plane. */
-static void CV_FN(conv_pool_row)(const cf_conv2d_shape *s, const cf_pool2d_shape *band,
-                                 int64_t po, int64_t psh, int mode,
-                                 const CV_FN(row_plan) *plan, const CV_T *xp, int64_t wp,
-                                 const CV_T *bias, int relu, CV_T *restrict bandbuf,
-                                 CV_T *yrow, int32_t *restrict amrow)
+/* Pooled rows [po, po + g) of one image: the convolution rows of their
+ * windows into bandbuf, then the pooling of each window; argmax made
+ * relative to the whole plane. g > 1 only when the windows tile the rows
+ * (pooling stride == window height): the convolution rows are then one
+ * contiguous range, which the wide kernel covers with tiles across rows. */
+static void CV_FN(conv_pool_rows)(const cf_conv2d_shape *s, const cf_pool2d_shape *band,
+                                  int64_t po, int64_t g, int64_t psh, int mode,
+                                  const CV_FN(row_plan) *plan, const CV_T *xp, int64_t wp,
+                                  const CV_T *bias, int relu, CV_T *restrict bandbuf,
+                                  CV_T *yrow, int32_t *restrict amrow)
 {
-    const int64_t rowlen = s->ow * s->f;
-    for (int64_t r = 0; r < band->kh; r++)
-        CV_FN(direct_row)(s, plan, xp, wp, po * psh + r, bias, relu, bandbuf + r * rowlen);
-    CF_POOL_BAND_FWD(band, mode, bandbuf, yrow, amrow);
-    if (amrow != NULL) {
-        const int32_t shift = (int32_t)(po * psh * s->ow);
-        const int64_t m = band->ow * band->c;
-        for (int64_t i = 0; i < m; i++)
-            amrow[i] += shift;
+    const int64_t rowlen = s->ow * s->f, prow = band->ow * band->c;
+    if (plan->wide)
+        CV_FN(wide_pixels)(s, plan, xp, wp, po * psh * s->ow, g * band->kh * s->ow, bias,
+                           relu, bandbuf);
+    else
+        for (int64_t r = 0; r < g * band->kh; r++)
+            CV_FN(direct_row)(s, plan, xp, wp, po * psh + r, bias, relu, bandbuf + r * rowlen);
+    for (int64_t i = 0; i < g; i++) {
+        int32_t *am = amrow != NULL ? amrow + i * prow : NULL;
+        CF_POOL_BAND_FWD(band, mode, bandbuf + i * band->kh * rowlen, yrow + i * prow, am);
+        if (am != NULL) {
+            const int32_t shift = (int32_t)((po + i) * psh * s->ow);
+            for (int64_t e = 0; e < prow; e++)
+                am[e] += shift;
+        }
     }
 }
 
-/* Output row r of image n (its padded copy in xp): a convolution row, or
- * with po a pooled row (bandbuf: po->p->kh convolution rows of scratch). */
-static void CV_FN(emit_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *plan,
-                            const CV_FN(pool_out) *po, const CV_T *xp, int64_t wp,
-                            int64_t n, int64_t r, const CV_T *bias, int relu, CV_T *y,
-                            CV_T *bandbuf)
+/* Output rows [r, r + g) of image n (its padded copy in xp): convolution
+ * rows, or with po pooled rows (bandbuf: g * po->p->kh convolution rows of
+ * scratch; g > 1 only as conv_pool_rows allows). */
+static void CV_FN(emit_rows)(const cf_conv2d_shape *s, const CV_FN(row_plan) *plan,
+                             const CV_FN(pool_out) *po, const CV_T *xp, int64_t wp,
+                             int64_t n, int64_t r, int64_t g, const CV_T *bias, int relu,
+                             CV_T *y, CV_T *bandbuf)
 {
     if (po == NULL) {
-        CV_FN(direct_row)(s, plan, xp, wp, r, bias, relu, y + (n * s->oh + r) * s->ow * s->f);
+        CV_T *y0 = y + (n * s->oh + r) * s->ow * s->f;
+        if (plan->wide)
+            CV_FN(wide_pixels)(s, plan, xp, wp, r * s->ow, g * s->ow, bias, relu, y0);
+        else
+            for (int64_t i = 0; i < g; i++)
+                CV_FN(direct_row)(s, plan, xp, wp, r + i, bias, relu, y0 + i * s->ow * s->f);
         return;
     }
     const int64_t off = (n * po->p->oh + r) * po->p->ow * s->f;
-    CV_FN(conv_pool_row)(s, &po->band, r, po->p->sh, po->mode, plan, xp, wp, bias, relu,
-                         bandbuf, y + off, po->argmax ? po->argmax + off : NULL);
+    CV_FN(conv_pool_rows)(s, &po->band, r, g, po->p->sh, po->mode, plan, xp, wp, bias, relu,
+                          bandbuf, y + off, po->argmax ? po->argmax + off : NULL);
 }
 
 /* Image n of the forward's input into the padded buffer: from x, or, for a
@@ -456,16 +512,27 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                                                     relu, y, po->argmax, nthreads);
         return CV_FN(forward_im2col)(s, &uk, x, kernel, bias, relu, y, nthreads);
     }
-    /* slot 6: the unpooled image (src) or the pooling band (po) */
-    const size_t s6_bytes = src ? (size_t)(s->h * s->w * C) * sizeof(CV_T)
-                            : po ? (size_t)(po->p->kh * s->ow * F) * sizeof(CV_T)
-                                 : 0;
-    const size_t am_bytes = src ? CV_FN(unpool_scratch_bytes)(src->p) : 0;
     const int64_t orows = po ? po->p->oh : s->oh; /* output rows per image */
     int failed = 0;
     CV_FN(row_plan) plan;
     if (CV_FN(forward_plan)(s, &uk, wp, kernel, &plan) != 0)
         return -1;
+    /* Output rows per call with the wide kernel: whole images, or as many
+     * pooled rows as keep their convolution rows within CF_CONV_BAND_BYTES
+     * of scratch (tiles across rows waste nothing at row ends). */
+    int64_t grp = 1;
+    if (plan.wide && po == NULL)
+        grp = orows;
+    else if (plan.wide && po->p->sh == po->p->kh) {
+        const int64_t per = po->p->kh * s->ow * F * (int64_t)sizeof(CV_T);
+        grp = CF_CONV_BAND_BYTES / per;
+        grp = grp < 1 ? 1 : grp > orows ? orows : grp;
+    }
+    /* slot 6: the unpooled image (src) or the pooling band (po) */
+    const size_t s6_bytes = src ? (size_t)(s->h * s->w * C) * sizeof(CV_T)
+                            : po ? (size_t)(grp * po->p->kh * s->ow * F) * sizeof(CV_T)
+                                 : 0;
+    const size_t am_bytes = src ? CV_FN(unpool_scratch_bytes)(src->p) : 0;
 
     if (s->n >= nthreads) {
         /* Whole images per thread: the padded copy stays in this core's cache. */
@@ -490,8 +557,9 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                     continue;
                 CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, zeroed, s6, uscratch);
                 zeroed = 1;
-                for (int64_t r = 0; r < orows; r++)
-                    CV_FN(emit_row)(s, &plan, po, xp, wp, n, r, bias, relu, y, s6);
+                for (int64_t r = 0; r < orows; r += grp)
+                    CV_FN(emit_rows)(s, &plan, po, xp, wp, n, r,
+                                     orows - r < grp ? orows - r : grp, bias, relu, y, s6);
             }
         }
         return failed ? -1 : 0;
@@ -524,7 +592,8 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
             if (failed)
                 continue;
             const int64_t n = r / orows;
-            CV_FN(emit_row)(s, &plan, po, xp + n * img, wp, n, r % orows, bias, relu, y, s6);
+            CV_FN(emit_rows)(s, &plan, po, xp + n * img, wp, n, r % orows, 1, bias, relu, y,
+                             s6);
         }
     }
     return failed ? -1 : 0;

@@ -53,6 +53,24 @@ typedef void (*cf_ukernel_direct_f64_fn)(int64_t ntaps, const int64_t *tap_off,
                                          int64_t ldc, int mr, int nr,
                                          const double *bias, int relu);
 
+/* Wide direct variant (AVX-512 float32 only; NULL elsewhere): CF_UKERNEL_WIDE_MR output
+ * pixels at arbitrary offsets (a tile may span image rows) x up to 4 vectors
+ * of filters:
+ *   Y[i][j] = sum_t sum_cc a[px_off[i] + tap_off[t] + cc] * b[(t * c + cc) * b_ks + j]
+ * then + bias[j], relu, stored to y[i*ldc + j] for i < mr, j < nr. Each
+ * output is summed in the same (tap, channel) order as the direct kernel, so
+ * both give the same bits. All CF_UKERNEL_WIDE_MR offsets are read. */
+typedef void (*cf_ukernel_direct_px_f32_fn)(int64_t ntaps, const int64_t *tap_off,
+                                            int64_t c, const float *a,
+                                            const int64_t *px_off, const float *b,
+                                            int64_t b_ks, float *y, int64_t ldc, int mr,
+                                            int nr, const float *bias, int relu);
+typedef void (*cf_ukernel_direct_px_f64_fn)(int64_t ntaps, const int64_t *tap_off,
+                                            int64_t c, const double *a,
+                                            const int64_t *px_off, const double *b,
+                                            int64_t b_ks, double *y, int64_t ldc, int mr,
+                                            int nr, const double *bias, int relu);
+
 /* Narrow-output variant, for convolutions with very few output channels
  * (e.g. the input gradient of a grayscale first layer), vectorised over the
  * input channels instead of the outputs: for i < np <= CF_NARROW_ROWS, j < f
@@ -101,6 +119,7 @@ typedef struct {
     cf_ukernel_taps_f32_fn taps_short; /* CF_UKERNEL_SHORT_MR x 2 vectors; or NULL */
     cf_ukernel_taps_f32_fn taps16;     /* 16 x 16, one tap's channels; or NULL */
     cf_ukernel_colsum_f32_fn colsum;
+    cf_ukernel_direct_px_f32_fn direct_wide; /* 6 pixels x 4 vectors; or NULL */
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
 
@@ -113,6 +132,7 @@ typedef struct {
     cf_ukernel_taps_f64_fn taps_short;
     cf_ukernel_taps_f64_fn taps16;
     cf_ukernel_colsum_f64_fn colsum;
+    cf_ukernel_direct_px_f64_fn direct_wide; /* none for float64: always NULL */
     int mr, nr, vw;
 } cf_ukernel_f64;
 

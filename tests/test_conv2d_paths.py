@@ -41,6 +41,9 @@ CASES = [
     ("dilated-direct", (4, 10, 9, 16), (3, 2, 16, 20), 1, 2, (2, 3)),
     ("taps-dk-1-channel", (4, 9, 8, 1), (3, 3, 1, 33), 1, "same", 1),
     ("taps-dk-rgb-strided", (5, 11, 10, 3), (5, 4, 3, 20), (2, 3), "same", (1, 2)),
+    # 48 filters or more: the 6 x 64 forward tile (AVX-512 float32; tiles span rows)
+    ("wide-fwd-few-images", (1, 7, 9, 6), (3, 3, 6, 64), 1, "same", 1),
+    ("wide-fwd-dilated-strided", (3, 13, 11, 4), (3, 2, 4, 100), (2, 1), "same", (2, 2)),
     # 48 filters or more: the 6 x 64 kernel-gradient tile (AVX-512)
     ("direct-dk-wide-tile", (4, 6, 7, 5), (3, 3, 5, 70), 1, "same", 1),
     ("direct-dk-wide-tile-strided", (5, 9, 8, 24), (3, 3, 24, 70), 2, "same", 1),

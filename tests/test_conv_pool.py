@@ -79,6 +79,17 @@ PATHS = [
      dict(pool_size=(3, 2), strides=(4, 2), padding="valid", mode="min")),
     ("whole-output-window", (4, 4, 5, 2), (2, 2, 2, 3), dict(padding="valid"),
      dict(pool_size=(3, 4), strides=None, padding="valid", mode="max")),
+    # 48 filters or more: the 6 x 64 forward tile (AVX-512 float32) over groups of
+    # pooled rows (9 + 9 + 2 here), a partial last filter panel, a window of 3 rows,
+    # windows with gaps (no grouping), and fewer images than threads
+    ("wide-tile-grouped-rows", (3, 40, 20, 5), (3, 3, 5, 64), dict(padding="same"),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
+    ("wide-tile-masked-filters", (3, 30, 11, 4), (3, 3, 4, 50), dict(padding="same"),
+     dict(pool_size=3, strides=None, padding="valid", mode="min")),
+    ("wide-tile-window-gaps", (3, 20, 13, 3), (3, 3, 3, 70), dict(padding="same"),
+     dict(pool_size=2, strides=3, padding="valid", mode="max")),
+    ("wide-tile-few-images", (1, 12, 12, 6), (3, 3, 6, 64), dict(padding="same"),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
 ]
 
 
