@@ -225,10 +225,6 @@ static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *p
     const CV_UK *uk = pl->uk;
     const int64_t MR = uk->mr, NR = uk->nr, C = s->c, F = s->f;
     const int64_t ntaps = s->kh * s->kw;
-    if (pl->wide) {
-        CV_FN(wide_pixels)(s, pl, xp, wp, oh * s->ow, s->ow, bias, relu, yrow);
-        return;
-    }
     if (pl->wt != NULL) {
         for (int64_t ow0 = 0; ow0 < s->ow; ow0 += CF_NARROW_ROWS) {
             const int64_t np = s->ow - ow0 < CF_NARROW_ROWS ? s->ow - ow0 : CF_NARROW_ROWS;
@@ -248,6 +244,21 @@ static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *p
                        bias ? bias + j0 : NULL, relu);
         }
     }
+}
+
+/* Convolution rows [r0, r0 + nrows) of one image into y (contiguous rows):
+ * with the wide kernel as one pixel range (tiles run across rows), else row
+ * by row. */
+static void CV_FN(conv_rows)(const cf_conv2d_shape *s, const CV_FN(row_plan) *pl,
+                             const CV_T *xp, int64_t wp, int64_t r0, int64_t nrows,
+                             const CV_T *bias, int relu, CV_T *y)
+{
+    if (pl->wide) {
+        CV_FN(wide_pixels)(s, pl, xp, wp, r0 * s->ow, nrows * s->ow, bias, relu, y);
+        return;
+    }
+    for (int64_t r = 0; r < nrows; r++)
+        CV_FN(direct_row)(s, pl, xp, wp, r0 + r, bias, relu, y + r * s->ow * s->f);
 }
 
 /* Forward for geometries where a padded copy of the receptive field would be
@@ -390,12 +401,7 @@ static void CV_FN(conv_pool_rows)(const cf_conv2d_shape *s, const cf_pool2d_shap
                                   CV_T *yrow, int32_t *restrict amrow)
 {
     const int64_t rowlen = s->ow * s->f, prow = band->ow * band->c;
-    if (plan->wide)
-        CV_FN(wide_pixels)(s, plan, xp, wp, po * psh * s->ow, g * band->kh * s->ow, bias,
-                           relu, bandbuf);
-    else
-        for (int64_t r = 0; r < g * band->kh; r++)
-            CV_FN(direct_row)(s, plan, xp, wp, po * psh + r, bias, relu, bandbuf + r * rowlen);
+    CV_FN(conv_rows)(s, plan, xp, wp, po * psh, g * band->kh, bias, relu, bandbuf);
     for (int64_t i = 0; i < g; i++) {
         int32_t *am = amrow != NULL ? amrow + i * prow : NULL;
         CF_POOL_BAND_FWD(band, mode, bandbuf + i * band->kh * rowlen, yrow + i * prow, am);
@@ -416,12 +422,7 @@ static void CV_FN(emit_rows)(const cf_conv2d_shape *s, const CV_FN(row_plan) *pl
                              CV_T *y, CV_T *bandbuf)
 {
     if (po == NULL) {
-        CV_T *y0 = y + (n * s->oh + r) * s->ow * s->f;
-        if (plan->wide)
-            CV_FN(wide_pixels)(s, plan, xp, wp, r * s->ow, g * s->ow, bias, relu, y0);
-        else
-            for (int64_t i = 0; i < g; i++)
-                CV_FN(direct_row)(s, plan, xp, wp, r + i, bias, relu, y0 + i * s->ow * s->f);
+        CV_FN(conv_rows)(s, plan, xp, wp, r, g, bias, relu, y + (n * s->oh + r) * s->ow * s->f);
         return;
     }
     const int64_t off = (n * po->p->oh + r) * po->p->ow * s->f;
