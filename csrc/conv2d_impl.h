@@ -90,15 +90,19 @@ typedef struct {
                                * where ymask > 0 (ReLU), or NULL */
 } CV_FN(dy_source);
 
-/* Bytes of per-thread scratch unpool_rows needs: one pooled row's relative
- * indices, then (64-byte aligned) its ReLU-masked gradient. */
-static size_t CV_FN(unpool_scratch_bytes)(const cf_pool2d_shape *p)
+/* unpool_rows' per-thread scratch: one pooled row's relative indices, then,
+ * at this 64-byte aligned offset, its ReLU-masked gradient. */
+static size_t CV_FN(unpool_mask_offset)(const cf_pool2d_shape *p)
 {
-    const size_t prow = (size_t)(p->ow * p->c);
-    return (prow * sizeof(int32_t) + 63) / 64 * 64 + prow * sizeof(CV_T);
+    return ((size_t)(p->ow * p->c) * sizeof(int32_t) + 63) / 64 * 64;
 }
 
-/* out = d where y > 0, else 0 (ReLU backward of one pooled row). d[i] is
+static size_t CV_FN(unpool_scratch_bytes)(const cf_pool2d_shape *p)
+{
+    return CV_FN(unpool_mask_offset)(p) + (size_t)(p->ow * p->c) * sizeof(CV_T);
+}
+
+/* out = d where y > 0, else 0 (ReLU backward of pooled gradients). d[i] is
  * loaded unconditionally so that GCC vectorises the select (a load under
  * the condition is not if-converted). */
 static void CV_FN(relu_masked_row)(int64_t n, const CV_T *restrict d, const CV_T *restrict y,
@@ -120,7 +124,7 @@ static void CV_FN(unpool_rows)(const CV_FN(dy_source) *src, int64_t n, int64_t r
     const cf_pool2d_shape *p = src->p;
     const int64_t rowlen = p->w * p->c, prow = p->ow * p->c;
     int32_t *restrict am_rel = (int32_t *)scratch;
-    CV_T *masked = (CV_T *)((char *)scratch + ((size_t)prow * sizeof(int32_t) + 63) / 64 * 64);
+    CV_T *masked = (CV_T *)((char *)scratch + CV_FN(unpool_mask_offset)(p));
     cf_pool2d_shape band = *p;
     band.n = 1;
     band.h = p->kh;

@@ -60,10 +60,8 @@ int CV_FN(cf_conv2d_pool_backward)(const cf_conv2d_shape *s, const cf_pool2d_sha
     if (dy == NULL)
         return -1;
     if (ymask != NULL) {
-        CV_T *masked = dy + elems;
-        for (size_t i = 0; i < pelems; i++)
-            masked[i] = ymask[i] > 0 ? dyp[i] : (CV_T)0;
-        dyp = masked;
+        CV_FN(relu_masked_row)((int64_t)pelems, dyp, ymask, dy + elems);
+        dyp = dy + elems;
     }
     CF_POOL_BWD(p, mode, dyp, NULL, argmax, dy, nthreads);
     int rc = 0;
