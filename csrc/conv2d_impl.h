@@ -216,7 +216,7 @@ static void CV_FN(wide_pixels)(const cf_conv2d_shape *s, const CV_FN(row_plan) *
         for (int64_t j0 = 0; j0 < F; j0 += PN) {
             const int64_t nr = F - j0 < PN ? F - j0 : PN;
             pl->uk->direct_wide(ntaps, pl->tap_off, C, xp, px, pl->wpk + j0 * K, PN,
-                                y + i0 * F + j0, F, (int)mr, (int)nr,
+                                y + i0 * F + j0, F, (int)mr, (int)nr, 0,
                                 bias ? bias + j0 : NULL, relu);
         }
     }

@@ -10,6 +10,8 @@
 
 /* reduction block: KC x n of B in L2, KC x MR of A in L1 */
 #define GM_KC 384
+/* columns from which rows of A read in place use the 6 x 64 tile */
+#define GM_WIDE_MIN_N 48
 
 #define GM_T float
 #define GM_SFX f32

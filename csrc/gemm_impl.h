@@ -56,6 +56,50 @@ static int GM_FN(gemm_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k, co
     return failed ? -1 : 0;
 }
 
+/* gemm_rows with the wide tile (6 rows x 64 columns, AVX-512 float32) and a
+ * blocked reduction: for each GM_KC-deep block, each 64-column strip of B
+ * (GM_KC x 64, in L1/L2) passes under all of this thread's 6-row tiles
+ * before the next strip, instead of every tile streaming all of B from L2
+ * over the whole reduction. The tile's accumulators start from C's values
+ * after the first block, so every element is one chain of FMAs in k order:
+ * the same bits as the unblocked kernels. Each thread owns a fixed range of
+ * row tiles (schedule(static), same trip count in every block), so it reads
+ * back only the C rows it wrote. Measured on one core, 128 x 3136 x 128 (a
+ * Dense forward): 88 -> 130 GFLOP/s; at 2 threads 175 -> 248. */
+static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t k,
+                                 const GM_T *a, int64_t a_is, const GM_T *b, int64_t b_ks,
+                                 GM_T *c, int64_t ldc, const GM_T *bias, int relu, int nt)
+{
+    static const int64_t zero_off[1] = {0};
+    const int64_t WR = CF_UKERNEL_WIDE_MR, WN = 4 * (int64_t)uk->vw;
+    const int64_t tiles = (m + WR - 1) / WR;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    for (int64_t k0 = 0; k0 < k; k0 += GM_KC) {
+        const int64_t kc = k - k0 < GM_KC ? k - k0 : GM_KC;
+        const int last = k0 + kc == k; /* bias and relu after the whole sum */
+        for (int64_t j0 = 0; j0 < n; j0 += WN) {
+            const int64_t nr = n - j0 < WN ? n - j0 : WN;
+#ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+            for (int64_t t = 0; t < tiles; t++) {
+                const int64_t i0 = t * WR;
+                const int64_t mr = m - i0 < WR ? m - i0 : WR;
+                int64_t px[CF_UKERNEL_WIDE_MR];
+                for (int64_t i = 0; i < WR; i++)
+                    px[i] = (i0 + (i < mr ? i : 0)) * a_is; /* spare rows re-read row 0 */
+                uk->direct_wide(1, zero_off, kc, a + k0, px, b + k0 * b_ks + j0, b_ks,
+                                c + i0 * ldc + j0, ldc, (int)mr, (int)nr, k0 > 0,
+                                last && bias ? bias + j0 : NULL, last && relu);
+            }
+        }
+    }
+    return 0;
+}
+
 int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                    int64_t a_ks, const GM_T *b, int64_t b_ks, int64_t b_js, GM_T *c,
                    int64_t ldc, int accumulate, const GM_T *bias, int relu, int nthreads)
@@ -83,6 +127,9 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     int nt = cf_team_size(nthreads, panels);
     if ((double)m * (double)n * (double)k < 65536.0)
         nt = 1; /* a thread team costs more than this product */
+    if (a_ks == 1 && b_js == 1 && !accumulate && !wide && uk.direct_wide != NULL &&
+        n >= GM_WIDE_MIN_N)
+        return GM_FN(gemm_rows_wide)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu, nt);
     if (a_ks == 1 && b_js == 1 && !accumulate && !wide)
         return GM_FN(gemm_rows)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu, nt);
     GM_T *bp = NULL;

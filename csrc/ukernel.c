@@ -204,7 +204,7 @@ AVX512_TARGET static void ukdw_avx512_f32(int64_t ntaps, const int64_t *restrict
                                           const int64_t *restrict px_off,
                                           const float *restrict b, int64_t b_ks,
                                           float *restrict y, int64_t ldc, int mr, int nr,
-                                          const float *restrict bias, int relu)
+                                          int accumulate, const float *restrict bias, int relu)
 {
     const __mmask16 m0 = UKW_MASK(nr), m1 = UKW_MASK(nr - 16);
     const __mmask16 m2 = UKW_MASK(nr - 32), m3 = UKW_MASK(nr - 48);
@@ -215,6 +215,20 @@ AVX512_TARGET static void ukdw_avx512_f32(int64_t ntaps, const int64_t *restrict
     const int64_t o##i = px_off[i];
     DW_ROWS(DW_DECL)
 #undef DW_DECL
+    /* the sum goes on from y's values: blocks of a split reduction round
+     * exactly as one pass would */
+    if (accumulate) {
+#define DW_INIT(i)                                                             \
+    if ((i) < mr) {                                                            \
+        const float *ci = y + (int64_t)(i) * ldc;                              \
+        c##i##_0 = _mm512_maskz_loadu_ps(m0, ci);                              \
+        c##i##_1 = _mm512_maskz_loadu_ps(m1, ci + 16);                         \
+        c##i##_2 = _mm512_maskz_loadu_ps(m2, ci + 32);                         \
+        c##i##_3 = _mm512_maskz_loadu_ps(m3, ci + 48);                         \
+    }
+        DW_ROWS(DW_INIT)
+#undef DW_INIT
+    }
 #define DW_STEP(i)                                                             \
     {                                                                          \
         const __m512 ai = _mm512_set1_ps(p[o##i]);                             \

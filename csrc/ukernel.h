@@ -56,20 +56,26 @@ typedef void (*cf_ukernel_direct_f64_fn)(int64_t ntaps, const int64_t *tap_off,
 /* Wide direct variant (AVX-512 float32 only; NULL elsewhere): CF_UKERNEL_WIDE_MR output
  * pixels at arbitrary offsets (a tile may span image rows) x up to 4 vectors
  * of filters:
- *   Y[i][j] = sum_t sum_cc a[px_off[i] + tap_off[t] + cc] * b[(t * c + cc) * b_ks + j]
+ *   Y[i][j] = (accumulate ? y[i*ldc + j] : 0)
+ *             + sum_t sum_cc a[px_off[i] + tap_off[t] + cc] * b[(t * c + cc) * b_ks + j]
  * then + bias[j], relu, stored to y[i*ldc + j] for i < mr, j < nr. Each
  * output is summed in the same (tap, channel) order as the direct kernel, so
- * both give the same bits. All CF_UKERNEL_WIDE_MR offsets are read. */
+ * both give the same bits; with accumulate the sum continues from y's value
+ * (it is the starting accumulator), so a reduction split into consecutive
+ * blocks gives the same bits as one pass. All CF_UKERNEL_WIDE_MR offsets are
+ * read. */
 typedef void (*cf_ukernel_direct_px_f32_fn)(int64_t ntaps, const int64_t *tap_off,
                                             int64_t c, const float *a,
                                             const int64_t *px_off, const float *b,
                                             int64_t b_ks, float *y, int64_t ldc, int mr,
-                                            int nr, const float *bias, int relu);
+                                            int nr, int accumulate, const float *bias,
+                                            int relu);
 typedef void (*cf_ukernel_direct_px_f64_fn)(int64_t ntaps, const int64_t *tap_off,
                                             int64_t c, const double *a,
                                             const int64_t *px_off, const double *b,
                                             int64_t b_ks, double *y, int64_t ldc, int mr,
-                                            int nr, const double *bias, int relu);
+                                            int nr, int accumulate, const double *bias,
+                                            int relu);
 
 /* Narrow-output variant, for convolutions with very few output channels
  * (e.g. the input gradient of a grayscale first layer), vectorised over the
