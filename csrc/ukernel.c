@@ -287,6 +287,30 @@ AVX512_TARGET static void ukdw_avx512_f32(int64_t ntaps, const int64_t *restrict
 #undef DW_ROWS
 }
 
+/* Transposed 64-column panel of B for ukdw (see ukernel.h): a scalar loop
+ * costs about a quarter of the tile's own time on a Dense layer's input
+ * gradient (B = kernel.T, 128 deep); masked gathers, one per 16 columns of a
+ * k row, about a twentieth (0.2 cycles per element). */
+AVX512_TARGET static void ukpt_avx512_f32(int64_t kc, int64_t nr, const float *restrict src,
+                                          int64_t src_js, float *restrict dst)
+{
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i idx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)src_js));
+    for (int64_t g = 0; g < 4; g++) {
+        const int64_t left = nr - 16 * g;
+        const __mmask16 m = UKW_MASK(left);
+        const float *col = src + 16 * g * src_js;
+        if (left <= 0) {
+            for (int64_t k = 0; k < kc; k++)
+                _mm512_storeu_ps(dst + k * 64 + 16 * g, _mm512_setzero_ps());
+            continue;
+        }
+        for (int64_t k = 0; k < kc; k++)
+            _mm512_storeu_ps(dst + k * 64 + 16 * g,
+                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, col + k, 4));
+    }
+}
+
 #define UK_TARGET AVX512_TARGET
 #define UK_NAME uk_avx512_f32
 #define UK_T float
@@ -535,12 +559,12 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
-    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, NULL, NULL, ukc_scalar_f32, NULL, SC_MR, SC_NR, 1};
+    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, NULL, NULL, ukc_scalar_f32, NULL, NULL, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.narrow = ukn_avx512_f32;
         k.taps = ukt_avx512_f32; k.taps_short = ukts_avx512_f32; k.taps16 = ukt16_avx512_f32; k.colsum = ukc_avx512_f32;
-        k.taps_wide = uktw_avx512_f32; k.direct_wide = ukdw_avx512_f32;
+        k.taps_wide = uktw_avx512_f32; k.direct_wide = ukdw_avx512_f32; k.pack_t = ukpt_avx512_f32;
         k.vw = 16; k.mr = 14; k.nr = 32;
     } else if (level >= CF_SIMD_AVX2) {
         k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.taps = ukt_avx2_f32; k.colsum = ukc_avx2_f32; k.mr = 6; k.nr = 16;
@@ -553,7 +577,7 @@ cf_ukernel_f32 cf_ukernel_select_f32(int level)
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
-    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, NULL, NULL, ukc_scalar_f64, NULL, SC_MR, SC_NR, 1};
+    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, NULL, NULL, ukc_scalar_f64, NULL, NULL, SC_MR, SC_NR, 1};
 #if CF_HAVE_X86_DISPATCH
     if (level >= CF_SIMD_AVX512) {
         k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.narrow = ukn_avx512_f64;

@@ -77,6 +77,15 @@ typedef void (*cf_ukernel_direct_px_f64_fn)(int64_t ntaps, const int64_t *tap_of
                                             int nr, int accumulate, const double *bias,
                                             int relu);
 
+/* Transposing panel packer for the wide tile's B operand (AVX-512 float32
+ * only; NULL elsewhere): dst[k * 64 + j] = src[j * src_js + k] for k < kc,
+ * j < nr <= 64, and zero for nr <= j < 64. Each 16-column group of a k row
+ * is one masked gather (src_js * 64 bytes must fit an int32 index). */
+typedef void (*cf_ukernel_pack_t_f32_fn)(int64_t kc, int64_t nr, const float *src,
+                                         int64_t src_js, float *dst);
+typedef void (*cf_ukernel_pack_t_f64_fn)(int64_t kc, int64_t nr, const double *src,
+                                         int64_t src_js, double *dst);
+
 /* Narrow-output variant, for convolutions with very few output channels
  * (e.g. the input gradient of a grayscale first layer), vectorised over the
  * input channels instead of the outputs: for i < np <= CF_NARROW_ROWS, j < f
@@ -126,6 +135,7 @@ typedef struct {
     cf_ukernel_taps_f32_fn taps16;     /* 16 x 16, one tap's channels; or NULL */
     cf_ukernel_colsum_f32_fn colsum;
     cf_ukernel_direct_px_f32_fn direct_wide; /* 6 pixels x 4 vectors; or NULL */
+    cf_ukernel_pack_t_f32_fn pack_t;         /* B panels for direct_wide; or NULL */
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
 
@@ -139,6 +149,7 @@ typedef struct {
     cf_ukernel_taps_f64_fn taps16;
     cf_ukernel_colsum_f64_fn colsum;
     cf_ukernel_direct_px_f64_fn direct_wide; /* none for float64: always NULL */
+    cf_ukernel_pack_t_f64_fn pack_t;         /* always NULL */
     int mr, nr, vw;
 } cf_ukernel_f64;
 

@@ -118,6 +118,24 @@ def _check_kernels_against_reference():
                     ref.pool2d_backward(pdy, x, 3, 2, "same", mode, fmt), rtol=tol, atol=tol)
 
 
+def _check_gemm_against_numpy():
+    """The GEMM routes (rows of A in place, wide products, transposed views of B,
+    k blocks of 384 and a remainder) with bias and ReLU, against float64 NumPy."""
+    rng = np.random.default_rng(7)
+    for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):
+        for m, k, n in ((13, 50, 70), (7, 400, 130), (5, 30, 200), (3, 800, 65)):
+            a = rng.standard_normal((m, k)).astype(dtype)
+            w = rng.standard_normal((n, k)).astype(dtype)
+            bias = rng.standard_normal(n).astype(dtype)
+            for b in (w.T, np.ascontiguousarray(w.T)):
+                want = a.astype(np.float64) @ b.astype(np.float64)
+                scale = tol * np.sqrt(k)
+                np.testing.assert_allclose(cnnfast.matmul(a, b), want, rtol=scale, atol=scale)
+                got = cnnfast.dense(a, b, bias, activation="relu")
+                np.testing.assert_allclose(got, np.maximum(want + bias, 0), rtol=scale,
+                                           atol=scale)
+
+
 @pytest.mark.parametrize("level", LEVELS)
 def test_simd_cap_in_process(level):
     if level not in _supported_levels():
@@ -127,6 +145,7 @@ def test_simd_cap_in_process(level):
         assert _kernels.set_simd_cap(level) == level
         assert cnnfast.simd_level() == level
         _check_kernels_against_reference()
+        _check_gemm_against_numpy()
     finally:
         _kernels.set_simd_cap(before)
     assert cnnfast.simd_level() == before
