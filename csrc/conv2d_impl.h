@@ -455,8 +455,31 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                               const CV_T *kernel, const CV_T *bias, int relu, CV_T *y,
                               int nthreads);
 
+/* The whole unpooled gradient of a pooled-gradient source into `full`
+ * (n, p->h, p->w, p->c), its ReLU mask applied, for the geometries the
+ * direct paths do not take. Returns 0, or -1 when scratch memory could not
+ * be allocated. */
+static int CV_FN(unpool_whole)(const CV_FN(dy_source) *src, CV_T *full, int nthreads)
+{
+    const cf_pool2d_shape *p = src->p;
+    const size_t pel = (size_t)(p->n * p->oh * p->ow * p->c);
+    const CV_T *d = src->dyp;
+    CV_T *masked = NULL;
+    if (src->ymask != NULL) {
+        masked = (CV_T *)malloc((pel ? pel : 1) * sizeof(CV_T));
+        if (masked == NULL)
+            return -1;
+        CV_FN(relu_masked_row)((int64_t)pel, d, src->ymask, masked);
+        d = masked;
+    }
+    CF_POOL_BWD(p, src->mode, d, NULL, src->argmax, full, nthreads);
+    free(masked);
+    return 0;
+}
+
 /* A pooled-gradient source on a geometry the direct path does not take:
- * unpool it whole into a temporary, then the plain forward. */
+ * unpool it whole into a temporary (ReLU mask included: it was once left
+ * out here, and dx came out wrong), then the plain forward. */
 static int CV_FN(forward_unpooled)(const cf_conv2d_shape *s, const CV_FN(dy_source) *src,
                                    const CV_T *kernel, int nthreads, CV_T *y)
 {
@@ -464,8 +487,9 @@ static int CV_FN(forward_unpooled)(const cf_conv2d_shape *s, const CV_FN(dy_sour
     CV_T *full = (CV_T *)malloc((elems ? elems : 1) * sizeof(CV_T));
     if (full == NULL)
         return -1;
-    CF_POOL_BWD(src->p, src->mode, src->dyp, NULL, src->argmax, full, nthreads);
-    const int rc = CV_FN(forward_src)(s, full, NULL, NULL, kernel, NULL, 0, y, nthreads);
+    int rc = CV_FN(unpool_whole)(src, full, nthreads);
+    if (rc == 0)
+        rc = CV_FN(forward_src)(s, full, NULL, NULL, kernel, NULL, 0, y, nthreads);
     free(full);
     return rc;
 }

@@ -55,17 +55,11 @@ int CV_FN(cf_conv2d_pool_backward)(const cf_conv2d_shape *s, const cf_pool2d_sha
     /* small batches, strided convolutions, odd geometries: unpool in full,
      * then the plain gradients (which pick their own routes) */
     const size_t elems = (size_t)(s->n * s->oh * s->ow * s->f);
-    const size_t pelems = (size_t)(p->n * p->oh * p->ow * p->c);
-    CV_T *dy = (CV_T *)malloc((elems + (ymask ? pelems : 0) + 1) * sizeof(CV_T));
+    CV_T *dy = (CV_T *)malloc((elems + 1) * sizeof(CV_T));
     if (dy == NULL)
         return -1;
-    if (ymask != NULL) {
-        CV_FN(relu_masked_row)((int64_t)pelems, dyp, ymask, dy + elems);
-        dyp = dy + elems;
-    }
-    CF_POOL_BWD(p, mode, dyp, NULL, argmax, dy, nthreads);
-    int rc = 0;
-    if (dx != NULL)
+    int rc = CV_FN(unpool_whole)(&src, dy, nthreads);
+    if (rc == 0 && dx != NULL)
         rc = CV_FN(cf_conv2d_backward_input)(s, dy, kernel, dx, nthreads);
     if (rc == 0)
         rc = CV_FN(cf_conv2d_backward_kernel)(s, x, dy, dkernel, dbias, nthreads);

@@ -73,6 +73,11 @@ PATHS = [
     ("huge-dilation-fallback", (4, 5, 5, 3), (2, 2, 3, 4),
      dict(padding="same", dilation_rate=1000),
      dict(pool_size=2, strides=None, padding="valid", mode="max")),
+    # the convolution pads within bounds but its input gradient (a convolution of dy
+    # padded by (k - 1) * dilation) does not: dy is unpooled whole, ReLU mask included
+    ("input-gradient-unpooled-whole", (4, 132, 132, 2), (3, 3, 2, 16),
+     dict(padding="valid", dilation_rate=64),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
     ("row-blocks-wide-image", (4, 6, 300, 2), (3, 3, 2, 5), dict(padding="same"),
      dict(pool_size=2, strides=None, padding="valid", mode="max")),
     ("row-blocks-tall-window", (4, 9, 200, 3), (2, 2, 3, 6), dict(padding="same"),
