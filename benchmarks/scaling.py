@@ -1,6 +1,6 @@
 """cnnfast's speed-up from 1 thread to N threads, measured interleaved.
 
-    python benchmarks/scaling.py                 # 1 vs 2 threads: conv b, c, training step
+    python benchmarks/scaling.py                 # 1 vs 2 threads: FMA ceiling, b, c, train
     python benchmarks/scaling.py --threads 1,2,4 --repeats 9
 
 ``cnnfast bench --threads N`` runs one thread count per invocation, so on a
@@ -42,6 +42,17 @@ def _conv_cases(name: str) -> dict:
     }
 
 
+def _fma_case() -> dict:
+    """The cores' arithmetic ceiling: a registers-only FMA loop (no memory, no
+    synchronisation inside) on every thread. On a shared or virtual machine its
+    speed-up is what the second core actually gives at the moment."""
+    from cnnfast import _kernels
+
+    steps = 2_000_000  # split over the team: the same work at every thread count
+    return {"FMA loop (registers only)":
+            lambda: _kernels.fma_ceiling(steps // cnnfast.get_num_threads())}
+
+
 def _train_case() -> dict:
     from cnnfast.cli import build_tutorial_model
     from cnnfast.optimizers import Adam
@@ -69,14 +80,20 @@ def _time(fn, min_s: float) -> float:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", default="1,2", help="comma list, first is the baseline")
-    ap.add_argument("--workloads", default="b,c,train", help="comma list of a-e and train")
+    ap.add_argument("--workloads", default="fma,b,c,train",
+                    help="comma list of a-e, train and fma (the machine's FMA ceiling)")
     ap.add_argument("--repeats", type=int, default=7, help="rounds (default 7)")
     ap.add_argument("--sample", type=float, default=0.3, help="seconds per sample")
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     cases: dict = {}
     for name in args.workloads.split(","):
-        cases.update(_train_case() if name == "train" else _conv_cases(name))
+        if name == "train":
+            cases.update(_train_case())
+        elif name == "fma":
+            cases.update(_fma_case())
+        else:
+            cases.update(_conv_cases(name))
     times = {(c, t): [] for c in cases for t in threads}
     ratios = {(c, t): [] for c in cases for t in threads[1:]}
     try:

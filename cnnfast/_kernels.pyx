@@ -51,6 +51,9 @@ cdef extern from "conv2d.h" nogil:
                                       const double *dy, double *dkernel,
                                       double *dbias, int nthreads)
 
+cdef extern from "calibrate.h" nogil:
+    double cf_fma_ceiling(int64_t iters, int nthreads)
+
 cdef extern from "gemm.h" nogil:
     int cf_gemm_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t a_is,
                     int64_t a_ks, const float *b, int64_t b_ks, int64_t b_js, float *c,
@@ -104,6 +107,18 @@ def openmp_version():
 
 def simd_level():
     return cf_simd_name(cf_simd_level()).decode()
+
+
+def fma_ceiling(int64_t iters):
+    """FLOPs done by a registers-only FMA loop of `iters` steps on every thread of
+    the current team (calibrate.h): time it to get the cores' arithmetic ceiling."""
+    if iters < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
+    cdef int nt = cf_get_num_threads()
+    cdef double flops
+    with nogil:
+        flops = cf_fma_ceiling(iters, nt)
+    return flops
 
 
 def simd_detected():

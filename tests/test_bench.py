@@ -237,3 +237,23 @@ def test_bench_rejects_bad_options(capsys):
     assert bench.main(["--tiny", "--threads", "0"]) == 2
     with pytest.raises(SystemExit):
         bench.main(["--tiny", "--repeats", "0"])
+
+
+def test_scaling_script_runs():
+    """benchmarks/scaling.py end to end on one quick round: its table has a row per case."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks",
+                          "scaling.py")
+    if not os.path.exists(script):
+        pytest.skip("benchmarks/scaling.py is not next to the tests")
+    out = subprocess.run(
+        [sys.executable, script, "--workloads", "fma,a", "--threads", "1,2",
+         "--repeats", "1", "--sample", "0.01"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "ms" not in line]
+    names = [r.split("|")[1].strip() for r in rows]
+    assert names == ["FMA loop (registers only)", "conv a fwd", "conv a bwd-input",
+                     "conv a bwd-kernel"], out
+    for r in rows:
+        speedup = r.split("|")[-2].strip()
+        assert speedup.endswith("x") and float(speedup[:-1]) > 0, r

@@ -1,0 +1,27 @@
+/* The machine's arithmetic ceiling, for reading benchmark figures.
+ *
+ * On a shared or virtualised machine the second core is not always a whole
+ * core (a busy hyperthread sibling, a throttled clock), and then no kernel
+ * can scale from 1 to 2 threads however it is written. This loop measures
+ * what the cores give with nothing else in the way: registers only, no
+ * memory traffic, no synchronisation inside. */
+#ifndef CNNFAST_CALIBRATE_H
+#define CNNFAST_CALIBRATE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Every thread of a team of nthreads runs `iters` steps of 24 independent
+ * float32 FMA chains on the widest vectors of the current SIMD level (so
+ * the two FMA units of an AVX-512 core are kept busy despite the FMA
+ * latency). Returns the floating-point operations done by the whole team
+ * (2 per lane per FMA). */
+double cf_fma_ceiling(int64_t iters, int nthreads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
