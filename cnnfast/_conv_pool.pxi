@@ -10,11 +10,11 @@ cdef extern from "conv2d.h" nogil:
     int cf_conv2d_pool_forward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                    int mode, const float *x, const float *kernel,
                                    const float *bias, int relu, float *y, int32_t *argmax,
-                                   int nthreads)
+                                   int mark_dead, int nthreads)
     int cf_conv2d_pool_forward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                    int mode, const double *x, const double *kernel,
                                    const double *bias, int relu, double *y,
-                                   int32_t *argmax, int nthreads)
+                                   int32_t *argmax, int mark_dead, int nthreads)
     int cf_conv2d_pool_backward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                     int mode, const float *x, const float *dyp,
                                     const float *ymask, const int32_t *argmax,
@@ -51,11 +51,15 @@ cdef cf_pool2d_shape _conv_pool_shape(cf_conv2d_shape *s, tuple pool, int mode) 
 
 
 def conv2d_pool2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.ndarray y,
-                          object argmax, tuple shape, tuple pool, int mode, bint relu):
+                          object argmax, tuple shape, tuple pool, int mode, bint relu,
+                          bint mark_dead=False):
     """y = pool(conv(x) (+ bias) (relu)), pool = (kh, kw, sh, sw), valid, no overlap.
 
     shape as for conv2d_forward; y is (n, poh, pow, f); argmax None or int32
     like y, receiving flat indices into the (oh, ow) plane of the convolution.
+    mark_dead: -1 instead where the pooled value is not > 0, so that the
+    backward needs no ymask (the layers' own pairs; the public API keeps the
+    indices of pool2d).
     """
     cdef cf_conv2d_shape s = _shape(shape)
     cdef cf_pool2d_shape p = _conv_pool_shape(&s, pool, mode)
@@ -81,13 +85,14 @@ def conv2d_pool2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.nd
             rc = cf_conv2d_pool_forward_f32(&s, &p, mode, <const float *>cnp.PyArray_DATA(x),
                                             <const float *>cnp.PyArray_DATA(kernel),
                                             <const float *>bp, relu,
-                                            <float *>cnp.PyArray_DATA(y), ap, nt)
+                                            <float *>cnp.PyArray_DATA(y), ap, mark_dead, nt)
     elif dt == np.float64:
         with nogil:
             rc = cf_conv2d_pool_forward_f64(&s, &p, mode, <const double *>cnp.PyArray_DATA(x),
                                             <const double *>cnp.PyArray_DATA(kernel),
                                             <const double *>bp, relu,
-                                            <double *>cnp.PyArray_DATA(y), ap, nt)
+                                            <double *>cnp.PyArray_DATA(y), ap, mark_dead,
+                                            nt)
     else:
         raise TypeError(f"x: unsupported dtype {dt}")
     if rc != 0:

@@ -78,8 +78,10 @@ class ConvPoolStep:
         shape = (x.shape[0],) + pool._out_shape
         y = pool._ws.get("out", shape, conv.dtype)
         idx = pool._ws.get("idx", shape, np.int32) if training else None
+        # with ReLU, windows it zeroed get index -1: the backward's ReLU mask,
+        # without reading y again
         _kernels.conv2d_pool2d_forward(x, conv.kernel, conv.bias, y, idx, pp.conv.shape,
-                                       pp.pshape, pp.mode, pp.relu)
+                                       pp.pshape, pp.mode, pp.relu, pp.relu)
         pool._x, pool._y, pool._idx = None, y, idx
         conv._y = None
         return y
@@ -93,10 +95,9 @@ class ConvPoolStep:
         dk = conv._ws.get("dk", conv.kernel.shape, conv.dtype)
         db = conv._ws.get("db", (conv.filters,), conv.dtype) if conv.use_bias else None
         dx = conv._ws.get("dx", x.shape, conv.dtype) if input_grad else None
-        # the ReLU mask (pooled output > 0) is applied as the kernel unpools dy
+        # the ReLU mask is in the indices (-1: a window ReLU zeroed, no gradient)
         _kernels.conv2d_pool2d_backward(x, dy, pool._idx, conv.kernel, dx, dk, db,
-                                        pp.conv.shape, pp.pshape, pp.mode,
-                                        pool._y if pp.relu else None)
+                                        pp.conv.shape, pp.pshape, pp.mode, None)
         conv.gradients = [dk, db] if conv.use_bias else [dk]
         pool.gradients = []
         return dx

@@ -71,15 +71,18 @@ int cf_conv2d_backward_kernel_f64(const cf_conv2d_shape *s, const double *x,
  * relu applies before the pooling. y (n, p->oh, p->ow, f) gets the pooled
  * values, argmax (same shape, may be NULL) the winners as flat indices into
  * the convolution output's (oh, ow) plane, exactly as pool2d.h. Results are
- * bit-identical to cf_conv2d_forward followed by cf_pool2d_forward. */
+ * bit-identical to cf_conv2d_forward followed by cf_pool2d_forward. With
+ * mark_dead, argmax is -1 wherever the pooled value is not > 0 (a window
+ * that ReLU zeroed): the backward then needs no ymask, for the index
+ * matches no cell and passes no gradient, which is what the mask does. */
 int cf_conv2d_pool_forward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                int mode, const float *x, const float *kernel,
                                const float *bias, int relu, float *y, int32_t *argmax,
-                               int nthreads);
+                               int mark_dead, int nthreads);
 int cf_conv2d_pool_forward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                int mode, const double *x, const double *kernel,
                                const double *bias, int relu, double *y, int32_t *argmax,
-                               int nthreads);
+                               int mark_dead, int nthreads);
 
 /* Gradients of that pair from dyp, the gradient of the pooled output, and
  * the forward's argmax. With ymask (the pooled forward output of a pair with

@@ -391,7 +391,17 @@ typedef struct {
     cf_pool2d_shape band;     /* one pooled row: n = 1, h = kh, oh = 1 */
     int mode;
     int32_t *argmax;          /* (n, p->oh, p->ow, f) or NULL */
+    int mark_dead;            /* argmax = -1 where the pooled value is not > 0 */
 } CV_FN(pool_out);
+
+/* argmax[e] + shift, or -1 where y[e] is not > 0: the index then matches no
+ * cell, so the backward passes no gradient there, which is the ReLU mask. */
+static void CV_FN(mark_dead_windows)(int64_t n, const CV_T *restrict y, int32_t shift,
+                                     int32_t *restrict am)
+{
+    for (int64_t e = 0; e < n; e++)
+        am[e] = y[e] > 0 ? am[e] + shift : -1;
+}
 
 /* Pooled rows [po, po + g) of one image: the convolution rows of their
  * windows into bandbuf, then the pooling of each window; argmax made
@@ -401,8 +411,8 @@ typedef struct {
 static void CV_FN(conv_pool_rows)(const cf_conv2d_shape *s, const cf_pool2d_shape *band,
                                   int64_t po, int64_t g, int64_t psh, int mode,
                                   const CV_FN(row_plan) *plan, const CV_T *xp, int64_t wp,
-                                  const CV_T *bias, int relu, CV_T *restrict bandbuf,
-                                  CV_T *yrow, int32_t *restrict amrow)
+                                  const CV_T *bias, int relu, int mark_dead,
+                                  CV_T *restrict bandbuf, CV_T *yrow, int32_t *restrict amrow)
 {
     const int64_t rowlen = s->ow * s->f, prow = band->ow * band->c;
     CV_FN(conv_rows)(s, plan, xp, wp, po * psh, g * band->kh, bias, relu, bandbuf);
@@ -411,8 +421,12 @@ static void CV_FN(conv_pool_rows)(const cf_conv2d_shape *s, const cf_pool2d_shap
         CF_POOL_BAND_FWD(band, mode, bandbuf + i * band->kh * rowlen, yrow + i * prow, am);
         if (am != NULL) {
             const int32_t shift = (int32_t)((po + i) * psh * s->ow);
-            for (int64_t e = 0; e < prow; e++)
-                am[e] += shift;
+            if (mark_dead) {
+                CV_FN(mark_dead_windows)(prow, yrow + i * prow, shift, am);
+            } else {
+                for (int64_t e = 0; e < prow; e++)
+                    am[e] += shift;
+            }
         }
     }
 }
@@ -431,7 +445,7 @@ static void CV_FN(emit_rows)(const cf_conv2d_shape *s, const CV_FN(row_plan) *pl
     }
     const int64_t off = (n * po->p->oh + r) * po->p->ow * s->f;
     CV_FN(conv_pool_rows)(s, &po->band, r, g, po->p->sh, po->mode, plan, xp, wp, bias, relu,
-                          bandbuf, y + off, po->argmax ? po->argmax + off : NULL);
+                          po->mark_dead, bandbuf, y + off, po->argmax ? po->argmax + off : NULL);
 }
 
 /* Image n of the forward's input into the padded buffer: from x, or, for a
@@ -507,14 +521,17 @@ static int CV_FN(conv_pool_forward_unfused)(const cf_conv2d_shape *s,
                                             const cf_pool2d_shape *p, int mode,
                                             const CV_T *x, const CV_T *kernel,
                                             const CV_T *bias, int relu, CV_T *y,
-                                            int32_t *argmax, int nthreads)
+                                            int32_t *argmax, int mark_dead, int nthreads)
 {
     CV_T *z = (CV_T *)malloc((size_t)(s->n * s->oh * s->ow * s->f) * sizeof(CV_T));
     if (z == NULL)
         return -1;
     int rc = CV_FN(cf_conv2d_forward)(s, x, kernel, bias, relu, z, nthreads);
-    if (rc == 0)
+    if (rc == 0) {
         CF_POOL_FWD(p, mode, z, y, argmax, nthreads);
+        if (argmax != NULL && mark_dead)
+            CV_FN(mark_dead_windows)(p->n * p->oh * p->ow * p->c, y, 0, argmax);
+    }
     free(z);
     return rc;
 }
@@ -538,7 +555,8 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
             return CV_FN(forward_unpooled)(s, src, kernel, nthreads, y);
         if (po != NULL)
             return CV_FN(conv_pool_forward_unfused)(s, po->p, po->mode, x, kernel, bias,
-                                                    relu, y, po->argmax, nthreads);
+                                                    relu, y, po->argmax, po->mark_dead,
+                                                    nthreads);
         return CV_FN(forward_im2col)(s, &uk, x, kernel, bias, relu, y, nthreads);
     }
     const int64_t orows = po ? po->p->oh : s->oh; /* output rows per image */

@@ -20,7 +20,7 @@
 int CV_FN(cf_conv2d_pool_forward)(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                   int mode, const CV_T *x, const CV_T *kernel,
                                   const CV_T *bias, int relu, CV_T *y, int32_t *argmax,
-                                  int nthreads)
+                                  int mark_dead, int nthreads)
 {
     CV_FN(pool_out) po;
     po.p = p;
@@ -30,6 +30,7 @@ int CV_FN(cf_conv2d_pool_forward)(const cf_conv2d_shape *s, const cf_pool2d_shap
     po.band.oh = 1;
     po.mode = mode;
     po.argmax = argmax;
+    po.mark_dead = mark_dead;
     return CV_FN(forward_src)(s, x, NULL, &po, kernel, bias, relu, y, nthreads);
 }
 

@@ -144,6 +144,42 @@ def test_fused_paths_match_unfused_and_reference(case, dtype):
         cnnfast.set_num_threads(0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", PATHS, ids=[c[0] for c in PATHS])
+def test_dead_windows_in_the_indices_are_the_relu_mask(case, dtype):
+    """The layers' form of the fused pair (``mark_dead``): indices -1 where ReLU
+    zeroed the window, and no ``y`` in the backward, give the same bits as the
+    public form (plain indices, ``y`` as the mask), on every driver path."""
+    _, xs, ks, conv, pool = case
+    rng = np.random.default_rng(sum(map(ord, case[0])) + 1)
+    x = rng.standard_normal(xs).astype(dtype)
+    k = rng.standard_normal(ks).astype(dtype)
+    # biases centre each filter's outputs, so that ReLU zeroes some windows, not all
+    z = cnnfast.conv2d(x, k, **conv)
+    b = -np.median(z.reshape(-1, ks[-1]), axis=0).astype(dtype)
+    pp = ops._ConvPoolProblem(x, k, conv.get("strides", 1), conv["padding"],
+                              conv.get("dilation_rate", 1), "channels_last", "relu",
+                              pool["pool_size"], pool["strides"], pool["padding"], pool["mode"],
+                              (b,))
+    shape = pp.out_shape()
+    y1, y2 = np.empty(shape, dtype), np.empty(shape, dtype)
+    i1, i2 = np.empty(shape, np.int32), np.empty(shape, np.int32)
+    _kernels.conv2d_pool2d_forward(x, k, b, y1, i1, pp.conv.shape, pp.pshape, pp.mode, True)
+    _kernels.conv2d_pool2d_forward(x, k, b, y2, i2, pp.conv.shape, pp.pshape, pp.mode, True,
+                                   True)
+    assert np.array_equal(y1, y2)
+    assert np.array_equal(i2, np.where(y1 > 0, i1, -1))
+    dy = rng.standard_normal(shape).astype(dtype)
+    grads = []
+    for idx, mask in ((i1, y1), (i2, None)):
+        g = (np.empty_like(x), np.empty_like(k), np.empty_like(b))
+        _kernels.conv2d_pool2d_backward(x, dy, idx, k, *g, pp.conv.shape, pp.pshape, pp.mode,
+                                        mask)
+        grads.append(g)
+    for a, w in zip(*grads):
+        assert np.array_equal(a, w)
+
+
 @st.composite
 def conv_pool_cases(draw):
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
