@@ -992,7 +992,8 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
     if (RB < 1)
         RB = src->dy == NULL ? src->p->sh : 1;
     int64_t chunk;
-    const int64_t nchunks = cf_dw_chunks(s->n, s->n, FK + F, &chunk);
+    const int64_t per = (CF_CONV_DW_MIN_PIXELS + ohw - 1) / ohw;
+    const int64_t nchunks = cf_dw_chunks(s->n, (s->n + per - 1) / per, FK + F, &chunk);
     CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (FK + F)) * sizeof(CV_T));
     if (part == NULL)
         return -1;
