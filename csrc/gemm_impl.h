@@ -189,7 +189,10 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     int nt = small ? 1 : cf_team_size(nthreads, panels);
     if (a_ks == 1 && b_js == 1 && !accumulate && !wide && uk.direct_wide != NULL &&
         n >= GM_WIDE_MIN_N)
-        return GM_FN(gemm_rows_wide)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu, nt);
+        return GM_FN(gemm_rows_wide)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu,
+                                     small ? 1
+                                           : cf_team_size(nthreads, (m + CF_UKERNEL_WIDE_MR - 1) /
+                                                                        CF_UKERNEL_WIDE_MR));
     if (a_ks == 1 && b_js == 1 && !accumulate && !wide)
         return GM_FN(gemm_rows)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu, nt);
     if (wide && a_ks == 1 && !accumulate && uk.direct_wide != NULL &&
