@@ -56,6 +56,25 @@ static int GM_FN(gemm_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k, co
     return failed ? -1 : 0;
 }
 
+/* One 6-row tile of C (rows i0 .. min(i0 + 6, m), columns j0 .. j0 + nr) over
+ * the reduction block [k0, k0 + kc), with the wide kernel: rows of A read in
+ * place (a_is apart), the block's rows of B ldb apart from bb. The sum goes
+ * on from C after the first block; bias and relu come after the last. */
+static void GM_FN(wide_tile)(const GM_UK *uk, int64_t m, int64_t i0, const GM_T *a,
+                             int64_t a_is, int64_t k0, int64_t kc, int last, const GM_T *bb,
+                             int64_t ldb, GM_T *c, int64_t ldc, int64_t j0, int64_t nr,
+                             const GM_T *bias, int relu)
+{
+    static const int64_t zero_off[1] = {0};
+    const int64_t WR = CF_UKERNEL_WIDE_MR;
+    const int64_t mr = m - i0 < WR ? m - i0 : WR;
+    int64_t px[CF_UKERNEL_WIDE_MR];
+    for (int64_t i = 0; i < WR; i++)
+        px[i] = (i0 + (i < mr ? i : 0)) * a_is; /* spare rows re-read row 0 */
+    uk->direct_wide(1, zero_off, kc, a + k0, px, bb, ldb, c + i0 * ldc + j0, ldc, (int)mr,
+                    (int)nr, k0 > 0, last && bias ? bias + j0 : NULL, last && relu);
+}
+
 /* gemm_rows with the wide tile (6 rows x 64 columns, AVX-512 float32) and a
  * blocked reduction: for each GM_KC-deep block, each 64-column strip of B
  * (GM_KC x 64, in L1/L2) passes under all of this thread's 6-row tiles
@@ -70,7 +89,6 @@ static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
                                  const GM_T *a, int64_t a_is, const GM_T *b, int64_t b_ks,
                                  GM_T *c, int64_t ldc, const GM_T *bias, int relu, int nt)
 {
-    static const int64_t zero_off[1] = {0};
     const int64_t WR = CF_UKERNEL_WIDE_MR, WN = 4 * (int64_t)uk->vw;
     const int64_t tiles = (m + WR - 1) / WR;
     (void)nt;
@@ -85,16 +103,9 @@ static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
 #ifdef _OPENMP
 #pragma omp for schedule(static) nowait
 #endif
-            for (int64_t t = 0; t < tiles; t++) {
-                const int64_t i0 = t * WR;
-                const int64_t mr = m - i0 < WR ? m - i0 : WR;
-                int64_t px[CF_UKERNEL_WIDE_MR];
-                for (int64_t i = 0; i < WR; i++)
-                    px[i] = (i0 + (i < mr ? i : 0)) * a_is; /* spare rows re-read row 0 */
-                uk->direct_wide(1, zero_off, kc, a + k0, px, b + k0 * b_ks + j0, b_ks,
-                                c + i0 * ldc + j0, ldc, (int)mr, (int)nr, k0 > 0,
-                                last && bias ? bias + j0 : NULL, last && relu);
-            }
+            for (int64_t t = 0; t < tiles; t++)
+                GM_FN(wide_tile)(uk, m, t * WR, a, a_is, k0, kc, last, b + k0 * b_ks + j0,
+                                 b_ks, c, ldc, j0, nr, bias, relu);
         }
     }
     return 0;
@@ -113,7 +124,6 @@ static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
                                  int64_t b_js, GM_T *c, int64_t ldc, const GM_T *bias,
                                  int relu, int nt)
 {
-    static const int64_t zero_off[1] = {0};
     const int64_t WR = CF_UKERNEL_WIDE_MR, WN = 4 * (int64_t)uk->vw;
     const int64_t panels = (n + WN - 1) / WN;
     const int packed = b_js != 1;
@@ -145,15 +155,9 @@ static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
                     bb = bp;
                     ldb = WN;
                 }
-                for (int64_t i0 = 0; i0 < m; i0 += WR) {
-                    const int64_t mr = m - i0 < WR ? m - i0 : WR;
-                    int64_t px[CF_UKERNEL_WIDE_MR];
-                    for (int64_t i = 0; i < WR; i++)
-                        px[i] = (i0 + (i < mr ? i : 0)) * a_is; /* spare rows re-read row 0 */
-                    uk->direct_wide(1, zero_off, kc, a + k0, px, bb, ldb, c + i0 * ldc + j0,
-                                    ldc, (int)mr, (int)nr, k0 > 0,
-                                    last && bias ? bias + j0 : NULL, last && relu);
-                }
+                for (int64_t i0 = 0; i0 < m; i0 += WR)
+                    GM_FN(wide_tile)(uk, m, i0, a, a_is, k0, kc, last, bb, ldb, c, ldc, j0, nr,
+                                     bias, relu);
             }
         }
     }
