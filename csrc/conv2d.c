@@ -7,6 +7,7 @@
 
 #include "cpu_features.h"
 #include "pool2d.h"
+#include "prefetch.h"
 #include "threads.h"
 #include "ukernel.h"
 #include "workspace.h"
@@ -34,6 +35,11 @@
  * larger chunks (conv b: 8 images of 14 x 14, 16 chunks instead of 32, +5%
  * at 2 threads, +7% on one core; d +2-6%) */
 #define CF_CONV_DW_MIN_PIXELS 1536
+/* Prefetch the next image of a kernel-gradient chunk (prefetch.h) when its
+ * inputs take at most this many bytes and each image makes at least this
+ * many tile calls to spread the requests over. */
+#define CF_CONV_DW_PREFETCH_MAX_BYTES (int64_t)(256 * 1024)
+#define CF_CONV_DW_PREFETCH_MIN_CALLS 16
 
 /* Split `items` (images or pixels) into at most `want` chunks (also capped by
  * CF_CONV_DW_MAX_CHUNKS and by the memory of one `partial`-element partial
