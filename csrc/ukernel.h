@@ -118,6 +118,23 @@ typedef void (*cf_ukernel_taps_f64_fn)(int64_t nrows, int64_t kc, const int64_t 
                                        const double *b, int64_t b_ks, double *c,
                                        int64_t ldc, int mr, int nr, int accumulate);
 
+/* "Kernel-row" variant of the taps tile (AVX-512 float32 only; NULL
+ * elsewhere), vectorised over `len` <= CF_UKERNEL_KROW_LEN contiguous values
+ * of a (a kernel row's taps x channels) with nf <= CF_UKERNEL_KROW_NF
+ * columns of b broadcast, written transposed:
+ *   C[f][e] (+)= sum_r sum_k a[r*a_rs + k*a_ks + e] * b[(r*kc + k)*b_ks + f]
+ * for e < len, f < nf. */
+#define CF_UKERNEL_KROW_LEN 96
+#define CF_UKERNEL_KROW_NF 4
+typedef void (*cf_ukernel_krow_f32_fn)(int64_t nrows, int64_t kc, const float *a,
+                                       int64_t a_ks, int64_t a_rs, int64_t len,
+                                       const float *b, int64_t b_ks, float *c,
+                                       int64_t ldc, int nf, int accumulate);
+typedef void (*cf_ukernel_krow_f64_fn)(int64_t nrows, int64_t kc, const double *a,
+                                       int64_t a_ks, int64_t a_rs, int64_t len,
+                                       const double *b, int64_t b_ks, double *c,
+                                       int64_t ldc, int nf, int accumulate);
+
 /* Column sums, acc[j] += sum_{p < np} src[p * ld + j] for j < n, each
  * column added in row order (bit-identical at every SIMD level). */
 typedef void (*cf_ukernel_colsum_f32_fn)(int64_t np, int64_t n, const float *src,
@@ -133,6 +150,7 @@ typedef struct {
     cf_ukernel_taps_f32_fn taps_wide; /* 6 x 4 vectors; NULL where none */
     cf_ukernel_taps_f32_fn taps_short; /* CF_UKERNEL_SHORT_MR x 2 vectors; or NULL */
     cf_ukernel_taps_f32_fn taps16;     /* 16 x 16, one tap's channels; or NULL */
+    cf_ukernel_krow_f32_fn krow;       /* kernel rows x 4 filters; or NULL */
     cf_ukernel_colsum_f32_fn colsum;
     cf_ukernel_direct_px_f32_fn direct_wide; /* 6 pixels x 4 vectors; or NULL */
     cf_ukernel_pack_t_f32_fn pack_t;         /* B panels for direct_wide; or NULL */
@@ -147,6 +165,7 @@ typedef struct {
     cf_ukernel_taps_f64_fn taps_wide;
     cf_ukernel_taps_f64_fn taps_short;
     cf_ukernel_taps_f64_fn taps16;
+    cf_ukernel_krow_f64_fn krow;       /* none for float64: always NULL */
     cf_ukernel_colsum_f64_fn colsum;
     cf_ukernel_direct_px_f64_fn direct_wide; /* none for float64: always NULL */
     cf_ukernel_pack_t_f64_fn pack_t;         /* always NULL */

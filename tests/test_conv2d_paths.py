@@ -50,7 +50,13 @@ CASES = [
     ("direct-dk-wide-tile-64ch", (4, 6, 6, 64), (3, 3, 64, 50), 1, "same", 1),
     # channels in blocks of 16 (at most 32, or under 48 filters): the 16 x 16 tile
     ("direct-dk-t16-strided", (5, 9, 8, 16), (3, 3, 16, 130), 2, "same", 1),
-    ("direct-dk-t16-32ch", (4, 7, 6, 32), (3, 3, 32, 64), 1, "same", 1),
+    # 17-32 channels whose kernel row has more than 64 values (AVX-512 float32):
+    # the kernel-row tile (6 vectors along a kernel row x 4 filters, partials
+    # transposed); one row of 5 x 32 values is two segments, 69 values need
+    # masks, 6 or 9 filters a partial group of 4
+    ("direct-dk-kernel-rows-32ch", (4, 7, 6, 32), (3, 3, 32, 64), 1, "same", 1),
+    ("direct-dk-kernel-rows-two-segments", (4, 7, 9, 32), (2, 5, 32, 6), 1, "same", (2, 1)),
+    ("direct-dk-kernel-rows-masked-strided", (4, 9, 10, 23), (3, 3, 23, 9), (2, 2), "same", 1),
     ("direct-dk-t16-64ch-few-filters", (4, 5, 6, 64), (2, 3, 64, 20), 1, "same", 1),
     # wide images: the kernel gradient works through blocks of output rows
     ("direct-dk-row-blocks", (4, 5, 300, 16), (3, 3, 16, 8), 1, "same", 1),
