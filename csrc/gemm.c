@@ -12,6 +12,9 @@
 #define GM_KC 384
 /* columns from which rows of A read in place use the 6 x 64 tile */
 #define GM_WIDE_MIN_N 48
+/* panels of A^T copied per block when A's columns are contiguous (a
+ * transposed view, e.g. the Dense kernel gradient x.T @ dz) */
+#define GM_AT_PANELS 4
 /* largest column stride of B the packer's int32 gather indices reach */
 #define GM_GATHER_MAX_JS ((int64_t)0x7fffffff / 64)
 
