@@ -68,6 +68,12 @@ cdef extern from "elementwise.h" nogil:
     void cf_relu_mask_f64(int64_t n, double *dy, const double *y, int nthreads)
     void cf_minmax_i32(int64_t n, const int32_t *a, int32_t *mn, int32_t *mx, int nthreads)
 
+cdef extern from "softmax_xent.h" nogil:
+    double cf_softmax_xent_f32(int64_t n, int64_t k, const float *z, const float *y,
+                               const float *probs, float *grad)
+    double cf_softmax_xent_f64(int64_t n, int64_t k, const double *z, const double *y,
+                               const double *probs, double *grad)
+
 cdef extern from "optim.h" nogil:
     void cf_adam_f32(int64_t n, float *p, const float *g, float *m, float *v, float alpha,
                      float one_minus_b1, float one_minus_b2, float eps, int nthreads)
@@ -352,6 +358,46 @@ def relu_mask(cnp.ndarray dy, cnp.ndarray y):
             cf_relu_mask_f64(n, <double *>cnp.PyArray_DATA(dy), <const double *>cnp.PyArray_DATA(y), nt)
     else:
         raise TypeError(f"relu_mask: unsupported dtype {dt}")
+
+
+def softmax_xent(cnp.ndarray z, cnp.ndarray y, object probs, cnp.ndarray grad):
+    """Mean softmax cross-entropy of the logits z (n, k) against targets y; its
+    gradient with respect to z into grad. probs: softmax(z) if known, or None.
+    All C-contiguous, one dtype (float32 or float64). See csrc/softmax_xent.h."""
+    dt = z.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"softmax_xent: unsupported dtype {dt}")
+    if z.ndim != 2 or z.shape[1] < 1:
+        raise ValueError(f"softmax_xent: logits must have shape (n, k >= 1), got {(<object>z).shape}")
+    shape = (<object>z).shape
+    cdef cnp.ndarray p = None
+    arrays = [(z, "logits"), (y, "y"), (grad, "grad")]
+    if probs is not None:
+        p = probs
+        arrays.append((p, "probs"))
+    for a, name in arrays:
+        if (<cnp.ndarray>a).dtype != dt or (<object>a).shape != shape:
+            raise ValueError(f"softmax_xent: {name} must be a {dt} array of shape {shape}, "
+                             f"got {(<cnp.ndarray>a).dtype} {(<object>a).shape}")
+        if not (<cnp.ndarray>a).flags.c_contiguous or not (<cnp.ndarray>a).flags.aligned:
+            raise ValueError(f"softmax_xent: {name} must be aligned and C-contiguous")
+    if not grad.flags.writeable:
+        raise ValueError("softmax_xent: grad is read-only")
+    cdef int64_t n = z.shape[0], k = z.shape[1]
+    cdef double loss
+    if dt == np.float32:
+        with nogil:
+            loss = cf_softmax_xent_f32(n, k, <const float *>cnp.PyArray_DATA(z),
+                                       <const float *>cnp.PyArray_DATA(y),
+                                       <const float *>(cnp.PyArray_DATA(p) if p is not None else NULL),
+                                       <float *>cnp.PyArray_DATA(grad))
+    else:
+        with nogil:
+            loss = cf_softmax_xent_f64(n, k, <const double *>cnp.PyArray_DATA(z),
+                                       <const double *>cnp.PyArray_DATA(y),
+                                       <const double *>(cnp.PyArray_DATA(p) if p is not None else NULL),
+                                       <double *>cnp.PyArray_DATA(grad))
+    return loss
 
 
 # -------------------------------------------------------------- optimizers --

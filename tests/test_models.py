@@ -334,6 +334,46 @@ def test_crossentropy_from_logits_is_stable_and_correct():
     np.testing.assert_allclose(sparse_grad, grad, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_crossentropy_one_pass_matches_numpy(dtype):
+    # C-contiguous arrays of one dtype take the C pass; Fortran-ordered copies the NumPy
+    # formulation. With one-hot targets and the forward's probabilities (what training
+    # passes) the gradients are the same bits; the loss is summed in double in C.
+    from cnnfast import _kernels
+    rng = np.random.default_rng(5)
+    cce = losses.CategoricalCrossentropy()
+    z = (rng.standard_normal((37, 10)) * 4).astype(dtype)
+    y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 37)]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = (e / e.sum(axis=1, keepdims=True)).astype(dtype)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    for probs in (p, None):
+        fast = cce.value_and_grad_logits(y, z, probs)
+        slow = cce.value_and_grad_logits(np.asfortranarray(y), np.asfortranarray(z),
+                                         None if probs is None else np.asfortranarray(probs))
+        assert fast[1].dtype == dtype and fast[1].flags.c_contiguous
+        assert abs(fast[0] - slow[0]) <= tol * abs(slow[0])
+        if probs is not None:
+            assert np.array_equal(fast[1], slow[1])
+        else:
+            np.testing.assert_allclose(fast[1], slow[1], rtol=tol, atol=tol / 37)
+    soft = rng.dirichlet(np.ones(10), 37).astype(dtype)  # rows that need not sum to 1 exactly
+    fast = cce.value_and_grad_logits(soft, z, p)
+    slow = cce.value_and_grad_logits(np.asfortranarray(soft), np.asfortranarray(z),
+                                     np.asfortranarray(p))
+    assert abs(fast[0] - slow[0]) <= tol * abs(slow[0])
+    np.testing.assert_allclose(fast[1], slow[1], rtol=tol, atol=tol / 37)
+    g = np.empty_like(z)
+    with pytest.raises(ValueError, match="y must be a"):
+        _kernels.softmax_xent(z, y[:, :9].copy(), None, g)
+    with pytest.raises(ValueError, match="probs must be"):
+        _kernels.softmax_xent(z, y, p.astype(np.float16), g)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _kernels.softmax_xent(z, np.asfortranarray(y), None, g)
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        _kernels.softmax_xent(z.astype(np.int64), y, None, g)
+
+
 def test_loss_functions_on_probabilities():
     y = np.array([[0, 1, 0], [0, 0, 1]], np.float64)
     p = np.array([[0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
