@@ -1006,10 +1006,6 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
         ((s->oh + RB - 1) / RB) *
         (krow ? s->kh * nseg * ((F + CF_UKERNEL_KROW_NF - 1) / CF_UKERNEL_KROW_NF)
               : ((K + MR - 1) / MR) * ((F + NR - 1) / NR));
-    const int64_t next_bytes =
-        (int64_t)sizeof(CV_T) * s->h * s->w * C +
-        (src->dy != NULL ? (int64_t)sizeof(CV_T) * ohw * F
-                         : (int64_t)(2 * sizeof(CV_T) + sizeof(int32_t)) * src->p->oh * src->p->ow * src->p->c);
     int64_t chunk;
     const int64_t per = (CF_CONV_DW_MIN_PIXELS + ohw - 1) / ohw;
     const int64_t nchunks = cf_dw_chunks(s->n, (s->n + per - 1) / per, FK + F, &chunk);
@@ -1058,8 +1054,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                  * the hardware streamers already cover one pass. */
                 cf_prefetcher pf;
                 cf_pf_reset(&pf);
-                if (n + 1 < n1 && calls_per_image >= CF_CONV_DW_PREFETCH_MIN_CALLS &&
-                    next_bytes <= CF_CONV_DW_PREFETCH_MAX_BYTES) {
+                if (n + 1 < n1 && calls_per_image >= CF_CONV_DW_PREFETCH_MIN_CALLS) {
                     const int64_t xs = s->h * s->w * C;
                     cf_pf_add(&pf, x + (n + 1) * xs, xs * (int64_t)sizeof(CV_T));
                     if (src->dy != NULL) {
@@ -1071,7 +1066,10 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                         if (src->ymask != NULL)
                             cf_pf_add(&pf, src->ymask + (n + 1) * ps, ps * (int64_t)sizeof(CV_T));
                     }
-                    cf_pf_plan(&pf, calls_per_image);
+                    if (cf_pf_lines(&pf) * CF_PF_LINE <= CF_CONV_DW_PREFETCH_MAX_BYTES)
+                        cf_pf_plan(&pf, calls_per_image);
+                    else
+                        cf_pf_reset(&pf);
                 }
                 /* Blocks of output rows keep the dy rows and padded input
                  * rows they touch in L2 across all taps and panels. */

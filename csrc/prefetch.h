@@ -44,12 +44,19 @@ static inline void cf_pf_add(cf_prefetcher *pf, const void *p, int64_t bytes)
     pf->nregions++;
 }
 
-/* Spread the regions' lines over `steps` calls of cf_pf_step. */
-static inline void cf_pf_plan(cf_prefetcher *pf, int64_t steps)
+/* Cache lines the regions hold in all. */
+static inline int64_t cf_pf_lines(const cf_prefetcher *pf)
 {
     int64_t total = 0;
     for (int r = 0; r < pf->nregions; r++)
         total += pf->lines[r];
+    return total;
+}
+
+/* Spread the regions' lines over `steps` calls of cf_pf_step. */
+static inline void cf_pf_plan(cf_prefetcher *pf, int64_t steps)
+{
+    const int64_t total = cf_pf_lines(pf);
     pf->per_step = steps > 0 ? (total + steps - 1) / steps : total;
 }
 
