@@ -41,6 +41,10 @@ CASES = [
     ("dilated-direct", (4, 10, 9, 16), (3, 2, 16, 20), 1, 2, (2, 3)),
     ("taps-dk-1-channel", (4, 9, 8, 1), (3, 3, 1, 33), 1, "same", 1),
     ("taps-dk-rgb-strided", (5, 11, 10, 3), (5, 4, 3, 20), (2, 3), "same", (1, 2)),
+    # 25 (tap, channel) rows = 14 + 11: the bias gradient rides in a spare row of
+    # the second block (a run of ones after the padded image); 40 filters = a
+    # full and a masked column panel
+    ("taps-dk-bias-in-spare-row", (4, 12, 11, 1), (5, 5, 1, 40), 1, "same", 1),
     # 48 filters or more: the 6 x 64 forward tile (AVX-512 float32; tiles span rows)
     ("wide-fwd-few-images", (1, 7, 9, 6), (3, 3, 6, 64), 1, "same", 1),
     ("wide-fwd-dilated-strided", (3, 13, 11, 4), (3, 2, 4, 100), (2, 1), "same", (2, 2)),
