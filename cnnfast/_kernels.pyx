@@ -8,7 +8,7 @@ which owns the OpenMP parallel decomposition.
 """
 
 cimport numpy as cnp
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 import numpy as np
 
@@ -67,6 +67,10 @@ cdef extern from "elementwise.h" nogil:
     void cf_relu_mask_f32(int64_t n, float *dy, const float *y, int nthreads)
     void cf_relu_mask_f64(int64_t n, double *dy, const double *y, int nthreads)
     void cf_minmax_i32(int64_t n, const int32_t *a, int32_t *mn, int32_t *mx, int nthreads)
+    void cf_dropout_f32(int64_t n, uint64_t key, double rate, float scale, const float *x,
+                        float *y, float *mask, int nthreads)
+    void cf_dropout_f64(int64_t n, uint64_t key, double rate, double scale, const double *x,
+                        double *y, double *mask, int nthreads)
 
 cdef extern from "softmax_xent.h" nogil:
     double cf_softmax_xent_f32(int64_t n, int64_t k, const float *z, const float *y,
@@ -358,6 +362,38 @@ def relu_mask(cnp.ndarray dy, cnp.ndarray y):
             cf_relu_mask_f64(n, <double *>cnp.PyArray_DATA(dy), <const double *>cnp.PyArray_DATA(y), nt)
     else:
         raise TypeError(f"relu_mask: unsupported dtype {dt}")
+
+
+def dropout(cnp.ndarray x, uint64_t key, double rate, cnp.ndarray y, cnp.ndarray mask):
+    """Inverted dropout forward in one OpenMP pass: mask = (u >= rate) / (1 - rate) in
+    x's dtype, y = x * mask, with u uniform in [0, 1) drawn per element from (key, index)
+    (SplitMix64): the same bits for any thread count."""
+    dt = x.dtype
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+    for name, a in (("y", y), ("mask", mask)):
+        if a.dtype != dt or (<object>a).shape != (<object>x).shape:
+            raise ValueError(f"dropout: {name} must have x's dtype {dt} and shape "
+                             f"{(<object>x).shape}, got {a.dtype} {(<object>a).shape}")
+        if not a.flags.writeable:
+            raise ValueError(f"dropout: {name} is read-only")
+    for a in (x, y, mask):
+        if not a.flags.c_contiguous or not a.flags.aligned:
+            raise ValueError("dropout: arrays must be aligned and C-contiguous")
+    cdef int64_t n = x.size
+    cdef int nt = cf_get_num_threads()
+    if dt == np.float32:
+        with nogil:
+            cf_dropout_f32(n, key, rate, <float>(1.0 / (1.0 - rate)),
+                           <const float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(y),
+                           <float *>cnp.PyArray_DATA(mask), nt)
+    elif dt == np.float64:
+        with nogil:
+            cf_dropout_f64(n, key, rate, 1.0 / (1.0 - rate),
+                           <const double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(y),
+                           <double *>cnp.PyArray_DATA(mask), nt)
+    else:
+        raise TypeError(f"dropout: unsupported dtype {dt}")
 
 
 def softmax_xent(cnp.ndarray z, cnp.ndarray y, object probs, cnp.ndarray grad):

@@ -548,8 +548,10 @@ class Dense(_ActivatedLayer):
 
 class Dropout(Layer):
     """Inverted dropout: in training, zero each input with probability ``rate`` and scale
-    the rest by ``1 / (1 - rate)``; identity at inference. Draws come from the shared
-    generator of ``cnnfast.utils`` unless ``seed`` gives the layer its own."""
+    the rest by ``1 / (1 - rate)``; identity at inference. Each training call takes one
+    64-bit key from the shared generator of ``cnnfast.utils`` (or the layer's own, given
+    ``seed``); the mask is drawn from that key and each element's index in one C pass
+    (SplitMix64), so it is the same for any thread count."""
 
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -568,14 +570,16 @@ class Dropout(Layer):
             self._mask = None
             return x
         rng = self._rng if self._rng is not None else _utils.get_rng()
-        u = self._ws.get("u", x.shape, self.dtype)
-        rng.random(out=u, dtype=self.dtype)
-        # mask = (u >= rate) / (1 - rate), built in place.
+        key = int(rng.integers(0, 2**64, dtype=np.uint64))
+        x = np.asarray(x)
+        if not (x.dtype == self.dtype and x.flags.c_contiguous and x.flags.aligned):
+            x = np.ascontiguousarray(x, dtype=self.dtype)
         mask = self._ws.get("mask", x.shape, self.dtype)
-        np.greater_equal(u, self.rate, out=mask, casting="unsafe")
-        mask *= self.dtype.type(1.0 / (1.0 - self.rate))
+        y = self._ws.get("y", x.shape, self.dtype)
+        # mask = (u >= rate) / (1 - rate), y = x * mask
+        _kernels.dropout(x, key, self.rate, y, mask)
         self._mask = mask
-        return np.multiply(x, mask, out=self._ws.get("y", x.shape, self.dtype))
+        return y
 
     def backward(self, dy, input_grad=True):
         if not input_grad:

@@ -75,3 +75,75 @@ void cf_minmax_i32(int64_t n, const int32_t *a, int32_t *mn, int32_t *mx, int nt
     *mn = lo;
     *mx = hi;
 }
+
+/* Dropout: element i's draw is SplitMix64's output i for the seed `key`
+ * (Steele, Lea & Flood 2014), a counter-based stream, so chunks need no
+ * shared state. Replaces NumPy's Generator.random plus three array passes
+ * (about 65 us for the MNIST model's 128 x 128 activations, serial). The
+ * 64-bit multiplies vectorise with AVX-512DQ; AVX2 and the baseline build
+ * run the same loop. */
+#define CF_DROPOUT_CHUNK(NAME, T, ATTR)                                                  \
+    ATTR static void NAME(int64_t i0, int64_t n, uint64_t key, uint64_t keep_from, T scale, \
+                          const T *restrict x, T *restrict y, T *restrict mask)          \
+    {                                                                                    \
+        for (int64_t i = 0; i < n; i++) {                                                \
+            uint64_t z = key + (uint64_t)(i0 + i + 1) * 0x9E3779B97F4A7C15ull;           \
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;                                 \
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;                                 \
+            z ^= z >> 31;                                                                \
+            const T m = (z >> 11) >= keep_from ? scale : (T)0;                           \
+            mask[i] = m;                                                                 \
+            y[i] = x[i] * m;                                                             \
+        }                                                                                \
+    }
+
+CF_DROPOUT_CHUNK(cf_dropout_chunk_f32, float, )
+CF_DROPOUT_CHUNK(cf_dropout_chunk_f64, double, )
+#if CF_HAVE_X86_DISPATCH
+CF_DROPOUT_CHUNK(cf_dropout_chunk_avx2_f32, float, __attribute__((target("avx2"))))
+CF_DROPOUT_CHUNK(cf_dropout_chunk_avx2_f64, double, __attribute__((target("avx2"))))
+CF_DROPOUT_CHUNK(cf_dropout_chunk_avx512_f32, float,
+                 __attribute__((target("avx512f,avx512dq,avx512vl"))))
+CF_DROPOUT_CHUNK(cf_dropout_chunk_avx512_f64, double,
+                 __attribute__((target("avx512f,avx512dq,avx512vl"))))
+#endif
+
+/* u = k / 2^53 >= rate  <=>  k >= ceil(rate * 2^53) (the product is exact) */
+static uint64_t cf_dropout_keep_from(double rate)
+{
+    const double t = rate * 9007199254740992.0;
+    uint64_t k = (uint64_t)t;
+    return (double)k < t ? k + 1 : k;
+}
+
+#define DEFINE_DROPOUT(NAME, T, SFX)                                                     \
+    void NAME(int64_t n, uint64_t key, double rate, T scale, const T *x, T *y, T *mask,   \
+              int nthreads)                                                              \
+    {                                                                                    \
+        void (*chunk)(int64_t, int64_t, uint64_t, uint64_t, T, const T *, T *, T *) =    \
+            cf_dropout_chunk_##SFX;                                                      \
+        CF_DROPOUT_DISPATCH(SFX)                                                         \
+        const uint64_t keep_from = cf_dropout_keep_from(rate);                           \
+        const int64_t CH = 16384;                                                        \
+        const int64_t nch = (n + CH - 1) / CH;                                           \
+        int nt = n < CF_ELEMENTWISE_PARALLEL_MIN ? 1 : nthreads;                         \
+        (void)nt;                                                                        \
+        CF_OMP_PARALLEL_FOR                                                              \
+        for (int64_t c = 0; c < nch; c++) {                                              \
+            const int64_t i0 = c * CH, m = n - i0 < CH ? n - i0 : CH;                    \
+            chunk(i0, m, key, keep_from, scale, x + i0, y + i0, mask + i0);              \
+        }                                                                                \
+    }
+
+#if CF_HAVE_X86_DISPATCH
+#define CF_DROPOUT_DISPATCH(SFX)                                                         \
+    if (cf_simd_level() >= CF_SIMD_AVX512)                                               \
+        chunk = cf_dropout_chunk_avx512_##SFX;                                           \
+    else if (cf_simd_level() >= CF_SIMD_AVX2)                                            \
+        chunk = cf_dropout_chunk_avx2_##SFX;
+#else
+#define CF_DROPOUT_DISPATCH(SFX)
+#endif
+
+DEFINE_DROPOUT(cf_dropout_f32, float, f32)
+DEFINE_DROPOUT(cf_dropout_f64, double, f64)

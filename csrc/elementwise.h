@@ -14,6 +14,16 @@ extern "C" {
 void cf_relu_mask_f32(int64_t n, float *dy, const float *y, int nthreads);
 void cf_relu_mask_f64(int64_t n, double *dy, const double *y, int nthreads);
 
+/* Inverted dropout, forward: mask[i] = u_i >= rate ? scale : 0 and
+ * y[i] = x[i] * mask[i], with u_i uniform in [0, 1) on a 2^-53 grid: the
+ * top 53 bits of output i of the SplitMix64 sequence seeded with `key`.
+ * Each draw depends on (key, i) only: the same bits for any thread count
+ * and SIMD level, and for both element types. 0 <= rate < 1. */
+void cf_dropout_f32(int64_t n, uint64_t key, double rate, float scale, const float *x,
+                    float *y, float *mask, int nthreads);
+void cf_dropout_f64(int64_t n, uint64_t key, double rate, double scale, const double *x,
+                    double *y, double *mask, int nthreads);
+
 /* *mn, *mx = the smallest and largest of a[0..n), n >= 1, in one parallel
  * pass (an index array's range check at the boundary). */
 void cf_minmax_i32(int64_t n, const int32_t *a, int32_t *mn, int32_t *mx, int nthreads);

@@ -1,4 +1,4 @@
-"""The fused C helpers of the training step (Adam update, ReLU backward mask)
+"""The fused C helpers of the training step (Adam update, ReLU backward mask, dropout)
 give exactly what their NumPy formulations give."""
 
 from __future__ import annotations
@@ -194,3 +194,63 @@ def test_fused_layers_without_bias_match_unfused(dtype):
     assert runs[0][0] == runs[1][0]
     assert all(np.array_equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
     assert np.array_equal(runs[0][2], runs[1][2])
+
+
+def _splitmix64_keep(key: int, n: int, rate: float) -> np.ndarray:
+    """The dropout kernel's draws, written out in Python integers (the oracle)."""
+    m64 = (1 << 64) - 1
+    keep = np.empty(n, bool)
+    for i in range(n):
+        z = (key + (i + 1) * 0x9E3779B97F4A7C15) & m64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m64
+        z ^= z >> 31
+        keep[i] = (z >> 11) / 2.0**53 >= rate
+    return keep
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [37, 100_003])  # below and above the parallel threshold
+def test_dropout_kernel_draws_splitmix64_and_is_thread_and_simd_invariant(dtype, n):
+    from cnnfast import _kernels
+
+    x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    key, rate = 0xDEADBEEF12345678, 0.3
+    scale = dtype(1.0 / (1.0 - rate))
+    results = []
+    try:
+        for level in ("scalar", "avx2", "avx512"):
+            _kernels.set_simd_cap(level)
+            for threads in (1, 2):
+                cnnfast.set_num_threads(threads)
+                y, mask = np.empty_like(x), np.empty_like(x)
+                _kernels.dropout(x, key, rate, y, mask)
+                results.append((y, mask))
+    finally:
+        _kernels.set_simd_cap("avx512")
+        cnnfast.set_num_threads(None)
+    y, mask = results[0]
+    for y2, m2 in results[1:]:
+        assert np.array_equal(y2, y) and np.array_equal(m2, mask)
+    checked = min(n, 2000)  # the Python oracle is slow
+    keep = _splitmix64_keep(key, checked, rate)
+    assert np.array_equal(mask[:checked], np.where(keep, scale, dtype(0)))
+    assert np.array_equal(y, x * mask)
+    assert set(np.unique(mask)) <= {dtype(0), scale}
+    if n > 10_000:
+        assert abs((mask == 0).mean() - rate) < 0.01
+
+
+def test_dropout_kernel_rejects_bad_arguments():
+    from cnnfast import _kernels
+
+    x = np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match="rate"):
+        _kernels.dropout(x, 1, 1.0, np.empty_like(x), np.empty_like(x))
+    with pytest.raises(ValueError, match="mask must have"):
+        _kernels.dropout(x, 1, 0.5, np.empty_like(x), np.empty((4, 6), np.float32))
+    with pytest.raises(ValueError, match="y must have"):
+        _kernels.dropout(x, 1, 0.5, np.empty_like(x, dtype=np.float64), np.empty_like(x))
+    with pytest.raises(TypeError, match="dtype"):
+        xi = np.ones((4, 5), np.int32)
+        _kernels.dropout(xi, 1, 0.5, np.empty_like(xi), np.empty_like(xi))
