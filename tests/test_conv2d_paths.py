@@ -62,6 +62,12 @@ CASES = [
     ("direct-dk-kernel-rows-two-segments", (4, 7, 9, 32), (2, 5, 32, 6), 1, "same", (2, 1)),
     ("direct-dk-kernel-rows-masked-strided", (4, 9, 10, 23), (3, 3, 23, 9), (2, 2), "same", 1),
     ("direct-dk-t16-64ch-few-filters", (4, 5, 6, 64), (2, 3, 64, 20), 1, "same", 1),
+    # "valid" padding whose padded copy would be the image itself: the forward
+    # and the kernel gradient read x in place (the 14 x 32 tile may read past
+    # an image, so the last images are still copied)
+    ("in-place-valid-wide-fwd-t16-dk", (4, 9, 10, 16), (3, 3, 16, 64), 1, "valid", 1),
+    ("in-place-valid-direct-fwd-last-copied", (5, 7, 9, 3), (3, 2, 3, 20), 1, "valid", 1),
+    ("in-place-valid-strided-kernel-rows-dk", (4, 11, 11, 32), (3, 3, 32, 64), 2, "valid", 1),
     # wide images: the kernel gradient works through blocks of output rows
     ("direct-dk-row-blocks", (4, 5, 300, 16), (3, 3, 16, 8), 1, "same", 1),
     ("taps-dk-row-blocks", (4, 4, 520, 2), (2, 2, 2, 5), (1, 2), "same", 1),
