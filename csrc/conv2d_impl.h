@@ -581,9 +581,10 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                                  : 0;
     const size_t am_bytes = src ? CV_FN(unpool_scratch_bytes)(src->p) : 0;
 
-    /* Unpadded geometries whose padded copy would be the image's first hp
-     * rows as they are (padding "valid" with no dilation gaps at the right):
-     * the tiles read x in place. Measured against the copy (conv c, d, b
+    /* Geometries whose padded copy would be the image's first hp rows as
+     * they are (no top or left padding, and the last output column's
+     * receptive field ends on the image's last column, so wp == w): the
+     * tiles read x in place. Measured against the copy (conv c, d, b
      * shapes with "valid" padding, 2 threads): 1.03-1.09x. The 6 x 64 tile
      * reads no pixel past a tile; the others may read up to `slack` values
      * past an image's end, which must then still be inside x. */
