@@ -326,6 +326,15 @@ static int CV_FN(padded_geometry)(const cf_conv2d_shape *s, int64_t MR, int64_t 
     return *img + *slack <= 4 * s->h * s->w * s->c + CF_CONV_PAD_ALLOWANCE;
 }
 
+/* Whether the padded copy of an image would be the image's own first hp
+ * rows as they are (no top or left padding, and the last output column's
+ * receptive field ends on the image's last column, so wp == w): the tiles
+ * can then read x in place. */
+static int CV_FN(pads_nothing)(const cf_conv2d_shape *s, int64_t hp, int64_t wp)
+{
+    return s->pt == 0 && s->pl == 0 && wp == s->w && hp <= s->h;
+}
+
 /* Everything direct_row needs that depends on the kernel only: tap offsets
  * into the padded image (slot 2) and the weights in the chosen micro-kernel's
  * order (slot 4 or 5), in the calling thread's workspace. */
@@ -581,14 +590,12 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                                  : 0;
     const size_t am_bytes = src ? CV_FN(unpool_scratch_bytes)(src->p) : 0;
 
-    /* Geometries whose padded copy would be the image's first hp rows as
-     * they are (no top or left padding, and the last output column's
-     * receptive field ends on the image's last column, so wp == w): the
-     * tiles read x in place. Measured against the copy (conv c, d, b
-     * shapes with "valid" padding, 2 threads): 1.03-1.09x. The 6 x 64 tile
-     * reads no pixel past a tile; the others may read up to `slack` values
-     * past an image's end, which must then still be inside x. */
-    const int in_place = src == NULL && s->pt == 0 && s->pl == 0 && wp == s->w && hp <= s->h;
+    /* Geometries that pad nothing: the tiles read x in place. Measured
+     * against the copy (conv c, d, b shapes with "valid" padding, 2
+     * threads): 1.03-1.09x. The 6 x 64 tile reads no pixel past a tile; the
+     * others may read up to `slack` values past an image's end, which must
+     * then still be inside x. */
+    const int in_place = src == NULL && CV_FN(pads_nothing)(s, hp, wp);
     const int64_t xs = s->h * s->w * C; /* one image of x */
     if (s->n >= nthreads) {
         /* Whole images per thread: the padded copy stays in this core's cache. */
@@ -1022,7 +1029,8 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
     /* "valid" geometries read x in place, as the forward does (the tiles
      * read only valid tap offsets); not with the ones run, which must follow
      * the image */
-    const int in_place = !bias_row && s->pt == 0 && s->pl == 0 && wp == s->w && hp <= s->h;
+    const int in_place = !bias_row && CV_FN(pads_nothing)(s, hp, wp);
+    const int64_t xs = s->h * s->w * C; /* one image of x */
     /* output rows per block: about CF_CONV_DW_BLOCK_PIXELS pixels, whole
      * pooling windows when dy is unpooled */
     int64_t RB = CF_CONV_DW_BLOCK_PIXELS / s->ow;
@@ -1077,9 +1085,9 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                         xp[e] = 1;
                 const CV_T *xn = xp;
                 if (in_place) {
-                    xn = x + n * s->h * s->w * C;
+                    xn = x + n * xs;
                 } else {
-                    CV_FN(pad_image)(s, x + n * s->h * s->w * C, hp, wp, xp, zeroed);
+                    CV_FN(pad_image)(s, x + n * xs, hp, wp, xp, zeroed);
                     zeroed = 1;
                 }
                 /* The next image's inputs come in while this one computes:
@@ -1091,7 +1099,6 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                 cf_prefetcher pf;
                 cf_pf_reset(&pf);
                 if (n + 1 < n1 && calls_per_image >= CF_CONV_DW_PREFETCH_MIN_CALLS) {
-                    const int64_t xs = s->h * s->w * C;
                     cf_pf_add(&pf, x + (n + 1) * xs, xs * (int64_t)sizeof(CV_T));
                     if (src->dy != NULL) {
                         cf_pf_add(&pf, src->dy + (n + 1) * ohw * F, ohw * F * (int64_t)sizeof(CV_T));

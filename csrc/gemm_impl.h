@@ -378,11 +378,9 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                         for (int64_t kk = 0; kk < kc; kk++)
                             panel[kk * MR + i] = 0;
                 }
-                const GM_T *ap = panel;
-                const int64_t ak = MR;
                 for (int64_t j0 = 0; j0 < n; j0 += NR) {
                     const int64_t nr = n - j0 < NR ? n - j0 : NR;
-                    uk.fn(kc, ap, ak, b + k0 * b_ks + j0, b_ks, c + i0 * ldc + j0,
+                    uk.fn(kc, panel, MR, b + k0 * b_ks + j0, b_ks, c + i0 * ldc + j0,
                           ldc, (int)mr, (int)nr, acc, eb ? eb + j0 : NULL, er);
                 }
             }
