@@ -73,7 +73,7 @@ class ConvPoolStep:
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         conv, pool = self.conv, self.pool
         pp = self._resolve(x)
-        x = np.ascontiguousarray(x, dtype=conv.dtype)
+        x = np.require(x, dtype=conv.dtype, requirements=("C", "A"))
         conv._x = x
         shape = (x.shape[0],) + pool._out_shape
         y = pool._ws.get("out", shape, conv.dtype)
@@ -90,8 +90,7 @@ class ConvPoolStep:
         conv, pool = self.conv, self.pool
         pp = self._problem
         x = conv._x
-        if not (dy.flags.c_contiguous and dy.dtype == conv.dtype):
-            dy = np.ascontiguousarray(dy, dtype=conv.dtype)
+        dy = np.require(dy, dtype=conv.dtype, requirements=("C", "A"))
         dk = conv._ws.get("dk", conv.kernel.shape, conv.dtype)
         db = conv._ws.get("db", (conv.filters,), conv.dtype) if conv.use_bias else None
         dx = conv._ws.get("dx", x.shape, conv.dtype) if input_grad else None

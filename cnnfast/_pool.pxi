@@ -45,8 +45,8 @@ cdef cnp.ndarray _pool_arg(object a, str name, int typenum, bint writable):
         )
     if cnp.PyArray_NDIM(arr) != 4:
         raise ValueError(f"{name}: expected a 4-D array, got shape {(<object>arr).shape}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(f"{name}: array must be C-contiguous")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name}: array must be aligned and C-contiguous")
     if writable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name}: output array is read-only")
     return arr

@@ -50,7 +50,7 @@ def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.n
     the convolutions, so no BLAS thread pool spins between layers, and results
     are bit-identical for any thread count.
     """
-    if out is not None and not out.flags.c_contiguous:
+    if out is not None and not (out.flags.c_contiguous and out.flags.aligned):
         out[...] = ops.matmul(a, b)
         return out
     return ops.matmul(a, b, out=out)
@@ -66,11 +66,12 @@ def _aligned_copy(a, dtype) -> np.ndarray:
 def _relu_mask_into(dy: np.ndarray, y: np.ndarray, ws, key: str) -> np.ndarray:
     """ReLU backward, dy where y > 0 else 0: one fused C pass, in place into dy
     when dy is a writable C-contiguous array of y's dtype (else into a buffer)."""
-    if not (dy.flags.writeable and dy.flags.c_contiguous and dy.dtype == y.dtype):
+    if not (dy.flags.writeable and dy.flags.c_contiguous and dy.flags.aligned
+            and dy.dtype == y.dtype):
         buf = ws.get(key, dy.shape, y.dtype)
         np.copyto(buf, dy)
         dy = buf
-    yc = y if y.flags.c_contiguous else np.ascontiguousarray(y)
+    yc = np.require(y, requirements=("C", "A"))
     _kernels.relu_mask(dy, yc)
     return dy
 
@@ -210,7 +211,8 @@ class Layer:
                 f"layer {self.name!r} expects input shape (None, *{self._in_shape}), "
                 f"got {x.shape}"
             )
-        return np.array(self.forward(x.astype(self.dtype, copy=False), training), copy=True)
+        x = np.require(x, dtype=self.dtype, requirements=("C", "A"))
+        return np.array(self.forward(x, training), copy=True)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
@@ -460,7 +462,12 @@ AvgPool2D = AveragePooling2D
 
 
 class Flatten(Layer):
-    """Flattens all but the batch axis (row-major, so channels_last stays as Keras)."""
+    """Flattens all but the batch axis, in channels_last order as Keras does.
+
+    With ``data_format="channels_first"`` the channel axis (axis 1) is moved last
+    before flattening (Keras's rule), so the features come out in the same order as
+    for the channels_last form of the same tensor and Dense weights carry over.
+    """
 
     def __init__(self, data_format: str | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -469,12 +476,21 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape):
         return (int(math.prod(input_shape)),)
 
+    def _moves_channels(self) -> bool:
+        return self.data_format == "channels_first" and len(self._in_shape) > 1
+
     def forward(self, x, training=False):
+        if self._moves_channels():
+            x = np.moveaxis(x, 1, -1)
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy, input_grad=True):
         if not input_grad:
             return None
+        if self._moves_channels():
+            moved = self._in_shape[1:] + self._in_shape[:1]
+            return np.ascontiguousarray(
+                np.moveaxis(dy.reshape((dy.shape[0],) + moved), -1, 1))
         return dy.reshape((dy.shape[0],) + self._in_shape)
 
 
@@ -572,8 +588,7 @@ class Dropout(Layer):
         rng = self._rng if self._rng is not None else _utils.get_rng()
         key = int(rng.integers(0, 2**64, dtype=np.uint64))
         x = np.asarray(x)
-        if not (x.dtype == self.dtype and x.flags.c_contiguous and x.flags.aligned):
-            x = np.ascontiguousarray(x, dtype=self.dtype)
+        x = np.require(x, dtype=self.dtype, requirements=("C", "A"))
         mask = self._ws.get("mask", x.shape, self.dtype)
         y = self._ws.get("y", x.shape, self.dtype)
         # mask = (u >= rate) / (1 - rate), y = x * mask

@@ -35,9 +35,15 @@ class Loss:
     supports_logits = False
 
     def check_targets(self, y: np.ndarray, n: int, out_shape: tuple, dtype) -> np.ndarray:
-        """Validate ``y`` against a model output of shape ``(n,) + out_shape``; cast it."""
+        """Validate ``y`` against a model output of shape ``(n,) + out_shape``; cast it.
+
+        As in Keras, targets without the output's last axis of size 1 get it:
+        ``(N,)`` targets for a ``Dense(1)`` output are read as ``(N, 1)``.
+        """
         y = _as_numeric(y, "y")
         expected = (n,) + tuple(out_shape)
+        if expected[-1] == 1 and y.shape == expected[:-1]:
+            y = y[..., np.newaxis]
         if y.shape != expected:
             raise ValueError(
                 f"{self.name}: y has shape {y.shape}, expected {expected} "

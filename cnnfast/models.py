@@ -393,10 +393,9 @@ class Sequential:
 
     def _batch(self, x: np.ndarray, sel) -> np.ndarray:
         """Batch ``sel`` (a slice or an index array) of x, in the model dtype."""
-        xb = x[sel]
-        if xb.dtype != self.dtype:
-            xb = xb.astype(self.dtype)
-        return xb
+        # aligned and C-contiguous: a slice of an array at an odd byte offset
+        # (np.frombuffer, np.memmap) is copied once here, not in every layer
+        return np.require(x[sel], dtype=self.dtype, requirements=("C", "A"))
 
     # ---- forward / backward -------------------------------------------------------------
     def _steps(self) -> list:

@@ -85,6 +85,11 @@ def _as_real_array(a: Any, name: str) -> np.ndarray:
             f"{name} must hold real numbers (float32/float64, or integers), "
             f"got dtype {arr.dtype}"
         )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}, which the kernels cannot compute in without "
+            f"losing precision: pass float32 or float64 (e.g. {name}.astype(np.float64))"
+        )
     return arr
 
 
@@ -124,14 +129,25 @@ def _check_elems(name: str, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name}: shape {shape} has {total} elements, which would overflow")
 
 
+def _out_problem(out: Any, shape: tuple, dtype: np.dtype) -> str | None:
+    """Why ``out`` cannot be written as a result of ``shape`` and ``dtype``, or None."""
+    if not isinstance(out, np.ndarray):
+        return f"got {type(out).__name__}"
+    if out.shape != tuple(shape) or out.dtype != dtype:
+        return f"got {out.shape} {out.dtype}"
+    for flag, what in (("c_contiguous", "not C-contiguous"), ("writeable", "read-only"),
+                       ("aligned", "not aligned to its element size")):
+        if not getattr(out.flags, flag):
+            return f"got a {out.shape} {out.dtype} array that is {what}"
+    return None
+
+
 def _out_array(out: Any, shape: tuple, dtype: np.dtype, name: str) -> np.ndarray:
     """Validate a caller-provided output array (numpy's ``out=`` convention)."""
-    if (not isinstance(out, np.ndarray) or out.shape != tuple(shape) or out.dtype != dtype
-            or not out.flags.c_contiguous or not out.flags.writeable):
-        raise ValueError(
-            f"{name} must be a writable C-contiguous {dtype} array of shape {tuple(shape)}, got "
-            f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
-        )
+    problem = _out_problem(out, shape, dtype)
+    if problem is not None:
+        raise ValueError(f"{name} must be a writable aligned C-contiguous {dtype} array of "
+                         f"shape {tuple(shape)}, {problem}")
     return out
 
 
@@ -213,11 +229,14 @@ def _index_array(indices: Any, expected: tuple, fmt: str) -> tuple[np.ndarray, n
         raise TypeError(f"indices must be integers, got dtype {ia.dtype}")
     if ia.shape != expected:
         raise ValueError(f"indices must have the shape of dy {expected}, got {ia.shape}")
-    return ia, np.ascontiguousarray(_to_nhwc(ia, fmt), dtype=np.int32)
+    return ia, _contig(_to_nhwc(ia, fmt), np.dtype(np.int32))
 
 
 def _contig(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    return np.ascontiguousarray(arr, dtype=dtype)
+    """arr as an aligned C-contiguous array of ``dtype`` (a copy only when needed): the
+    kernels read whole elements, so a buffer at an odd byte offset (``np.frombuffer``,
+    ``np.memmap``) is copied, not rejected."""
+    return np.require(arr, dtype=dtype, requirements=("C", "A"))
 
 
 def _to_nhwc(x: np.ndarray, fmt: str) -> np.ndarray:
@@ -445,28 +464,30 @@ def _gemm(a: Any, b: Any, out: np.ndarray | None, accumulate: bool, bias: Any | 
             f"{na} and {nb} do not chain: {na} has {aa.shape[1]} columns, {nb} has "
             f"{ba.shape[0]} rows (shapes {aa.shape} @ {ba.shape})"
         )
-    dt = _compute_dtype(aa, ba)
     bia = None
     if bias is not None:
         bia = _as_real_array(bias, "bias")
         if bia.shape != (ba.shape[1],):
             raise ValueError(f"bias must have shape ({ba.shape[1]},) for {nb} {ba.shape}, "
                              f"got {bia.shape}")
+    # numpy promotion over every input, the bias included (as conv2d does)
+    dt = _compute_dtype(aa, ba, *(() if bia is None else (bia,)))
+    if bia is not None:
         bia = _contig(bia, dt)
-    if aa.dtype != dt or aa.strides[0] % dt.itemsize or aa.strides[1] % dt.itemsize:
-        aa = np.ascontiguousarray(aa, dtype=dt)
-    if ba.dtype != dt or ba.strides[0] % dt.itemsize or ba.strides[1] % dt.itemsize:
-        ba = np.ascontiguousarray(ba, dtype=dt)
+    # strided views (x.T) are read in place; a copy only for another dtype or for
+    # elements not on their natural alignment
+    if (aa.dtype != dt or not aa.flags.aligned or aa.strides[0] % dt.itemsize
+            or aa.strides[1] % dt.itemsize):
+        aa = _contig(aa, dt)
+    if (ba.dtype != dt or not ba.flags.aligned or ba.strides[0] % dt.itemsize
+            or ba.strides[1] % dt.itemsize):
+        ba = _contig(ba, dt)
     shape = (aa.shape[0], ba.shape[1])
     if out is None:
         out = np.empty(shape, dtype=dt)
         accumulate = False
-    elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dt
-          or not out.flags.c_contiguous or not out.flags.writeable):
-        raise ValueError(
-            f"out must be a writable C-contiguous {dt} array of shape {shape}, got "
-            f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
-        )
+    else:
+        out = _out_array(out, shape, dt, "out")
     _kernels.gemm(aa, ba, out, bool(accumulate), bia, relu)
     return out
 

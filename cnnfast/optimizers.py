@@ -33,11 +33,14 @@ def _zeros_aligned(p: np.ndarray) -> np.ndarray:
 
 
 def _fusable(p: np.ndarray, *others: np.ndarray) -> bool:
-    """True when the fused C update can run: same float dtype, C-contiguous, writable."""
-    if p.dtype not in (np.float32, np.float64) or not p.flags.c_contiguous:
+    """True when the fused C update can run: same float dtype, aligned, C-contiguous,
+    writable."""
+    if (p.dtype not in (np.float32, np.float64) or not p.flags.c_contiguous
+            or not p.flags.aligned):
         return False
     return all(
-        o.dtype == p.dtype and o.flags.c_contiguous and o.size == p.size for o in others
+        o.dtype == p.dtype and o.flags.c_contiguous and o.flags.aligned and o.size == p.size
+        for o in others
     ) and p.flags.writeable
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get"]

@@ -49,7 +49,18 @@ def variant(a: np.ndarray, kind: str) -> np.ndarray:
     if kind == "transposed":  # C-contiguous buffer in another axis order, viewed back
         perm = tuple(reversed(range(a.ndim)))
         return np.ascontiguousarray(a.transpose(perm)).transpose(perm)
+    if kind == "unaligned":  # C-contiguous at an odd byte offset (np.frombuffer, np.memmap)
+        return unaligned(a)
     raise AssertionError(kind)
+
+
+def unaligned(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of `a` one byte past an aligned address (flags.aligned False)."""
+    buf = np.empty(a.nbytes + 1, np.uint8)
+    out = np.frombuffer(buf.data, a.dtype, a.size, offset=1).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
 
 
 LAYOUTS = ("channels_last", "channels_first")
@@ -220,7 +231,8 @@ def test_conv2d_backward_central_differences(xs, ks, s, p, d, fmt):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["fortran", "strided", "reversed", "readonly", "transposed"])
+@pytest.mark.parametrize("kind", ["fortran", "strided", "reversed", "readonly", "transposed",
+                                  "unaligned"])
 @pytest.mark.parametrize("fmt", LAYOUTS)
 def test_conv2d_any_input_layout(kind, fmt):
     rng = np.random.default_rng(5)

@@ -184,6 +184,8 @@ BAD_DTYPES = {
     "str literal": "x",
     "ragged": [[1.0, 2.0], [3.0]],
 }
+if np.dtype(np.longdouble).itemsize > 8:  # x86-64 Linux: 80-bit extended, not float64
+    BAD_DTYPES["longdouble"] = np.zeros((2, 6, 6, 3), np.longdouble)
 
 
 @pytest.mark.parametrize("kind", list(BAD_DTYPES))
@@ -206,6 +208,24 @@ def test_bad_array_types(kind):
         bias = bad[0, 0, 0, :4].copy() if isinstance(bad, np.ndarray) else bad
         with raises_naming("bias", exc):
             _c(bias=bias)()
+
+
+@pytest.mark.parametrize("kind", ["complex", "longdouble", "string"])
+def test_matmul_and_dense_bad_types_name_the_argument(kind):
+    if kind not in BAD_DTYPES:
+        pytest.skip("long double is float64 on this platform")
+    bad = BAD_DTYPES[kind][0, 0]  # (6, 3)
+    good = np.ones((3, 3))
+    with raises_naming("a", TypeError):
+        cnnfast.matmul(bad, good)
+    with raises_naming("b", TypeError):
+        cnnfast.matmul(good, bad.T)
+    with raises_naming("x", TypeError):
+        cnnfast.dense(bad, good)
+    with raises_naming("kernel", TypeError):
+        cnnfast.dense(good, bad.T)
+    with raises_naming("bias", TypeError):
+        cnnfast.dense(good, good, bad[:3, 0])
 
 
 def test_complex_bias_and_dy():

@@ -95,8 +95,22 @@ def test_dense_on_last_axis_of_3d_input():
     assert layer.compute_output_shape((4, 5)) == (4, 3)
 
 
-def test_flatten_gradients():
-    check_layer_gradients(layers.Flatten(), _x((2, 3, 4, 2)))
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_flatten_gradients(data_format):
+    check_layer_gradients(layers.Flatten(data_format=data_format), _x((2, 3, 4, 2)))
+
+
+def test_flatten_channels_first_gives_the_channels_last_feature_order():
+    """Keras's rule: the channel axis moves last before flattening, so a channels_first
+    tensor flattens to the features of its channels_last form."""
+    x = np.arange(24.0).reshape(2, 3, 2, 2)  # (N, C, H, W)
+    got = layers.Flatten(data_format="channels_first")(x)
+    np.testing.assert_array_equal(got, x.transpose(0, 2, 3, 1).reshape(2, -1))
+    np.testing.assert_array_equal(got[0], [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11])
+    np.testing.assert_array_equal(layers.Flatten()(x), x.reshape(2, -1))
+    # nothing to move on 2-D input
+    np.testing.assert_array_equal(layers.Flatten(data_format="channels_first")(x[:, :, 0, 0]),
+                                  x[:, :, 0, 0])
 
 
 @pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh", "softmax"])

@@ -174,3 +174,32 @@ def test_dense_every_simd_level_and_thread_count_agree(shape, level):
 def test_dense_bad_input(kw, exc, word):
     with pytest.raises(exc, match=word):
         cnnfast.dense(np.ones((4, 3)), np.ones((3, 2)), **kw)
+
+
+@pytest.mark.parametrize("which", ["a", "b", "bias"])
+def test_unaligned_operands_are_copied(which):
+    """C-contiguous operands at an odd byte offset (np.frombuffer, np.memmap) give the
+    same bits as aligned ones."""
+    rng = np.random.default_rng(3)
+    a, b, bias = (rng.standard_normal(s).astype(np.float32) for s in ((5, 7), (7, 9), (9,)))
+    want = cnnfast.dense(a, b, bias, "relu")
+    ops = {"a": a, "b": b, "bias": bias}
+    buf = np.zeros(ops[which].nbytes + 1, np.uint8)
+    u = np.frombuffer(buf.data, np.float32, ops[which].size, offset=1).reshape(ops[which].shape)
+    u[...] = ops[which]
+    assert not u.flags.aligned
+    ops[which] = u
+    np.testing.assert_array_equal(cnnfast.dense(ops["a"], ops["b"], ops["bias"], "relu"), want)
+    if which != "bias":
+        np.testing.assert_array_equal(cnnfast.matmul(ops["a"], ops["b"]), cnnfast.matmul(a, b))
+
+
+@pytest.mark.parametrize("bias_dtype, want", [(np.float32, np.float32), (np.float64, np.float64),
+                                              (np.int64, np.float64), (np.float16, np.float32)])
+def test_dense_dtype_promotes_over_the_bias_too(bias_dtype, want):
+    """numpy promotion over every input, as conv2d does: a float64 bias is not cast down."""
+    x = np.ones((2, 3), np.float32)
+    k = np.ones((3, 4), np.float32)
+    y = cnnfast.dense(x, k, np.arange(4).astype(bias_dtype))
+    assert y.dtype == want
+    np.testing.assert_array_equal(y, [[3, 4, 5, 6]] * 2)

@@ -500,3 +500,49 @@ def test_fit_verbose_output_when_not_a_terminal(capsys):
     assert lines[1].startswith("4/4 [") and "- loss: " in lines[1] and "- accuracy: " in lines[1]
     model.fit(x, utils.to_categorical(labels, 3), batch_size=10, epochs=1, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_unaligned_inputs_train_and_predict_like_aligned_ones():
+    """Data read with np.frombuffer / np.memmap at an odd byte offset is C-contiguous but
+    not aligned: the model copies each batch, with the same bits as aligned data."""
+    x, labels = _mnist_like()
+    x = (x / 255.0).astype(np.float32)
+    buf = np.zeros(x.nbytes + 1, np.uint8)
+    xu = np.frombuffer(buf.data, np.float32, x.size, offset=1).reshape(x.shape)
+    xu[...] = x
+    assert not xu.flags.aligned
+    results = []
+    for data in (x, xu):
+        utils.set_random_seed(1)
+        model = _small_cnn()
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(data, labels, batch_size=16, epochs=1, verbose=0)
+        results.append((model.predict(data, batch_size=10), model(data[:5]),
+                        model.layers[0](data[:3])))
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_targets_without_the_last_unit_axis_are_expanded_as_in_keras():
+    """(N,) targets for a Dense(1) output train exactly as the same targets of shape
+    (N, 1), as Keras reads them; other shapes are still refused."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((12, 4))
+    t = rng.standard_normal(12)
+    results = []
+    for y in (t, t[:, None]):
+        utils.set_random_seed(2)
+        model = models.Sequential([layers.Dense(1, input_shape=(4,))], dtype="float64")
+        model.compile(optimizer="sgd", loss="mse")
+        hist = model.fit(x, y, batch_size=5, epochs=2, verbose=0)
+        results.append((hist.history["loss"], model.evaluate(x, y, verbose=0),
+                        model.get_weights()))
+    assert results[0][:2] == results[1][:2]
+    for a, b in zip(results[0][2], results[1][2]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"y has shape \(12, 2\), expected \(12, 1\)"):
+        model.fit(x, np.zeros((12, 2)), verbose=0)
+    with pytest.raises(ValueError, match=r"y has shape \(12,\), expected \(12, 3\)"):
+        m3 = models.Sequential([layers.Dense(3, input_shape=(4,))])
+        m3.compile(optimizer="sgd", loss="mse")
+        m3.fit(x, t, verbose=0)

@@ -74,3 +74,24 @@ def test_empty_aligned_errors():
         cnnfast.empty_aligned(3, alignment=48)
     with pytest.raises(ValueError, match="negative"):
         cnnfast.empty_aligned((2, -1))
+
+
+def _unaligned(shape, dtype=np.float64) -> np.ndarray:
+    """A C-contiguous array one byte past an aligned address (np.frombuffer at an offset)."""
+    n = int(np.prod(shape))
+    buf = np.zeros(n * np.dtype(dtype).itemsize + 1, np.uint8)
+    return np.frombuffer(buf.data, dtype, n, offset=1).reshape(shape)
+
+
+def test_unaligned_out_is_refused_by_name():
+    x = np.ones((2, 6, 6, 3))
+    k = np.ones((3, 3, 3, 4))
+    with pytest.raises(ValueError, match=r"^out must .*not aligned"):
+        cnnfast.conv2d(x, k, out=_unaligned((2, 4, 4, 4)))
+    with pytest.raises(ValueError, match=r"^out must .*not aligned"):
+        cnnfast.pool2d(x, 2, out=_unaligned((2, 3, 3, 3)))
+    with pytest.raises(ValueError, match=r"^out must .*not aligned"):
+        cnnfast.matmul(np.ones((2, 3)), np.ones((3, 4)), out=_unaligned((2, 4)))
+    with pytest.raises(ValueError, match=r"^out\[0\] \(dx\) must .*not aligned"):
+        cnnfast.conv2d_backward(np.ones((2, 4, 4, 4)), x, k,
+                                out=(_unaligned(x.shape), None, None))

@@ -269,7 +269,7 @@ def test_pool2d_float32_agrees_with_float64(case):
     np.testing.assert_allclose(d32, d64, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["fortran", "strided", "reversed", "readonly"])
+@pytest.mark.parametrize("kind", ["fortran", "strided", "reversed", "readonly", "unaligned"])
 @pytest.mark.parametrize("mode", MODES)
 def test_pool2d_any_input_layout(kind, mode):
     rng = np.random.default_rng(8)
@@ -287,6 +287,11 @@ def test_pool2d_any_input_layout(kind, mode):
             return big[::2, ::2, ::2, ::2]
         if kind == "reversed":
             return np.flip(np.flip(a).copy())
+        if kind == "unaligned":  # C-contiguous one byte past an aligned address
+            buf = np.empty(a.nbytes + 1, np.uint8)
+            u = np.frombuffer(buf.data, a.dtype, a.size, offset=1).reshape(a.shape)
+            u[...] = a
+            return u
         b = a.copy()
         b.flags.writeable = False
         return b
