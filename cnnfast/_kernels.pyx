@@ -66,7 +66,6 @@ cdef extern from "gemm.h" nogil:
 cdef extern from "elementwise.h" nogil:
     void cf_relu_mask_f32(int64_t n, float *dy, const float *y, int nthreads)
     void cf_relu_mask_f64(int64_t n, double *dy, const double *y, int nthreads)
-    void cf_minmax_i32(int64_t n, const int32_t *a, int32_t *mn, int32_t *mx, int nthreads)
     void cf_dropout_f32(int64_t n, uint64_t key, double rate, float scale, const float *x,
                         float *y, float *mask, int nthreads)
     void cf_dropout_f64(int64_t n, uint64_t key, double rate, double scale, const double *x,
@@ -326,21 +325,6 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate, object bi
 
 
 # ------------------------------------------------------------- elementwise --
-
-def index_range(cnp.ndarray a):
-    """(min, max) of a non-empty C-contiguous int32 array, in one parallel pass."""
-    if a.dtype != np.int32 or not a.flags.c_contiguous or not a.flags.aligned:
-        raise ValueError("index_range: expected an aligned C-contiguous int32 array")
-    if a.size == 0:
-        raise ValueError("index_range: empty array")
-    cdef int64_t n = a.size
-    cdef int nt = cf_get_num_threads()
-    cdef int32_t mn = 0, mx = 0
-    cdef const int32_t *p = <const int32_t *>cnp.PyArray_DATA(a)
-    with nogil:
-        cf_minmax_i32(n, p, &mn, &mx, nt)
-    return int(mn), int(mx)
-
 
 def relu_mask(cnp.ndarray dy, cnp.ndarray y):
     """In place: dy = where(y > 0, dy, 0), one OpenMP pass (ReLU backward)."""

@@ -28,6 +28,8 @@ cdef extern from "pool2d.h" nogil:
     void cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double *dy,
                                 const double *x, const int32_t *argmax, double *dx,
                                 int nthreads)
+    int64_t cf_pool2d_first_stray_index(const cf_pool2d_shape *s, const int32_t *argmax,
+                                        int nthreads)
 
 cdef extern from "threads.h" nogil:
     int cf_get_num_threads()
@@ -181,3 +183,25 @@ def pool2d_backward(dy, x, argmax, dx, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t 
         with nogil:
             cf_pool2d_backward_f64(&s, mode, <const double *>dyp, <const double *>xp,
                                    ap, <double *>dxp, nt)
+
+
+def pool2d_first_stray_index(argmax, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh,
+                             Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                             Py_ssize_t pl):
+    """The flat position in argmax (N, OH, OW, C) of the first index that is not a
+    cell of its own window of an (H, W) plane, or -1 when every index is one."""
+    cdef cnp.ndarray aa = _pool_arg(argmax, "indices", cnp.NPY_INT32, False)
+    cdef cf_pool2d_shape s
+    s.n = cnp.PyArray_DIMS(aa)[0]
+    s.oh = cnp.PyArray_DIMS(aa)[1]
+    s.ow = cnp.PyArray_DIMS(aa)[2]
+    s.c = cnp.PyArray_DIMS(aa)[3]
+    s.h, s.w, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl = h, w, kh, kw, sh, sw, pt, pl
+    if min(h, w, kh, kw, sh, sw) < 1 or pt < 0 or pl < 0:
+        raise ValueError("pool2d_first_stray_index: sizes must be >= 1, paddings >= 0")
+    cdef int nt = cf_get_num_threads()
+    cdef const int32_t *ap = <const int32_t *>cnp.PyArray_DATA(aa)
+    cdef int64_t pos
+    with nogil:
+        pos = cf_pool2d_first_stray_index(&s, ap, nt)
+    return int(pos)

@@ -586,12 +586,14 @@ def pool2d_backward(
 
     max/min: each window's dy goes whole to its winner (the first one on
     ties). ``indices`` from ``pool2d(..., return_indices=True)`` on the same x
-    skips searching again. avg: dy is spread evenly over the in-bounds cells.
+    skips searching again; an index that is not a cell of its own window (from
+    another x or other pooling arguments) is a ValueError. avg: dy is spread
+    evenly over the in-bounds cells.
 
     (``_check_values=False`` is for callers that produced ``indices`` themselves,
-    like the pooling layers: it skips the pass that checks their range. The
-    kernel stays memory-safe regardless: a gradient only lands on a cell of
-    its own window.)
+    like the pooling layers: it skips the pass that checks them. The kernel
+    stays memory-safe regardless: a gradient only lands on a cell of its own
+    window.)
     """
     dya = _as_real_array(dy, "dy")
     prob = _PoolProblem(x, pool_size, strides, padding, mode, data_format, (dya,))
@@ -606,12 +608,8 @@ def pool2d_backward(
     idx4 = None
     if indices is not None and prob.mode != _POOL_MODES["avg"]:
         ia, idx4 = _index_array(indices, expected, prob.fmt)
-        if _check_values and ia.size:
-            lo, hi = _index_range(ia, idx4)
-            if lo < 0 or hi >= h * w:
-                raise ValueError(
-                    f"indices must lie in [0, H*W) = [0, {h * w}), got values in [{lo}, {hi}]"
-                )
+        if _check_values:
+            _check_window_indices(ia, idx4, prob.fmt, (h, w), prob.shape, "H*W")
     if out is not None:
         out = _out_array(out, np.shape(x), dt, "out")
     use = out is not None and prob.fmt == "channels_last"
@@ -763,7 +761,7 @@ def conv2d_pool2d_backward(
     the unpooled gradient is made a block of rows at a time in cache and
     never stored whole. ``dx`` is None when ``input_grad=False``. ``out=(dx,
     dkernel, dbias)`` (entries may be None) gives arrays to write into.
-    ``indices`` outside the convolution output's plane raise ValueError.
+    ``indices`` that are not cells of their own pooling windows raise ValueError.
     """
     dya = _as_real_array(dy, "dy")
     pp = _ConvPoolProblem(x, kernel, strides, padding, dilation_rate, data_format,
@@ -779,14 +777,8 @@ def conv2d_pool2d_backward(
             f"(x {np.shape(x)}, kernel {np.shape(kernel)}), got {dya.shape}"
         )
     ia, idx4 = _index_array(indices, expected, prob.fmt)
-    plane = prob.spec.oh * prob.spec.ow
-    if ia.size:
-        lo, hi = _index_range(ia, idx4)
-        if lo < 0 or hi >= plane:
-            raise ValueError(
-                f"indices must lie in [0, OH*OW) = [0, {plane}) of the convolution output "
-                f"{(prob.spec.oh, prob.spec.ow)}, got values in [{lo}, {hi}]"
-            )
+    _check_window_indices(ia, idx4, prob.fmt, (prob.spec.oh, prob.spec.ow),
+                          pp.pshape + (pp.pool.pt, pp.pool.pl), "OH*OW")
     dt = prob.dtype
     y4 = None  # the pooled output whose sign is the ReLU mask (applied by the kernel)
     if pp.relu:
@@ -822,11 +814,39 @@ def conv2d_pool2d_backward(
     return dx, _deliver_kernel_grad(dk4, dk_out, prob.fmt), db
 
 
-def _index_range(ia: np.ndarray, idx4: np.ndarray) -> tuple[int, int]:
-    """(min, max) of the user's indices (before any int32 conversion, which could wrap)."""
-    if ia.dtype == np.int32:
-        return _kernels.index_range(idx4)  # one parallel pass instead of numpy's two
-    return int(ia.min()), int(ia.max())
+def _check_window_indices(ia: np.ndarray, idx4: np.ndarray, fmt: str, plane: tuple,
+                          window: tuple, where: str) -> None:
+    """Refuse indices that are not cells of their own pooling window.
+
+    ia: the user's indices; idx4: the same as NHWC int32. plane: the (H, W) they
+    index into; window: (kh, kw, sh, sw, pt, pl). The backward would silently drop
+    the gradient of such an index, so one C pass finds the first, if any.
+    """
+    if not ia.size:
+        return
+    h, w = plane
+    if ia.dtype != np.int32:  # the int32 copy could have wrapped: check the originals
+        lo, hi = int(ia.min()), int(ia.max())
+        if lo < 0 or hi >= h * w:
+            raise ValueError(f"indices must lie in [0, {where}) = [0, {h * w}), got values in "
+                             f"[{lo}, {hi}]")
+    pos = _kernels.pool2d_first_stray_index(idx4, h, w, *window)
+    if pos < 0:
+        return
+    n_, oh, ow, c = np.unravel_index(pos, idx4.shape)
+    v = int(idx4[n_, oh, ow, c])
+    kh, kw, sh, sw, pt, pl = window
+    r0, c0 = max(oh * sh - pt, 0), max(ow * sw - pl, 0)
+    r1, c1 = min(oh * sh - pt + kh, h), min(ow * sw - pl + kw, w)
+    at = list(map(int, (n_, oh, ow, c) if fmt == "channels_last" else (n_, c, oh, ow)))
+    if not 0 <= v < h * w:
+        raise ValueError(f"indices must lie in [0, {where}) = [0, {h * w}), got {v} at "
+                         f"indices{at}")
+    raise ValueError(
+        f"indices{at} = {v}, cell ({v // w}, {v % w}) of the {h}x{w} plane, is not in its "
+        f"pooling window, rows [{r0}, {r1}) x columns [{c0}, {c1}): indices must come from "
+        "the forward with return_indices=True on the same input and pooling arguments"
+    )
 
 
 def _bind(mode: str):

@@ -24,10 +24,6 @@ void cf_dropout_f32(int64_t n, uint64_t key, double rate, float scale, const flo
 void cf_dropout_f64(int64_t n, uint64_t key, double rate, double scale, const double *x,
                     double *y, double *mask, int nthreads);
 
-/* *mn, *mx = the smallest and largest of a[0..n), n >= 1, in one parallel
- * pass (an index array's range check at the boundary). */
-void cf_minmax_i32(int64_t n, const int32_t *a, int32_t *mn, int32_t *mx, int nthreads);
-
 #ifdef __cplusplus
 }
 #endif

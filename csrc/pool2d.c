@@ -312,3 +312,87 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #include "pool2d_driver_impl.h"
 #undef T
 #undef SFX
+
+/* Row-wise membership tests, no division: an index v is in its window when
+ * v - (ih * w + iw_lo) lies in [0, iw_hi - iw_lo) for one of the window's
+ * rows ih. In uint32 arithmetic that test is exact for every int32 v: cells
+ * are below 2^31, so v and a cell can only agree mod 2^32 when equal. One
+ * output row of windows per call, vectorised over channels; a window with a
+ * stray index is then searched for the first. */
+#define CF_POOL_STRAY_CHUNK 64
+#define CF_STRAY_ROW_BODY                                                             \
+    const int64_t C = s->c;                                                           \
+    for (int64_t ow = 0; ow < s->ow; ow++) {                                          \
+        int64_t iw_lo, iw_hi;                                                         \
+        cf_pool_win(ow, s->sw, s->pl, s->kw, s->w, &iw_lo, &iw_hi);                   \
+        const uint32_t span = (uint32_t)(iw_hi - iw_lo);                              \
+        const uint32_t *v = (const uint32_t *)(a + ow * C);                           \
+        for (int64_t c0 = 0; c0 < C; c0 += CF_POOL_STRAY_CHUNK) {                     \
+            const int64_t nc = C - c0 < CF_POOL_STRAY_CHUNK ? C - c0 : CF_POOL_STRAY_CHUNK; \
+            uint32_t ok[CF_POOL_STRAY_CHUNK];                                         \
+            const uint32_t base0 = (uint32_t)(ih_lo * s->w + iw_lo);                  \
+            for (int64_t ch = 0; ch < nc; ch++)                                       \
+                ok[ch] = (uint32_t)(v[c0 + ch] - base0) < span;                       \
+            for (int64_t ih = ih_lo + 1; ih < ih_hi; ih++) {                          \
+                const uint32_t base = (uint32_t)(ih * s->w + iw_lo);                  \
+                for (int64_t ch = 0; ch < nc; ch++)                                   \
+                    ok[ch] |= (uint32_t)(v[c0 + ch] - base) < span;                   \
+            }                                                                         \
+            uint32_t all = 1;                                                         \
+            for (int64_t ch = 0; ch < nc; ch++)                                       \
+                all &= ok[ch];                                                        \
+            if (!all)                                                                 \
+                for (int64_t ch = 0; ch < nc; ch++)                                   \
+                    if (!ok[ch])                                                      \
+                        return ow * C + c0 + ch;                                      \
+        }                                                                             \
+    }                                                                                 \
+    return -1;
+
+/* The first position in one output row of indices a (ow, c) that is not a
+ * cell of its window, whose rows are [ih_lo, ih_hi); or -1. */
+static int64_t cf_stray_in_row(const cf_pool2d_shape *s, const int32_t *a, int64_t ih_lo,
+                               int64_t ih_hi)
+{
+    CF_STRAY_ROW_BODY
+}
+
+#if CF_HAVE_X86_DISPATCH
+__attribute__((target("avx2"))) static int64_t
+cf_stray_in_row_avx2(const cf_pool2d_shape *s, const int32_t *a, int64_t ih_lo, int64_t ih_hi)
+{
+    CF_STRAY_ROW_BODY
+}
+#endif
+#undef CF_STRAY_ROW_BODY
+
+/* Rows of windows are independent; each thread keeps the first stray
+ * position of its rows, and the smallest wins, so the answer does not depend
+ * on the thread count. */
+int64_t cf_pool2d_first_stray_index(const cf_pool2d_shape *s, const int32_t *argmax,
+                                    int nthreads)
+{
+    int64_t (*row)(const cf_pool2d_shape *, const int32_t *, int64_t, int64_t) =
+        cf_stray_in_row;
+#if CF_HAVE_X86_DISPATCH
+    if (cf_simd_level() >= CF_SIMD_AVX2)
+        row = cf_stray_in_row_avx2;
+#endif
+    const int64_t rows = s->n * s->oh, len = s->ow * s->c;
+    int64_t first = INT64_MAX;
+    const int nt = cf_pool_threads(nthreads, rows, rows * len);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : first) if (nt > 1)
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        if (first < r * len) /* this thread already has an earlier one */
+            continue;
+        int64_t ih_lo, ih_hi;
+        cf_pool_win(r % s->oh, s->sh, s->pt, s->kh, s->h, &ih_lo, &ih_hi);
+        const int64_t at = row(s, argmax + r * len, ih_lo, ih_hi);
+        if (at >= 0)
+            first = r * len + at < first ? r * len + at : first;
+    }
+    return first == INT64_MAX ? -1 : first;
+}

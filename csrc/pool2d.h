@@ -55,6 +55,14 @@ void cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double *dy
                             const double *x, const int32_t *argmax, double *dx,
                             int nthreads);
 
+/* The position, in argmax's (n, oh, ow, c) order, of the first index that is
+ * not a cell of its own window (ih * w + iw with the cell inside the window
+ * and the plane), or -1 when every index is one. The backward drops a
+ * gradient whose index is not in its window, so the boundary asks this of
+ * indices it did not make. argmax's shape is (s->n, s->oh, s->ow, s->c). */
+int64_t cf_pool2d_first_stray_index(const cf_pool2d_shape *s, const int32_t *argmax,
+                                    int nthreads);
+
 /* One output row from one band of input rows, for the fused convolution +
  * pooling drivers (conv2d.h). `band` has n = 1, oh = 1, h = kh, no padding
  * and sh >= kh, sw >= kw; argmax indices are relative to the band

@@ -292,17 +292,29 @@ def _garbage_indices(shape, rng):
 
 
 def test_out_of_range_indices_are_refused():
-    """Indices outside the convolution output's plane name the range and the values."""
+    """Indices outside the convolution output's plane name the range and the value;
+    in the plane but outside their own window, the window."""
     rng = np.random.default_rng(9)
     x = rng.standard_normal((4, 8, 8, 2)).astype(np.float32)
     k = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
-    y = cnnfast.conv2d_pool2d(x, k, padding="same")
-    for bad in _garbage_indices(y.shape, rng):
+    y, idx = cnnfast.conv2d_pool2d(x, k, padding="same", return_indices=True)
+    garbage = _garbage_indices(y.shape, rng)
+    for bad in garbage[:2]:
         for input_grad in (False, True):
-            with pytest.raises(ValueError, match=r"indices must lie in \[0, OH\*OW\) = \[0, 64\)"):
+            with pytest.raises(ValueError, match=r"indices must lie in \[0, OH\*OW\) = \[0, 64\)"
+                                                 r", got (-5|2147483647) at indices\[0, 0, 0, 0\]"):
                 cnnfast.conv2d_pool2d_backward(np.ones_like(y), x, k, bad, padding="same",
                                                input_grad=input_grad)
-    edge = np.full(y.shape, 63, np.int32)  # the last cell of the plane is accepted
+    with pytest.raises(ValueError, match=r"must lie in|is not in its pooling window"):
+        cnnfast.conv2d_pool2d_backward(np.ones_like(y), x, k, garbage[2], padding="same")
+    # the plane's last cell: in range, but only in the last window of each plane
+    edge = np.full(y.shape, 63, np.int32)
+    with pytest.raises(ValueError, match=r"indices\[0, 0, 0, 0\] = 63, cell \(7, 7\) of the "
+                                         r"8x8 plane, is not in its pooling window, rows "
+                                         r"\[0, 2\) x columns \[0, 2\)"):
+        cnnfast.conv2d_pool2d_backward(np.ones_like(y), x, k, edge, padding="same")
+    edge[:] = idx
+    edge[:, -1, -1, :] = 63
     cnnfast.conv2d_pool2d_backward(np.ones_like(y), x, k, edge, padding="same")
 
 

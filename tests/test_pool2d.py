@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import cnnfast
 from cnnfast import reference as ref
+from cnnfast._spec import window_spec
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 MODES = ("max", "avg", "min")
@@ -385,20 +386,65 @@ def test_large_aligned_backward_streams_same_bits(mode):
     assert np.array_equal(aligned[:1], small)
 
 
-@pytest.mark.parametrize("n", [1, 7, 65536, 65537, 300001])
-def test_index_range_kernel(n):
-    """The boundary's one-pass (min, max) of int32 indices, for any thread count."""
+def _first_stray_oracle(idx, h, w, kh, kw, sh, sw, pt, pl):
+    """Obvious loops: the first (row-major) index that is not a cell of its window."""
+    n, oh, ow, c = idx.shape
+    for pos, v in enumerate(idx.reshape(-1)):
+        i, j = (pos // c) // ow % oh, (pos // c) % ow
+        rows = range(max(i * sh - pt, 0), min(i * sh - pt + kh, h))
+        cols = range(max(j * sw - pl, 0), min(j * sw - pl + kw, w))
+        if not any(v == r * w + q for r in rows for q in cols):
+            return pos
+    return -1
+
+
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_first_stray_index_kernel(data):
+    """The boundary's one-pass window check of user indices, against loops, for any
+    thread count: indices from the forward pass it, a single changed one is found."""
     from cnnfast import _kernels
 
-    rng = np.random.default_rng(n)
-    a = rng.integers(-2**31, 2**31 - 1, n, dtype=np.int64).astype(np.int32)
-    want = (int(a.min()), int(a.max()))
+    kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    sh, sw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    h, w = data.draw(st.integers(kh, 9)), data.draw(st.integers(kw, 9))
+    padding = data.draw(st.sampled_from(["valid", "same"]))
+    x = np.random.default_rng(data.draw(st.integers(0, 99))).permutation(
+        2 * h * w * 3).reshape(2, h, w, 3).astype(np.float64)
+    _, idx = cnnfast.pool2d(x, (kh, kw), (sh, sw), padding, "max", return_indices=True)
+    sp = window_spec((h, w), (kh, kw), (sh, sw), padding, 1, window_name="pool_size")
+    args = (h, w, kh, kw, sh, sw, sp.pt, sp.pl)
+    bad = idx.copy()
+    pos = data.draw(st.integers(0, idx.size - 1))
+    bad.reshape(-1)[pos] = data.draw(st.sampled_from([-1, h * w, 2**31 - 1, -2**31,
+                                                      bad.reshape(-1)[pos] + 1,
+                                                      bad.reshape(-1)[pos] - 1,
+                                                      bad.reshape(-1)[pos] + w]))
     try:
         for threads in (1, 2, 3):
             cnnfast.set_num_threads(threads)
-            assert _kernels.index_range(a) == want
+            assert _kernels.pool2d_first_stray_index(idx, *args) == -1
+            assert _kernels.pool2d_first_stray_index(bad, *args) == _first_stray_oracle(
+                bad, *args)
     finally:
         cnnfast.set_num_threads(None)
+
+
+def test_indices_outside_their_window_are_an_error():
+    """In range but not in their own window (indices of another x, or of another
+    padding): the backward would drop those gradients, so the boundary refuses them."""
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    dy = np.ones((1, 2, 2, 1), np.float32)
+    with pytest.raises(ValueError, match=r"indices\[0, 0, 1, 0\] = 0, cell \(0, 0\) of the "
+                                         r"4x4 plane, is not in its pooling window, rows "
+                                         r"\[0, 2\) x columns \[2, 4\)"):
+        cnnfast.pool2d_backward(dy, x, indices=np.zeros((1, 2, 2, 1), np.int32))
+    xcf = np.zeros((1, 2, 4, 4), np.float32)
+    _, idx = cnnfast.pool2d(xcf, 2, data_format="channels_first", return_indices=True)
+    idx[0, 1, 1, 0] = idx[0, 1, 0, 0]  # channel 1, window (1, 0) given window (0, 0)'s cell
+    with pytest.raises(ValueError, match=r"indices\[0, 1, 1, 0\] = "):
+        cnnfast.pool2d_backward(np.ones((1, 2, 2, 2), np.float32), xcf, 2,
+                                data_format="channels_first", indices=idx)
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
