@@ -22,12 +22,12 @@ cdef extern from "pool2d.h" nogil:
                                float *y, int32_t *argmax, int nthreads)
     void cf_pool2d_forward_f64(const cf_pool2d_shape *s, int mode, const double *x,
                                double *y, int32_t *argmax, int nthreads)
-    void cf_pool2d_backward_f32(const cf_pool2d_shape *s, int mode, const float *dy,
-                                const float *x, const int32_t *argmax, float *dx,
-                                int nthreads)
-    void cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double *dy,
-                                const double *x, const int32_t *argmax, double *dx,
-                                int nthreads)
+    int64_t cf_pool2d_backward_f32(const cf_pool2d_shape *s, int mode, const float *dy,
+                                   const float *x, const int32_t *argmax, float *dx,
+                                   int count_strays, int nthreads)
+    int64_t cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double *dy,
+                                   const double *x, const int32_t *argmax, double *dx,
+                                   int count_strays, int nthreads)
     int64_t cf_pool2d_first_stray_index(const cf_pool2d_shape *s, const int32_t *argmax,
                                         int nthreads)
 
@@ -140,11 +140,14 @@ def pool2d_forward(x, y, argmax, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
 
 
 def pool2d_backward(dy, x, argmax, dx, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
-                    Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, int mode):
+                    Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, int mode,
+                    bint count_strays=False):
     """dx = d pool / dx applied to dy; dx (N, H, W, C) is fully overwritten.
 
     x: the forward input, or None when mode is avg or argmax is given (then x
     is not read). argmax: None or the int32 indices of the forward on x.
+    With count_strays, returns how many argmax entries are not a cell of their
+    own window (their gradient was dropped); else (or without argmax) 0.
     """
     cdef int t = _pool_float_type(dy, "dy")
     cdef cnp.ndarray dya = _pool_arg(dy, "dy", t, False)
@@ -175,14 +178,17 @@ def pool2d_backward(dy, x, argmax, dx, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t 
     cdef int nt = cf_get_num_threads()
     cdef void *dyp = cnp.PyArray_DATA(dya)
     cdef void *dxp = cnp.PyArray_DATA(dxa)
+    cdef int64_t stray
     if t == cnp.NPY_FLOAT32:
         with nogil:
-            cf_pool2d_backward_f32(&s, mode, <const float *>dyp, <const float *>xp,
-                                   ap, <float *>dxp, nt)
+            stray = cf_pool2d_backward_f32(&s, mode, <const float *>dyp, <const float *>xp,
+                                           ap, <float *>dxp, count_strays, nt)
     else:
         with nogil:
-            cf_pool2d_backward_f64(&s, mode, <const double *>dyp, <const double *>xp,
-                                   ap, <double *>dxp, nt)
+            stray = cf_pool2d_backward_f64(&s, mode, <const double *>dyp,
+                                           <const double *>xp, ap, <double *>dxp,
+                                           count_strays, nt)
+    return int(stray)
 
 
 def pool2d_first_stray_index(argmax, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh,

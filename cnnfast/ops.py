@@ -609,7 +609,7 @@ def pool2d_backward(
     if indices is not None and prob.mode != _POOL_MODES["avg"]:
         ia, idx4 = _index_array(indices, expected, prob.fmt)
         if _check_values:
-            _check_window_indices(ia, idx4, prob.fmt, (h, w), prob.shape, "H*W")
+            _check_index_range(ia, (h, w), "H*W")
     if out is not None:
         out = _out_array(out, np.shape(x), dt, "out")
     use = out is not None and prob.fmt == "channels_last"
@@ -617,9 +617,14 @@ def pool2d_backward(
     xin = None
     if prob.mode != _POOL_MODES["avg"] and idx4 is None:
         xin = _contig(prob.x, dt)
-    _kernels.pool2d_backward(
-        _contig(_to_nhwc(dya, prob.fmt), dt), xin, idx4, dx, *prob.shape, prob.mode
+    # the kernel counts indices that are not cells of their windows as it goes
+    # (their gradient is dropped): refused, with the first named
+    stray = _kernels.pool2d_backward(
+        _contig(_to_nhwc(dya, prob.fmt), dt), xin, idx4, dx, *prob.shape, prob.mode,
+        _check_values and idx4 is not None
     )
+    if stray and _check_values:
+        _check_window_indices(ia, idx4, prob.fmt, (h, w), prob.shape, "H*W")
     return _deliver(dx, prob.fmt, out)
 
 
@@ -814,6 +819,18 @@ def conv2d_pool2d_backward(
     return dx, _deliver_kernel_grad(dk4, dk_out, prob.fmt), db
 
 
+def _check_index_range(ia: np.ndarray, plane: tuple, where: str) -> None:
+    """Indices wider than int32 must lie in the plane before the int32 copy (which
+    could wrap them onto valid cells); int32 ones are checked by the window test."""
+    if ia.dtype == np.int32 or not ia.size:
+        return
+    h, w = plane
+    lo, hi = int(ia.min()), int(ia.max())
+    if lo < 0 or hi >= h * w:
+        raise ValueError(f"indices must lie in [0, {where}) = [0, {h * w}), got values in "
+                         f"[{lo}, {hi}]")
+
+
 def _check_window_indices(ia: np.ndarray, idx4: np.ndarray, fmt: str, plane: tuple,
                           window: tuple, where: str) -> None:
     """Refuse indices that are not cells of their own pooling window.
@@ -825,11 +842,7 @@ def _check_window_indices(ia: np.ndarray, idx4: np.ndarray, fmt: str, plane: tup
     if not ia.size:
         return
     h, w = plane
-    if ia.dtype != np.int32:  # the int32 copy could have wrapped: check the originals
-        lo, hi = int(ia.min()), int(ia.max())
-        if lo < 0 or hi >= h * w:
-            raise ValueError(f"indices must lie in [0, {where}) = [0, {h * w}), got values in "
-                             f"[{lo}, {hi}]")
+    _check_index_range(ia, plane, where)
     pos = _kernels.pool2d_first_stray_index(idx4, h, w, *window)
     if pos < 0:
         return

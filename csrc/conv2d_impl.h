@@ -495,7 +495,7 @@ static int CV_FN(unpool_whole)(const CV_FN(dy_source) *src, CV_T *full, int nthr
         CV_FN(relu_masked_row)((int64_t)pel, d, src->ymask, masked);
         d = masked;
     }
-    CF_POOL_BWD(p, src->mode, d, NULL, src->argmax, full, nthreads);
+    (void)CF_POOL_BWD(p, src->mode, d, NULL, src->argmax, full, 0, nthreads);
     free(masked);
     return 0;
 }

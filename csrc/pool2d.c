@@ -93,6 +93,9 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #define I_SET1(a) _mm512_set1_epi32(a)
 #define I_BLEND(m, a, b) _mm512_mask_blend_epi32((m), (a), (b))
 #define I_EQ(a, b) _mm512_cmpeq_epi32_mask((a), (b))
+#define K_NONE() ((__mmask16)0)
+#define K_OR(a, b) ((__mmask16)((a) | (b)))
+#define K_MISSES(h, k) __builtin_popcount((unsigned)(k) & ~(unsigned)(h) & 0xFFFFu)
 #include "pool2d_simd_impl.h"
 #undef V_STNT
 #undef VT
@@ -116,6 +119,9 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #undef I_SET1
 #undef I_BLEND
 #undef I_EQ
+#undef K_NONE
+#undef K_OR
+#undef K_MISSES
 #endif
 #undef T
 #undef SFX
@@ -150,6 +156,9 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #define I_SET1(a) _mm256_set1_epi32(a)
 #define I_BLEND(m, a, b) _mm256_mask_blend_epi32((m), (a), (b))
 #define I_EQ(a, b) _mm256_cmpeq_epi32_mask((a), (b))
+#define K_NONE() ((__mmask8)0)
+#define K_OR(a, b) ((__mmask8)((a) | (b)))
+#define K_MISSES(h, k) __builtin_popcount((unsigned)(k) & ~(unsigned)(h) & 0xFFu)
 #include "pool2d_simd_impl.h"
 #undef VT
 #undef IT
@@ -172,6 +181,9 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #undef I_SET1
 #undef I_BLEND
 #undef I_EQ
+#undef K_NONE
+#undef K_OR
+#undef K_MISSES
 #endif
 #undef T
 #undef SFX
@@ -215,6 +227,9 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #define I_BLEND(m, a, b) \
     _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), (m)))
 #define I_EQ(a, b) _mm256_castsi256_ps(_mm256_cmpeq_epi32((a), (b)))
+#define K_NONE() _mm256_setzero_ps()
+#define K_OR(a, b) _mm256_or_ps((a), (b))
+#define K_MISSES(h, k) (8 - __builtin_popcount((unsigned)_mm256_movemask_ps(h)))
 #include "pool2d_simd_impl.h"
 #undef T
 #undef SFX
@@ -239,6 +254,9 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #undef I_SET1
 #undef I_BLEND
 #undef I_EQ
+#undef K_NONE
+#undef K_OR
+#undef K_MISSES
 
 #define T double
 #define SFX f64
@@ -270,6 +288,9 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
                                                        _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)))
 #define I_BLEND(m, a, b) _mm_blendv_epi8((a), (b), CF_NARROW_MASK(m))
 #define I_EQ(a, b) _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm_cmpeq_epi32((a), (b))))
+#define K_NONE() _mm256_setzero_pd()
+#define K_OR(a, b) _mm256_or_pd((a), (b))
+#define K_MISSES(h, k) (4 - __builtin_popcount((unsigned)_mm256_movemask_pd(h)))
 #include "pool2d_simd_impl.h"
 #undef T
 #undef SFX
@@ -294,6 +315,9 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #undef I_SET1
 #undef I_BLEND
 #undef I_EQ
+#undef K_NONE
+#undef K_OR
+#undef K_MISSES
 #undef CF_NARROW_MASK
 #undef CF_TGT
 #undef CF_ISA

@@ -47,13 +47,17 @@ void cf_pool2d_forward_f64(const cf_pool2d_shape *s, int mode, const double *x,
 /* dx = d pool / dx applied to dy. dx is fully overwritten (zeros where no
  * gradient lands). For max/min, if argmax != NULL it must come from the forward
  * of the same x, and x is not read; otherwise the winners are found again from x.
- * For avg, x and argmax are not read (either may be NULL). */
-void cf_pool2d_backward_f32(const cf_pool2d_shape *s, int mode, const float *dy,
-                            const float *x, const int32_t *argmax, float *dx,
-                            int nthreads);
-void cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double *dy,
-                            const double *x, const int32_t *argmax, double *dx,
-                            int nthreads);
+ * For avg, x and argmax are not read (either may be NULL). With count_strays
+ * (and argmax), returns the number of argmax entries that are not a cell of
+ * their own window, whose gradient was dropped; counted on the way, so a
+ * caller can refuse indices it did not make without a second pass over them.
+ * Otherwise returns 0. */
+int64_t cf_pool2d_backward_f32(const cf_pool2d_shape *s, int mode, const float *dy,
+                               const float *x, const int32_t *argmax, float *dx,
+                               int count_strays, int nthreads);
+int64_t cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double *dy,
+                               const double *x, const int32_t *argmax, double *dx,
+                               int count_strays, int nthreads);
 
 /* The position, in argmax's (n, oh, ow, c) order, of the first index that is
  * not a cell of its own window (ih * w + iw with the cell inside the window

@@ -17,9 +17,11 @@
 
 typedef void (*CF_FN(cf_pool_fwd_fn_))(const cf_pool2d_shape *, int, const T *, T *,
                                        int32_t *, int64_t, int64_t);
-typedef void (*CF_FN(cf_pool_bwd_fn_))(const cf_pool2d_shape *, int, const T *,
-                                       const T *, const int32_t *, T *, int64_t,
-                                       int64_t);
+/* with its last argument set, returns how many argmax entries of the row are
+ * not a cell of their window */
+typedef int64_t (*CF_FN(cf_pool_bwd_fn_))(const cf_pool2d_shape *, int, const T *,
+                                          const T *, const int32_t *, T *, int64_t,
+                                          int64_t, int);
 
 /* The forward row for this machine: the 2x2/2 one when it applies. */
 static CF_FN(cf_pool_fwd_fn_) CF_FN(cf_pool_pick_fwd_)(const cf_pool2d_shape *s)
@@ -72,13 +74,14 @@ void CF_CAT(cf_pool2d_band_backward_, SFX)(const cf_pool2d_shape *band, int mode
 {
     CF_FN(cf_pool_bwd_fn_) row, row2;
     CF_FN(cf_pool_pick_bwd_)(&row, &row2);
+    /* the fused drivers made these indices: no strays to count */
     if (cf_pool_is_2x2(band)) {
         /* writes both rows whole, the odd last column included */
-        row2(band, mode, dy, NULL, argmax, dx, 0, 0);
+        (void)row2(band, mode, dy, NULL, argmax, dx, 0, 0, 0);
         return;
     }
     memset(dx, 0, (size_t)(band->h * band->w * band->c) * sizeof(T));
-    row(band, mode, dy, NULL, argmax, dx, 0, 0);
+    (void)row(band, mode, dy, NULL, argmax, dx, 0, 0, 0);
 }
 
 void CF_CAT(cf_pool2d_forward_, SFX)(const cf_pool2d_shape *s, int mode, const T *x,
@@ -100,12 +103,13 @@ void CF_CAT(cf_pool2d_forward_, SFX)(const cf_pool2d_shape *s, int mode, const T
         fn(s, mode, x, y, argmax, r / oh, r % oh);
 }
 
-void CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const T *dy,
-                                      const T *x, const int32_t *argmax, T *dx,
-                                      int nthreads)
+int64_t CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const T *dy,
+                                         const T *x, const int32_t *argmax, T *dx,
+                                         int count_strays, int nthreads)
 {
+    int64_t stray = 0;
     if (s->n <= 0 || s->h <= 0 || s->w <= 0 || s->c <= 0)
-        return;
+        return 0;
     if (mode == CF_POOL_AVG) {
         x = NULL;
         argmax = NULL;
@@ -127,7 +131,7 @@ void CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const 
 #endif
         {
 #ifdef _OPENMP
-#pragma omp for schedule(guided) nowait
+#pragma omp for schedule(guided) reduction(+ : stray) nowait
 #endif
         for (int64_t r = 0; r < rows; r++) {
             const int64_t ni = r / OH, oi = r % OH;
@@ -138,13 +142,13 @@ void CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const 
             T *dxn = dx + ni * plane;
             if (fast) {
                 /* row2 writes rows 2oi, 2oi+1; only an odd last row is left. */
-                row2(s, mode, dy, x, argmax, dx, ni, oi);
+                stray += row2(s, mode, dy, x, argmax, dx, ni, oi, count_strays);
                 if (r1 > 2 * oi + 2)
                     memset(dxn + (2 * oi + 2) * rowlen, 0,
                            (size_t)((r1 - 2 * oi - 2) * rowlen) * sizeof(T));
             } else {
                 memset(dxn + r0 * rowlen, 0, (size_t)((r1 - r0) * rowlen) * sizeof(T));
-                row(s, mode, dy, x, argmax, dx, ni, oi);
+                stray += row(s, mode, dy, x, argmax, dx, ni, oi, count_strays);
             }
         }
 #if CF_HAVE_X86_DISPATCH
@@ -157,12 +161,13 @@ void CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const 
         const int nt = cf_pool_threads(nthreads, s->n, work);
         (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(guided) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(guided) reduction(+ : stray) if (nt > 1)
 #endif
         for (int64_t ni = 0; ni < s->n; ni++) {
             memset(dx + ni * plane, 0, (size_t)plane * sizeof(T));
             for (int64_t oi = 0; oi < OH; oi++)
-                row(s, mode, dy, x, argmax, dx, ni, oi);
+                stray += row(s, mode, dy, x, argmax, dx, ni, oi, count_strays);
         }
     }
+    return stray;
 }

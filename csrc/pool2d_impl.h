@@ -135,11 +135,13 @@ static void CF_FN(cf_pool_fwd_row_scalar_)(const cf_pool2d_shape *s, int mode,
 /* Backward, one output row, channels [c0, c1): adds this row's windows'
  * gradients into dx (which the caller has zeroed). A gradient lands only on a
  * cell of its own window, so a corrupt argmax can lose gradient but never
- * write out of bounds. */
-static void CF_FN(cf_pool_bwd_row_scalar_)(const cf_pool2d_shape *s, int mode,
-                                           const T *dy, const T *x,
-                                           const int32_t *am, T *dx, int64_t ni,
-                                           int64_t oi, int64_t c0, int64_t c1)
+ * write out of bounds. With count (and argmax), returns how many of the
+ * row's argmax entries are not a cell of their window, else 0: the boundary
+ * refuses such indices, and counting here costs no second pass over them. */
+static int64_t CF_FN(cf_pool_bwd_row_scalar_)(const cf_pool2d_shape *s, int mode,
+                                              const T *dy, const T *x,
+                                              const int32_t *am, T *dx, int64_t ni,
+                                              int64_t oi, int64_t c0, int64_t c1, int count)
 {
     const int64_t H = s->h, W = s->w, C = s->c, OW = s->ow;
     const T *dyr = dy + (ni * s->oh + oi) * OW * C;
@@ -150,6 +152,8 @@ static void CF_FN(cf_pool_bwd_row_scalar_)(const cf_pool2d_shape *s, int mode,
     cf_pool_win(oi, s->sh, s->pt, s->kh, H, &ih_lo, &ih_hi);
     T buf[CF_POOL_CHUNK];
     int32_t win[CF_POOL_CHUNK];
+    int32_t hit[CF_POOL_CHUNK];
+    int64_t stray = 0;
     for (int64_t ow = 0; ow < OW; ow++) {
         int64_t iw_lo, iw_hi;
         cf_pool_win(ow, s->sw, s->pl, s->kw, W, &iw_lo, &iw_hi);
@@ -186,8 +190,19 @@ static void CF_FN(cf_pool_bwd_row_scalar_)(const cf_pool2d_shape *s, int mode,
                         dxc[ch] = wi[ch] == cell ? sum : d;
                     }
                 }
+            if (ar && count) {
+                for (int64_t ch = 0; ch < nc; ch++)
+                    hit[ch] = 0;
+                for (int64_t ih = ih_lo; ih < ih_hi; ih++)
+                    for (int64_t iw = iw_lo; iw < iw_hi; iw++)
+                        for (int64_t ch = 0; ch < nc; ch++)
+                            hit[ch] |= wi[ch] == (int32_t)(ih * W + iw);
+                for (int64_t ch = 0; ch < nc; ch++)
+                    stray += !hit[ch];
+            }
         }
     }
+    return stray;
 }
 
 /* Whole-row adapters with the signatures the driver dispatches on. */
@@ -197,20 +212,20 @@ static void CF_FN(cf_pool_fwd_scalar_)(const cf_pool2d_shape *s, int mode, const
     CF_FN(cf_pool_fwd_row_scalar_)(s, mode, x, y, am, ni, oi, 0, s->c);
 }
 
-static void CF_FN(cf_pool_bwd_scalar_)(const cf_pool2d_shape *s, int mode, const T *dy,
-                                       const T *x, const int32_t *am, T *dx,
-                                       int64_t ni, int64_t oi)
+static int64_t CF_FN(cf_pool_bwd_scalar_)(const cf_pool2d_shape *s, int mode, const T *dy,
+                                          const T *x, const int32_t *am, T *dx,
+                                          int64_t ni, int64_t oi, int count)
 {
-    CF_FN(cf_pool_bwd_row_scalar_)(s, mode, dy, x, am, dx, ni, oi, 0, s->c);
+    return CF_FN(cf_pool_bwd_row_scalar_)(s, mode, dy, x, am, dx, ni, oi, 0, s->c, count);
 }
 
 /* 2x2 stride-2 unpadded backward row: must fully write input rows 2*oi and
  * 2*oi+1. The scalar version zeroes them and runs the general row. */
-static void CF_FN(cf_pool_bwd2_scalar_)(const cf_pool2d_shape *s, int mode, const T *dy,
-                                        const T *x, const int32_t *am, T *dx,
-                                        int64_t ni, int64_t oi)
+static int64_t CF_FN(cf_pool_bwd2_scalar_)(const cf_pool2d_shape *s, int mode, const T *dy,
+                                           const T *x, const int32_t *am, T *dx,
+                                           int64_t ni, int64_t oi, int count)
 {
     const int64_t rowlen = s->w * s->c;
     memset(dx + (ni * s->h + 2 * oi) * rowlen, 0, (size_t)(2 * rowlen) * sizeof(T));
-    CF_FN(cf_pool_bwd_row_scalar_)(s, mode, dy, x, am, dx, ni, oi, 0, s->c);
+    return CF_FN(cf_pool_bwd_row_scalar_)(s, mode, dy, x, am, dx, ni, oi, 0, s->c, count);
 }

@@ -140,11 +140,14 @@ static CF_TGT void CF_VFN(cf_pool_fwd2_)(const cf_pool2d_shape *s, int mode, con
         CF_FN(cf_pool_fwd_row_scalar_)(s, mode, x, y, am, ni, oi, cv, C);
 }
 
-/* General backward row: adds into dx, which the caller has zeroed. */
-static CF_TGT void CF_VFN(cf_pool_bwd_)(const cf_pool2d_shape *s, int mode, const T *dy,
-                                        const T *x, const int32_t *am, T *dx,
-                                        int64_t ni, int64_t oi)
+/* General backward row: adds into dx, which the caller has zeroed. With
+ * count, returns the number of argmax entries that are not a cell of their
+ * window (see the scalar row). */
+static CF_TGT int64_t CF_VFN(cf_pool_bwd_)(const cf_pool2d_shape *s, int mode, const T *dy,
+                                           const T *x, const int32_t *am, T *dx,
+                                           int64_t ni, int64_t oi, int count)
 {
+    int64_t stray = 0;
     const int64_t H = s->h, W = s->w, C = s->c, OW = s->ow;
     const int64_t cv = CF_MASKED ? C : C - C % VL;
     const T *dyr = dy + (ni * s->oh + oi) * OW * C;
@@ -186,19 +189,30 @@ static CF_TGT void CF_VFN(cf_pool_bwd_)(const cf_pool2d_shape *s, int mode, cons
                     const VT old = V_LD(p, k);
                     V_ST(p, k, V_BLEND(m, old, V_CANON(V_ADD(old, g))));
                 }
+            if (ar && count) {
+                /* a loop of its own: the update loop above stays as lean as
+                 * without counting (which the layers' own indices skip) */
+                KT hit = K_NONE();
+                for (int64_t ih = ih_lo; ih < ih_hi; ih++)
+                    for (int64_t iw = iw_lo; iw < iw_hi; iw++)
+                        hit = K_OR(hit, I_EQ(idx, I_SET1((int32_t)(ih * W + iw))));
+                stray += K_MISSES(hit, k);
+            }
         }
     }
     if (!CF_MASKED && cv < C)
-        CF_FN(cf_pool_bwd_row_scalar_)(s, mode, dy, x, am, dx, ni, oi, cv, C);
+        stray += CF_FN(cf_pool_bwd_row_scalar_)(s, mode, dy, x, am, dx, ni, oi, cv, C, count);
+    return stray;
 }
 
 /* Backward row for 2x2 / stride 2 / no padding: writes input rows 2*oi and
  * 2*oi+1 completely (no zeroing pass, no read of dx). "0 + g" keeps the
  * scalar definition's +0 start (it turns a -0 gradient into +0). */
-static CF_TGT void CF_VFN(cf_pool_bwd2_)(const cf_pool2d_shape *s, int mode, const T *dy,
-                                         const T *x, const int32_t *am, T *dx,
-                                         int64_t ni, int64_t oi)
+static CF_TGT int64_t CF_VFN(cf_pool_bwd2_)(const cf_pool2d_shape *s, int mode, const T *dy,
+                                            const T *x, const int32_t *am, T *dx,
+                                            int64_t ni, int64_t oi, int count)
 {
+    int64_t stray = 0;
     const int64_t H = s->h, W = s->w, C = s->c, OW = s->ow;
     const int64_t cv = CF_MASKED ? C : C - C % VL;
     const T *dyr = dy + (ni * s->oh + oi) * OW * C;
@@ -251,10 +265,15 @@ static CF_TGT void CF_VFN(cf_pool_bwd2_)(const cf_pool2d_shape *s, int mode, con
                 idx = I_BLEND(md, idx, I_SET1(base + (int32_t)W + 1));
             }
             const VT g0 = V_CANON(V_ADD(zero, g));
-            const VT v0 = V_BLEND(I_EQ(idx, I_SET1(base)), zero, g0);
-            const VT v1 = V_BLEND(I_EQ(idx, I_SET1(base + 1)), zero, g0);
-            const VT v2 = V_BLEND(I_EQ(idx, I_SET1(base + (int32_t)W)), zero, g0);
-            const VT v3 = V_BLEND(I_EQ(idx, I_SET1(base + (int32_t)W + 1)), zero, g0);
+            const KT e0 = I_EQ(idx, I_SET1(base)), e1 = I_EQ(idx, I_SET1(base + 1));
+            const KT e2 = I_EQ(idx, I_SET1(base + (int32_t)W));
+            const KT e3 = I_EQ(idx, I_SET1(base + (int32_t)W + 1));
+            if (ar && count)
+                stray += K_MISSES(K_OR(K_OR(e0, e1), K_OR(e2, e3)), k);
+            const VT v0 = V_BLEND(e0, zero, g0);
+            const VT v1 = V_BLEND(e1, zero, g0);
+            const VT v2 = V_BLEND(e2, zero, g0);
+            const VT v3 = V_BLEND(e3, zero, g0);
 #ifdef V_STNT
             if (stream) {
                 V_STNT(q0 + ch, v0);
@@ -284,7 +303,8 @@ static CF_TGT void CF_VFN(cf_pool_bwd2_)(const cf_pool2d_shape *s, int mode, con
         memset(d1 + (W - 1) * C, 0, (size_t)C * sizeof(T));
     }
     if (!CF_MASKED && cv < C)
-        CF_FN(cf_pool_bwd_row_scalar_)(s, mode, dy, x, am, dx, ni, oi, cv, C);
+        stray += CF_FN(cf_pool_bwd_row_scalar_)(s, mode, dy, x, am, dx, ni, oi, cv, C, count);
+    return stray;
 }
 
 #undef CF_VFN

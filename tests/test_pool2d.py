@@ -430,6 +430,55 @@ def test_first_stray_index_kernel(data):
         cnnfast.set_num_threads(None)
 
 
+def _simd_levels():
+    from cnnfast import _kernels
+
+    order = ["scalar", "avx2", "avx512"]
+    return order[: order.index(_kernels.simd_detected()) + 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", [(2, 2, 0), (3, 2, 0), (2, 3, 1), (3, 3, 1)],
+                         ids=["2x2s2", "3x3s2-overlap", "2x2s3-pad", "3x3s3-pad"])
+def test_backward_kernel_counts_stray_indices_at_every_simd_level(dtype, geo):
+    """The backward counts indices that are not cells of their window (the boundary
+    refuses them without a second pass): 0 for the forward's indices, the oracle's
+    count for changed ones, in every row variant (2x2 fast, general, scalar tails)."""
+    from cnnfast import _kernels
+
+    k, s, pad = geo
+    rng = np.random.default_rng(k * 10 + s)
+    before = cnnfast.simd_level()
+    try:
+        for level in _simd_levels():
+            _kernels.set_simd_cap(level)
+            for c in (3, 16, 21):
+                x = rng.permutation(2 * 9 * 8 * c).reshape(2, 9, 8, c).astype(dtype)
+                padding = ((pad, pad), (pad, pad))
+                y, idx = cnnfast.pool2d(x, k, s, padding, "max", return_indices=True)
+                sp = window_spec((9, 8), (k, k), (s, s), padding, 1, window_name="pool_size")
+                shape = (k, k, s, s, sp.pt, sp.pl)
+                dx = np.empty_like(x)
+                dy = np.ones_like(y)
+                assert _kernels.pool2d_backward(dy, None, idx, dx, *shape, 0, True) == 0, level
+                bad = idx.copy()
+                flat = bad.reshape(-1)
+                picks = rng.choice(flat.size, 5, replace=False)
+                flat[picks] = rng.integers(-3, 9 * 8 + 3, 5)
+                strays = 0
+                n, oh, ow, cc = bad.shape
+                for pos, v in enumerate(flat):
+                    i, j = (pos // cc) // ow % oh, (pos // cc) % ow
+                    rows = range(max(i * s - sp.pt, 0), min(i * s - sp.pt + k, 9))
+                    cols = range(max(j * s - sp.pl, 0), min(j * s - sp.pl + k, 8))
+                    strays += v not in {r * 8 + q for r in rows for q in cols}
+                assert _kernels.pool2d_backward(dy, None, bad, dx, *shape, 0, True) == strays, level
+                assert _kernels.pool2d_backward(dy, None, bad, dx, *shape, 0) == 0  # not asked
+                assert (_kernels.pool2d_first_stray_index(bad, 9, 8, *shape) >= 0) == (strays > 0)
+    finally:
+        _kernels.set_simd_cap(before)
+
+
 def test_indices_outside_their_window_are_an_error():
     """In range but not in their own window (indices of another x, or of another
     padding): the backward would drop those gradients, so the boundary refuses them."""
