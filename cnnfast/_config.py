@@ -28,6 +28,9 @@ def get_num_threads() -> int:
     return int(_kernels.get_num_threads())
 
 
+MAX_THREADS = 4096  # far above any machine; beyond it a value is a mistake
+
+
 def set_num_threads(n: int | None) -> None:
     """Use ``n`` threads in every kernel (``None`` or 0: back to OpenMP's default)."""
     if n is None:
@@ -37,8 +40,8 @@ def set_num_threads(n: int | None) -> None:
     n = int(n)
     if n < 0:
         raise ValueError(f"n must be >= 1 (or 0/None for the default), got {n}")
-    if n > 4096:
-        raise ValueError(f"n = {n} threads is unreasonable (limit 4096)")
+    if n > MAX_THREADS:
+        raise ValueError(f"n = {n} threads is unreasonable (limit {MAX_THREADS})")
     _kernels.set_num_threads(n)
 
 

@@ -41,6 +41,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._cli_args import int_in, matplotlib_missing, output_path, thread_count
+
 __all__ = [
     "ConvWorkload",
     "PoolWorkload",
@@ -1200,7 +1202,7 @@ def write_plot(path: str, tasks: list[Task], summaries: list[list[dict]]) -> Non
 def _select(spec: str | None) -> list[str]:
     """Expand --workloads (a,b,c,d,e, conv, pool, p28, p14, train, infer, model, all)."""
     all_keys = [*CONV_WORKLOADS, *POOL_WORKLOADS, *MODEL_WORKLOADS]
-    if not spec or spec.strip().lower() == "all":
+    if spec is None or spec.strip().lower() == "all":
         return all_keys
     groups = {"conv": list(CONV_WORKLOADS), "pool": list(POOL_WORKLOADS),
               "model": list(MODEL_WORKLOADS)}
@@ -1217,6 +1219,9 @@ def _select(spec: str | None) -> list[str]:
                 )
             if key not in out:
                 out.append(key)
+    if not out:
+        raise SystemExit(f"cnnfast bench: --workloads {spec!r} names no workload; choose from "
+                         f"{', '.join(all_keys)}, conv, pool, model, all")
     return out
 
 
@@ -1228,14 +1233,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true",
                    help="fewer repeats and shorter samples (whole run well under a minute)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="threads for cnnfast, torch and numpy's BLAS (default: cnnfast's)")
-    p.add_argument("--json", metavar="PATH", help="write machine-readable results here")
-    p.add_argument("--plot", metavar="PATH", help="write a PNG bar chart (needs matplotlib)")
+    p.add_argument("--json", metavar="PATH", type=output_path,
+                   help="write machine-readable results here")
+    p.add_argument("--plot", metavar="PATH", type=output_path,
+                   help="write a PNG bar chart (needs matplotlib)")
     p.add_argument("--workloads", metavar="LIST",
                    help="comma list of a,b,c,d,e,p28,p14,train,infer or conv,pool,model "
                    "(default: all)")
-    p.add_argument("--repeats", type=int, default=None, help="samples per implementation")
+    p.add_argument("--repeats", type=int_in(1), default=None,
+                   help="samples per implementation")
     p.add_argument("--settle", type=float, default=None,
                    help="seconds to pause after each sample that called numpy's BLAS, so its "
                    "spinning threads stop before the next implementation (default 0.2)")
@@ -1256,8 +1264,6 @@ def _configure(args) -> Config:
     else:
         cfg = Config()
     if args.repeats is not None:
-        if args.repeats < 1:
-            raise SystemExit("cnnfast bench: --repeats must be >= 1")
         cfg.repeats = args.repeats
     if args.settle is not None:
         if args.settle < 0:
@@ -1269,10 +1275,19 @@ def _configure(args) -> Config:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``cnnfast bench``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        cfg = _configure(args)
+        keys = _select(args.workloads)
+    except SystemExit as e:  # a usage error, already printed by argparse, or ours
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            return 2
+        return int(e.code or 0)
     args.argv = argv
-    cfg = _configure(args)
-    keys = _select(args.workloads)
+    if args.plot and matplotlib_missing():  # before the run, not after it
+        print(f"cnnfast bench: {matplotlib_missing()}", file=sys.stderr)
+        return 1
     global _TORCH_OFF
     _TORCH_OFF = "--no-torch given" if args.no_torch else None
     try:
@@ -1287,9 +1302,6 @@ def _main(args, cfg: Config, keys: list[str]) -> int:
     except ImportError as exc:
         print(f"cnnfast bench: cannot import cnnfast: {exc}", file=sys.stderr)
         return 1
-    if args.threads is not None and args.threads < 1:
-        print("cnnfast bench: --threads must be >= 1", file=sys.stderr)
-        return 2
     prev_threads = cnnfast.get_num_threads()
     threads = args.threads or prev_threads
     cfg.threads = threads
@@ -1397,13 +1409,18 @@ def _run(args, cfg: Config, keys: list[str], torch_reason, started: float) -> in
                 for t, s in zip(tasks, summaries)
             ],
         }
-        with open(args.json, "w") as fh:
-            json.dump(doc, fh, indent=1)
+        try:
+            with open(args.json, "w") as fh:
+                json.dump(doc, fh, indent=1)
+        except OSError as exc:  # checked up front, but the disk can still fill or vanish
+            print(f"cnnfast bench: could not write {args.json}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
         print(f"wrote {args.json}")
     if args.plot:
         try:
             write_plot(args.plot, tasks, summaries)
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:
             print(f"cnnfast bench: {exc}", file=sys.stderr)
             return 1
         print(f"wrote {args.plot}")

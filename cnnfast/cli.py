@@ -4,11 +4,12 @@
 Conv2D(32, 3x3, same, relu) -> MaxPooling2D(2) -> Conv2D(64, 3x3, same, relu) ->
 MaxPooling2D(2) -> Flatten -> Dense(128, relu) -> Dropout(0.5) -> Dense(10, softmax),
 Adam, batch 128 -- on the tutorial's split: the 70,000 MNIST images (train then
-test, OpenML's ``mnist_784`` order), 70/30 by scikit-learn's
-``train_test_split(random_state=1)``. It prints progress, the time of every epoch
-and the accuracy on the 21,000 held-out images, and can save the weights and a
-PNG of the training curves. ``--dataset digits`` runs the same architecture on
-scikit-learn's bundled 8x8 digits, offline.
+test, OpenML's ``mnist_784`` order), 70/30 as scikit-learn's
+``train_test_split(random_state=1)`` draws it (the same indices, made here without
+scikit-learn). It prints progress, the time of every epoch and the accuracy on the
+21,000 held-out images, and can save the weights and a PNG of the training curves.
+``--dataset digits`` runs the same architecture on scikit-learn's bundled 8x8
+digits, offline (that one needs scikit-learn).
 
 ``cnnfast bench`` is ``cnnfast.bench.main``; ``cnnfast info`` prints
 ``cnnfast.show_config()``.
@@ -17,13 +18,17 @@ scikit-learn's bundled 8x8 digits, offline.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["main", "build_tutorial_model"]
+from ._cli_args import int_in, matplotlib_missing, output_path, thread_count
+
+__all__ = ["main", "build_tutorial_model", "tutorial_split"]
 
 _USAGE = """\
 usage: cnnfast <command> [options]
@@ -49,6 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(bench_main(rest) or 0)
     if cmd == "info":
+        try:
+            argparse.ArgumentParser(
+                prog="cnnfast info",
+                description="Print the build and run-time configuration "
+                            "(cnnfast.show_config()).",
+            ).parse_args(rest)
+        except SystemExit as e:  # argparse has printed the usage error (or --help)
+            return int(e.code or 0)
         import cnnfast
 
         cnnfast.show_config()
@@ -87,22 +100,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", choices=("mnist", "digits"), default="mnist",
                    help="mnist (default) or scikit-learn's bundled 8x8 digits (offline)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=int_in(1), default=None,
                    help="epochs (default: 3 for mnist, 30 for digits)")
-    p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads of the cnnfast kernels (default: all cores; numpy's BLAS, "
-                        "used by Dense, runs on 1 thread during training)")
+    p.add_argument("--batch-size", type=int_in(1), default=128,
+                   help="batch size (default 128)")
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="threads of the cnnfast kernels (default: all cores; numpy's BLAS "
+                        "runs on 1 thread during training)")
     p.add_argument("--data", default=None,
                    help="directory with the MNIST IDX files (default: $CNNFAST_DATA, "
                         "else ~/.cache/cnnfast/mnist, downloading when missing)")
-    p.add_argument("--seed", type=int, default=1,
+    p.add_argument("--seed", type=int_in(0), default=1,
                    help="random seed for weights, shuffling and dropout (default 1)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="use only the first N images before the split (quick runs)")
-    p.add_argument("--save-weights", metavar="PATH", default=None,
+    p.add_argument("--limit", type=int_in(2), default=None,
+                   help="use only the first N >= 2 images before the split (quick runs)")
+    p.add_argument("--save-weights", metavar="PATH", type=output_path, default=None,
                    help="save the trained weights to PATH (.npz)")
-    p.add_argument("--plot", metavar="PNG", default=None,
+    p.add_argument("--plot", metavar="PNG", type=output_path, default=None,
                    help="save the training curves to PNG (needs matplotlib)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                    help="1: progress bar (default), 2: one line per epoch, 0: quiet")
@@ -126,51 +140,60 @@ def _load(args) -> tuple:
     return x, y, "MNIST (28x28)"
 
 
+def tutorial_split(n: int, test_size: float = 0.3, seed: int = 1) -> tuple:
+    """(train indices, test indices) of n samples, the ones scikit-learn's
+    ``train_test_split(np.arange(n), test_size=test_size, random_state=seed)`` returns:
+    a permutation from ``RandomState(seed)``, its first ceil(test_size * n) entries the
+    test set, the rest the training set."""
+    n_test = math.ceil(test_size * n)
+    if not 0 < n_test < n:
+        raise ValueError(f"a {test_size:g} test split of {n} samples leaves a set empty")
+    perm = np.random.RandomState(seed).permutation(n)
+    return perm[n_test:], perm[:n_test]
+
+
 def train_main(argv: Sequence[str]) -> int:
     """``cnnfast train``; returns the exit status."""
-    args = _parser().parse_args(list(argv))
+    try:
+        args = _parser().parse_args(list(argv))
+    except SystemExit as e:  # argparse has printed the usage error (or --help)
+        return int(e.code or 0)
     if args.epochs is None:
         args.epochs = 30 if args.dataset == "digits" else 3
-    for name in ("epochs", "batch_size", "threads", "limit"):
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            print(f"cnnfast train: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
-            return 2
-    try:
-        from sklearn.model_selection import train_test_split
-    except ImportError:
-        print("cnnfast train needs scikit-learn for the tutorial's train/test split "
-              "(and for --dataset digits): pip install scikit-learn", file=sys.stderr)
-        return 1
-    if args.plot:
+    if args.dataset == "digits":
         try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt  # noqa: F401
+            import sklearn  # noqa: F401
         except ImportError:
-            print("--plot needs matplotlib: pip install matplotlib", file=sys.stderr)
+            print("cnnfast train: --dataset digits needs scikit-learn (its bundled 8x8 "
+                  "digits): pip install scikit-learn", file=sys.stderr)
             return 1
+    if args.plot and matplotlib_missing():
+        print(f"cnnfast train: {matplotlib_missing()}", file=sys.stderr)
+        return 1
 
     import cnnfast
-
 
     previous_threads = cnnfast.get_num_threads()
     if args.threads is not None:
         cnnfast.set_num_threads(args.threads)
     try:
-        return _train(args, train_test_split)
+        return _train(args)
     finally:
         if args.threads is not None:
             cnnfast.set_num_threads(previous_threads)
 
 
-def _train(args, train_test_split) -> int:
+def _train(args) -> int:
     import cnnfast
 
     from .datasets.mnist import MNISTDataError
     from .utils import set_random_seed, to_categorical
 
+    if args.data is not None and not os.path.isdir(os.path.expanduser(args.data)):
+        print(f"cnnfast train: --data {args.data}: no such directory (it must hold the four "
+              "MNIST IDX files; without --data, $CNNFAST_DATA or the download cache is "
+              "used)", file=sys.stderr)
+        return 1
     try:
         x_all, y_all, what = _load(args)
     except MNISTDataError as e:
@@ -178,8 +201,7 @@ def _train(args, train_test_split) -> int:
         return 1
     if args.limit is not None:
         x_all, y_all = x_all[:args.limit], y_all[:args.limit]
-    idx_train, idx_test = train_test_split(np.arange(len(x_all)), test_size=0.3,
-                                           random_state=1)
+    idx_train, idx_test = tutorial_split(len(x_all))
     x_train, x_test = _prepare(x_all[idx_train]), _prepare(x_all[idx_test])
     num_classes = 10
     y_train = to_categorical(y_all[idx_train], num_classes)
@@ -209,12 +231,17 @@ def _train(args, train_test_split) -> int:
     print(f"Test accuracy: {h['val_accuracy'][-1]:.4f} on {len(x_test):,} held-out images "
           f"after {len(hist.epoch)} epochs; {mean_s:.1f} s per epoch (training), "
           f"{total:.1f} s in all")
-    if args.save_weights:
-        model.save_weights(args.save_weights)
-        print(f"weights saved to {args.save_weights}")
-    if args.plot:
-        _plot(hist, args.plot, what)
-        print(f"training curves saved to {args.plot}")
+    try:
+        if args.save_weights:
+            model.save_weights(args.save_weights)
+            print(f"weights saved to {args.save_weights}")
+        if args.plot:
+            _plot(hist, args.plot, what)
+            print(f"training curves saved to {args.plot}")
+    except OSError as e:  # checked up front, but the disk can still fill or vanish
+        print(f"cnnfast train: could not write {e.filename or ''}: {e.strerror or e}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
