@@ -22,6 +22,7 @@ its small batch, not scaled (see each result's ``extra_info``).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import time
 from types import SimpleNamespace
@@ -43,9 +44,35 @@ def pytest_configure(config):
     disabled = False
     try:
         disabled = bool(config.getoption("benchmark_disable"))
-    except ValueError:  # pytest-benchmark not installed: the suite errors out anyway
+    except ValueError:  # no pytest-benchmark: pytest_collection_modifyitems skips the suite
         pass
     _TINY = disabled or os.environ.get("CNNFAST_BENCH_TINY", "") not in ("", "0")
+
+
+def _no_benchmark_plugin_reason(config) -> str | None:
+    """Why the ``benchmark`` fixture is missing, or None when pytest-benchmark is active."""
+    # "benchmark" is the plugin's pytest11 entry-point name, the one -p no:benchmark blocks
+    if config.pluginmanager.hasplugin("benchmark"):
+        return None
+    if importlib.util.find_spec("pytest_benchmark") is None:
+        return "pytest-benchmark is not installed: pip install 'cnnfast[bench]'"
+    return "pytest-benchmark is installed but disabled (-p no:benchmark)"
+
+
+def pytest_collection_modifyitems(config, items):
+    # Without the plugin every test here would error with "fixture 'benchmark' not
+    # found"; one skip reason says what is missing instead. A skip mark is evaluated
+    # before fixtures are looked up. Only this directory's tests are touched: this
+    # hook sees every collected item when benchmarks/ is run together with tests/.
+    reason = _no_benchmark_plugin_reason(config)
+    if reason is None:
+        return
+    here = os.path.dirname(os.path.realpath(__file__))
+    mark = pytest.mark.skip(reason=reason)
+    for item in items:
+        in_here = os.path.realpath(item.path).startswith(here + os.sep)
+        if in_here and "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(mark)
 
 
 def pytest_report_header(config):

@@ -15,12 +15,14 @@ in ``cnnfast bench``'s per-thread-count runs).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
 import numpy as np
 
 import cnnfast
+import cnnfast._config
 from cnnfast.bench import CONV_WORKLOADS, conv_inputs
 
 
@@ -77,17 +79,107 @@ def _time(fn, min_s: float) -> float:
             return statistics.median(samples)
 
 
+# The limit of cnnfast.set_num_threads, checked up front so that an out-of-range
+# count is a usage error rather than a traceback mid-run.
+MAX_THREADS = cnnfast._config.MAX_THREADS
+
+WORKLOADS = (*CONV_WORKLOADS, "train", "fma")
+
+
+def _comma_list(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty list")
+    if "" in items:
+        raise argparse.ArgumentTypeError(f"empty item in {text!r}")
+    return items
+
+
+def _thread_counts(text: str) -> list[int]:
+    """argparse type: comma list of distinct thread counts in 1..MAX_THREADS."""
+    allowed = f"allowed: a comma list of distinct integers 1-{MAX_THREADS}"
+    try:
+        items = _comma_list(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; {allowed}") from None
+    counts = []
+    for item in items:
+        try:
+            n = int(item)
+        except ValueError:
+            n = 0
+        if not 1 <= n <= MAX_THREADS:
+            raise argparse.ArgumentTypeError(f"invalid thread count {item!r}; {allowed}")
+        counts.append(n)
+    # A repeated count would pool two columns' samples into one key of the tables.
+    if len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"repeated thread count in {text!r}; {allowed}")
+    return counts
+
+
+def _workload_names(text: str) -> list[str]:
+    """argparse type: comma list of names from WORKLOADS (repeats dropped)."""
+    allowed = f"allowed: a comma list of {', '.join(WORKLOADS)}"
+    try:
+        items = _comma_list(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; {allowed}") from None
+    for item in items:
+        if item not in WORKLOADS:
+            raise argparse.ArgumentTypeError(f"unknown workload {item!r}; {allowed}")
+    return list(dict.fromkeys(items))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        # 0 rounds would leave nothing to take the median of
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}; allowed: an integer >= 1")
+    return n
+
+
+def _sample_seconds(text: str) -> float:
+    try:
+        s = float(text)
+    except ValueError:
+        s = math.nan
+    # NaN or infinity would never satisfy _time's stopping test: it would loop forever
+    if not (math.isfinite(s) and s >= 0):
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}; allowed: a finite number of seconds >= 0")
+    return s
+
+
+def _table(cases, threads, times, ratios) -> list[str]:
+    """Markdown lines; the speed-up columns only exist with a second thread count."""
+    def row(cells):
+        return "| " + " | ".join(cells) + " |"
+
+    head = ["workload", *(f"{t} thr ms" for t in threads),
+            *(f"x{t} vs {threads[0]}" for t in threads[1:])]
+    lines = [row(head), "|---" * len(head) + "|"]
+    for case in cases:
+        ms = [f"{statistics.median(times[case, t]) * 1e3:.2f}" for t in threads]
+        rs = [f"{statistics.median(ratios[case, t]):.2f}x" for t in threads[1:]]
+        lines.append(row([case, *ms, *rs]))
+    return lines
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", default="1,2", help="comma list, first is the baseline")
-    ap.add_argument("--workloads", default="fma,b,c,train",
+    ap.add_argument("--threads", type=_thread_counts, default="1,2",
+                    help="comma list, first is the baseline")
+    ap.add_argument("--workloads", type=_workload_names, default="fma,b,c,train",
                     help="comma list of a-e, train and fma (the machine's FMA ceiling)")
-    ap.add_argument("--repeats", type=int, default=7, help="rounds (default 7)")
-    ap.add_argument("--sample", type=float, default=0.3, help="seconds per sample")
+    ap.add_argument("--repeats", type=_positive_int, default=7, help="rounds (default 7)")
+    ap.add_argument("--sample", type=_sample_seconds, default=0.3, help="seconds per sample")
     args = ap.parse_args(argv)
-    threads = [int(t) for t in args.threads.split(",")]
+    threads = args.threads
     cases: dict = {}
-    for name in args.workloads.split(","):
+    for name in args.workloads:
         if name == "train":
             cases.update(_train_case())
         elif name == "fma":
@@ -114,14 +206,7 @@ def main(argv=None) -> None:
                         ratios[case, t].append(base / s)
     finally:
         cnnfast.set_num_threads(None)
-    head = " | ".join(f"{t} thr ms" for t in threads)
-    sp = " | ".join(f"x{t} vs {threads[0]}" for t in threads[1:])
-    print(f"| workload | {head} | {sp} |")
-    print("|---" * (1 + len(threads) + len(threads) - 1) + "|")
-    for case in cases:
-        ms = " | ".join(f"{statistics.median(times[case, t]) * 1e3:.2f}" for t in threads)
-        rs = " | ".join(f"{statistics.median(ratios[case, t]):.2f}x" for t in threads[1:])
-        print(f"| {case} | {ms} | {rs} |")
+    print("\n".join(_table(cases, threads, times, ratios)))
     print(f"\n{args.repeats} interleaved rounds, medians; cnnfast {cnnfast.__version__}, "
           f"SIMD {cnnfast.simd_level()}")
 
