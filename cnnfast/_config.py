@@ -6,7 +6,12 @@ import os
 import platform
 import sys
 
-from . import _kernels
+from ._openmp_env import short_spin
+
+with short_spin():  # libgomp loads with the extension and reads its settings then
+    from . import _kernels
+
+from . import _openmp_env
 
 __all__ = [
     "get_num_threads",
@@ -84,6 +89,10 @@ def config_dict() -> dict:
         "simd_in_use": simd_level(),
         "num_threads": get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "GOMP_SPINCOUNT": (f"{_openmp_env.applied} (set by cnnfast while loading libgomp)"
+                           if _openmp_env.applied and openmp_enabled()
+                           else os.environ.get("GOMP_SPINCOUNT")),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
         "CNNFAST_CPU_FEATURES": os.environ.get("CNNFAST_CPU_FEATURES"),
     }
 

@@ -5,6 +5,7 @@ threadpoolctl and OMP_NUM_THREADS, and concurrent calls from Python threads.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import subprocess
 import sys
@@ -198,3 +199,29 @@ def test_fma_ceiling_counts_the_team():
             _kernels.fma_ceiling(-1)
     finally:
         cnnfast.set_num_threads(0)
+
+
+def _config_in_subprocess(env_extra: dict, drop=()) -> dict:
+    """config_dict() and the spin variables of os.environ, in a fresh interpreter."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", *drop)}
+    env.update(env_extra)
+    code = ("import json, os, cnnfast; from cnnfast._config import config_dict; "
+            "c = config_dict(); print(json.dumps({'cfg_spin': c['GOMP_SPINCOUNT'], "
+            "'cfg_wait': c['OMP_WAIT_POLICY'], 'env': os.environ.get('GOMP_SPINCOUNT')}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not cnnfast.openmp_enabled(), reason="built without OpenMP")
+def test_short_spin_while_libgomp_loads_and_environment_put_back():
+    """cnnfast asks libgomp for a short spin (several processes sharing the cores) only
+    while its extension loads, and never over the user's own setting."""
+    got = _config_in_subprocess({})
+    assert got["env"] is None  # put back: a later OpenMP runtime sees the user's env
+    assert got["cfg_spin"].startswith("30000 (set by cnnfast")
+    got = _config_in_subprocess({"GOMP_SPINCOUNT": "1234"})
+    assert got["env"] == "1234" and got["cfg_spin"] == "1234"
+    got = _config_in_subprocess({"OMP_WAIT_POLICY": "active"})
+    assert got["env"] is None and got["cfg_spin"] is None and got["cfg_wait"] == "active"
