@@ -209,8 +209,10 @@ def _config_in_subprocess(env_extra: dict, drop=()) -> dict:
     code = ("import json, os, cnnfast; from cnnfast._config import config_dict; "
             "c = config_dict(); print(json.dumps({'cfg_spin': c['GOMP_SPINCOUNT'], "
             "'cfg_wait': c['OMP_WAIT_POLICY'], 'env': os.environ.get('GOMP_SPINCOUNT')}))")
+    # cwd: not the repository root, whose cnnfast/ has no compiled extension
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout
+                         text=True, check=True, timeout=120,
+                         cwd=os.path.dirname(os.path.abspath(__file__))).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
