@@ -62,8 +62,10 @@ int64_t cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double 
 /* The position, in argmax's (n, oh, ow, c) order, of the first index that is
  * not a cell of its own window (ih * w + iw with the cell inside the window
  * and the plane), or -1 when every index is one. The backward drops a
- * gradient whose index is not in its window, so the boundary asks this of
- * indices it did not make. argmax's shape is (s->n, s->oh, s->ow, s->c). */
+ * gradient whose index is not in its window; the boundary runs this pass to
+ * name the first such index once the backward has counted some, and before
+ * the fused convolution + pooling backward, which does not count them.
+ * argmax's shape is (s->n, s->oh, s->ow, s->c). */
 int64_t cf_pool2d_first_stray_index(const cf_pool2d_shape *s, const int32_t *argmax,
                                     int nthreads);
 
