@@ -1069,10 +1069,28 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
+def _paired_ratios(num: Row, den: Row) -> list[float]:
+    """num's samples over den's, round by round: both were timed in the same rounds of
+    the rotation (sample i of every row comes from round i), so each ratio compares
+    two implementations a few milliseconds apart, in the same phase of the machine."""
+    n = min(len(num.samples_ms), len(den.samples_ms))
+    return [a * num.scale / (b * den.scale)
+            for a, b in zip(num.samples_ms[:n], den.samples_ms[:n]) if b > 0]
+
+
+def _quartiles(values: list[float]) -> tuple[float, float] | None:
+    if len(values) < 2:
+        return None
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
+
+
 def task_summary(task: Task, peak: float | None, nominal: float | None) -> list[dict]:
     """Derived numbers of every row (what the table prints and the JSON stores)."""
     med = {r.impl: r.median_ms for r in task.rows if r.median_ms is not None}
     torch_best = min((med[i] for i in ("torch", "torch-cl") if i in med), default=None)
+    torch_row = next((r for r in task.rows if r.impl in ("torch", "torch-cl")
+                      and r.median_ms is not None and r.median_ms == torch_best), None)
     out = []
     for r in task.rows:
         ms = r.median_ms
@@ -1102,8 +1120,20 @@ def task_summary(task: Task, peak: float | None, nominal: float | None) -> list[
             d["speedup_vs_reference"] = _ratio(med.get("reference"), ms)
             d["speedup_vs_numpy"] = _ratio(med.get("numpy"), ms)
             d["torch_best_over_this"] = _ratio(torch_best, ms)
+            # The spread of that ratio within the run: the quartiles of the rounds'
+            # paired ratios (PyTorch's faster layout over this row). A cell whose
+            # range straddles 1.0 is at parity in this run.
+            rounds = (_paired_ratios(torch_row, r)
+                      if torch_row is not None and r is not torch_row and r.scale == 1.0
+                      else [])
+            d["torch_ratio_rounds"] = rounds
+            d["torch_ratio_iqr"] = _quartiles(rounds)
         out.append(d)
     return out
+
+
+def _fmt_iqr(q: tuple[float, float] | None) -> str:
+    return "" if q is None else f"({q[0]:.2f}-{q[1]:.2f})"
 
 
 def format_task(task: Task, summary: list[dict]) -> str:
@@ -1111,13 +1141,13 @@ def format_task(task: Task, summary: list[dict]) -> str:
     lines = [f"== {task.title} =={load}"]
     if task.kind == "conv":
         head = (f"{'implementation':<22}{'median ms':>11}{'GFLOP/s':>9}{'%peak':>7}{'%nom':>6}"
-                f"{'x ref':>9}{'x numpy':>9}{'torch/x':>9}{'max|err|':>10}  note")
+                f"{'x ref':>9}{'x numpy':>9}{'torch/x':>9}{'(IQR)':>12}{'max|err|':>10}  note")
     elif task.kind == "pool":
         head = (f"{'implementation':<22}{'median ms':>11}{'GB/s':>8}{'x copy':>8}"
-                f"{'x ref':>9}{'x numpy':>9}{'torch/x':>9}{'max|err|':>10}  note")
+                f"{'x ref':>9}{'x numpy':>9}{'torch/x':>9}{'(IQR)':>12}{'max|err|':>10}  note")
     else:
         head = (f"{'implementation':<22}{'median ms':>11}{'img/s':>9}{'GFLOP/s':>9}{'%peak':>7}"
-                f"{'%nom':>6}{'torch/x':>9}  note")
+                f"{'%nom':>6}{'torch/x':>9}{'(IQR)':>12}  note")
     lines.append(head)
     for r, d in zip(task.rows, summary):
         if r.skipped:
@@ -1131,9 +1161,10 @@ def format_task(task: Task, summary: list[dict]) -> str:
         err = "-" if d["max_abs_err"] is None else f"{d['max_abs_err']:.1e}"
         if r.impl in ("copy",):
             err = ""
+        iqr = _fmt_iqr(d.get("torch_ratio_iqr"))
         common = (f"{_fmt(d.get('speedup_vs_reference'), '.1f'):>9}"
                   f"{_fmt(d.get('speedup_vs_numpy'), '.2f'):>9}"
-                  f"{_fmt(d.get('torch_best_over_this'), '.2f'):>9}{err:>10}")
+                  f"{_fmt(d.get('torch_best_over_this'), '.2f'):>9}{iqr:>12}{err:>10}")
         if task.kind == "conv":
             lines.append(f"{r.label:<22}{ms:>11}{_fmt(d.get('gflops'), '.1f'):>9}"
                          f"{_fmt(d.get('pct_peak'), '.0f'):>7}"
@@ -1146,7 +1177,7 @@ def format_task(task: Task, summary: list[dict]) -> str:
             lines.append(f"{r.label:<22}{ms:>11}{_fmt(d.get('images_per_s'), '.0f'):>9}"
                          f"{_fmt(d.get('gflops'), '.1f'):>9}{_fmt(d.get('pct_peak'), '.0f'):>7}"
                          f"{_fmt(d.get('pct_nominal'), '.0f'):>6}"
-                         f"{_fmt(d.get('torch_best_over_this'), '.2f'):>9}  {note}")
+                         f"{_fmt(d.get('torch_best_over_this'), '.2f'):>9}{iqr:>12}  {note}")
     return "\n".join(lines)
 
 
@@ -1348,8 +1379,9 @@ def _run(args, cfg: Config, keys: list[str], torch_reason, started: float) -> in
     if nominal:
         print(f"nominal peak: {nominal[0]:.1f} GFLOP/s = {nominal[1]}")
     print("columns: %peak = of the measured peak, %nom = of the nominal; x ref / x numpy = "
-          "speed-up over them; torch/x = PyTorch's best ms / this ms (>1: this is faster); "
-          "max|err| vs the float64 reference on a small batch\n")
+          "speed-up over them; torch/x = PyTorch's best ms / this ms (>1: this is faster), "
+          "(IQR) = the quartiles of that ratio taken round by round (a range holding 1.0: "
+          "at parity in this run); max|err| vs the float64 reference on a small batch\n")
     sys.stdout.flush()
     peak_g = peak["median_gflops"]
     nom_g = nominal[0] if nominal else None

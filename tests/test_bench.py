@@ -262,3 +262,26 @@ def test_scaling_script_runs():
     for r in rows:
         speedup = r.split("|")[-2].strip()
         assert speedup.endswith("x") and float(speedup[:-1]) > 0, r
+
+
+def test_torch_ratio_spread_pairs_samples_round_by_round():
+    """The (IQR) column: the quartiles of PyTorch's-best-over-this ratios taken sample by
+    sample (sample i of every row comes from round i); none for the torch row itself,
+    for scaled reference rows, or without torch."""
+    task = bench.Task("conv-x-fwd", "conv", "x", flops=1e9)
+    fast = bench.Row("cnnfast", "cnnfast NHWC", samples_ms=[1.0, 2.0, 1.0, 2.0, 1.0])
+    tcl = bench.Row("torch-cl", "torch channels_last", samples_ms=[1.1, 2.4, 0.9, 2.2, 1.3])
+    tnc = bench.Row("torch", "torch NCHW", samples_ms=[5.0, 5.0, 5.0, 5.0, 5.0])
+    ref = bench.Row("reference", "naive", samples_ms=[3.0], scale=64.0)
+    task.rows = [fast, tcl, tnc, ref]
+    rows = {d["impl"]: d for d in bench.task_summary(task, 100.0, 200.0)}
+    got = rows["cnnfast"]["torch_ratio_rounds"]
+    np.testing.assert_allclose(got, [1.1, 1.2, 0.9, 1.1, 1.3])
+    np.testing.assert_allclose(rows["cnnfast"]["torch_ratio_iqr"], (1.1, 1.2))
+    assert rows["cnnfast"]["torch_best_over_this"] == pytest.approx(1.3 / 1.0)
+    assert rows["torch-cl"]["torch_ratio_iqr"] is None
+    assert rows["reference"]["torch_ratio_iqr"] is None
+    assert "(1.10-1.20)" in bench.format_task(task, list(rows.values()))
+    task.rows = [fast, ref]  # no torch
+    rows = {d["impl"]: d for d in bench.task_summary(task, 100.0, 200.0)}
+    assert rows["cnnfast"]["torch_ratio_iqr"] is None
