@@ -157,6 +157,8 @@ class Adam(Optimizer):
 
 
 class RMSprop(Optimizer):
+    """Keras's RMSprop: ``a = rho * a + (1 - rho) * g**2``, ``p -= lr * g / sqrt(a + eps)``."""
+
     def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7):
         super().__init__(learning_rate)
         if not 0.0 <= float(rho) < 1.0:
@@ -173,8 +175,10 @@ class RMSprop(Optimizer):
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - self.rho
         a += tmp
-        np.sqrt(a, out=tmp)
-        tmp += self.epsilon
+        # Keras's form: epsilon inside the square root (lr * g / sqrt(a + eps));
+        # outside it, gradients near sqrt(eps) would take steps several times larger
+        np.add(a, self.epsilon, out=tmp)
+        np.sqrt(tmp, out=tmp)
         np.divide(g, tmp, out=tmp)
         tmp *= self.learning_rate
         p -= tmp

@@ -427,13 +427,18 @@ def test_adam_matches_keras_formula():
         optimizers.get("adagrad_plus")
 
 
-def test_rmsprop_formula():
+def test_rmsprop_matches_keras_formula():
+    """Keras's RMSprop: epsilon inside the square root, lr * g / sqrt(a + eps)."""
     w, grads = _run_optimizer(optimizers.RMSprop(0.01))
     ref, a = np.array([1.0, -2.0, 0.5]), np.zeros(3)
     for g in grads:
         a = 0.9 * a + 0.1 * g * g
-        ref = ref - 0.01 * g / (np.sqrt(a) + 1e-7)
+        ref = ref - 0.01 * g / np.sqrt(a + 1e-7)
     np.testing.assert_allclose(w, ref, rtol=1e-12)
+    # a gradient near sqrt(eps): with epsilon outside the root the step is 10x larger
+    p = np.array([0.0])
+    optimizers.RMSprop().apply([p], [np.array([1e-4])])
+    np.testing.assert_allclose(p, [-1e-3 * 1e-4 / np.sqrt(0.1 * 1e-8 + 1e-7)], rtol=1e-12)
 
 
 # ---- utils ----------------------------------------------------------------------------
