@@ -95,7 +95,7 @@ class CategoricalCrossentropy(Loss):
     def value_and_grad(self, y_true, y_pred):
         if self.from_logits:
             return self.value_and_grad_logits(y_true, y_pred, None)
-        n = y_pred.shape[0]
+        n = _loss_terms(y_pred)
         # Keras: rescale rows to sum to one, clip to [eps, 1 - eps], then -y log p.
         s = np.sum(y_pred, axis=-1, keepdims=True)
         q = y_pred / s
@@ -113,7 +113,7 @@ class CategoricalCrossentropy(Loss):
             # the same gradient, operation by operation, in one C pass per row
             grad = np.empty_like(logits)
             return _kernels.softmax_xent(logits, y_true, probs, grad), grad
-        n = logits.shape[0]
+        n = _loss_terms(logits)
         lse, zs = _log_softmax_parts(logits)
         ysum = np.sum(y_true, axis=-1, keepdims=True)
         loss = (np.sum(ysum * lse) - np.sum(y_true * zs)) / max(n, 1)
@@ -123,6 +123,13 @@ class CategoricalCrossentropy(Loss):
         grad -= y_true
         grad *= 1.0 / max(n, 1)
         return float(loss), grad.astype(logits.dtype, copy=False)
+
+
+def _loss_terms(y_pred: np.ndarray) -> int:
+    """How many per-sample losses the mean runs over: one per row of classes, so
+    (N, T, classes) outputs average over N * T, as Keras's sum-over-batch-size
+    reduction does (not just over N). At least 1, for empty batches."""
+    return max(y_pred.size // max(y_pred.shape[-1], 1), 1) if y_pred.ndim else 1
 
 
 def _one_pass_ok(logits, y_true, probs) -> bool:
@@ -207,16 +214,44 @@ class MeanSquaredError(Loss):
         return loss, d.astype(y_pred.dtype, copy=False)
 
 
-def categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> float:
-    return CategoricalCrossentropy(from_logits)(y_true, y_pred)
+# The plain functions return one loss per sample, shape ``y_pred.shape[:-1]``, as
+# Keras's do (its classes, like the ones above, return the mean).
+
+def _checked(loss: Loss, y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    y_pred = np.asarray(y_pred)
+    if y_pred.ndim < 1:
+        raise ValueError(f"{loss.name}: y_pred must have a class axis, got a scalar")
+    dtype = np.result_type(y_pred.dtype, np.float32)
+    y_true = loss.check_targets(y_true, y_pred.shape[0], y_pred.shape[1:], dtype)
+    return y_true, y_pred.astype(dtype, copy=False)
 
 
-def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> float:
-    return SparseCategoricalCrossentropy(from_logits)(y_true, y_pred)
+def categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray:
+    """Per-sample ``-sum(y * log p)`` over the last axis (Keras's clipping and row
+    normalisation of probabilities, or log-softmax of logits)."""
+    y_true, y_pred = _checked(CategoricalCrossentropy(from_logits), y_true, y_pred)
+    if from_logits:
+        lse, zs = _log_softmax_parts(y_pred)
+        return np.sum(y_true * (lse - zs), axis=-1)
+    q = np.clip(y_pred / np.sum(y_pred, axis=-1, keepdims=True), _EPSILON, 1.0 - _EPSILON)
+    return -np.sum(y_true * np.log(q), axis=-1)
 
 
-def mean_squared_error(y_true, y_pred) -> float:
-    return MeanSquaredError()(y_true, y_pred)
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray:
+    """Per-sample cross-entropy with integer labels."""
+    labels, y_pred = _checked(SparseCategoricalCrossentropy(from_logits), y_true, y_pred)
+    rows = np.arange(len(labels))
+    if from_logits:
+        lse, zs = _log_softmax_parts(y_pred)
+        return lse[:, 0] - zs[rows, labels]
+    q = np.clip(y_pred / np.sum(y_pred, axis=-1, keepdims=True), _EPSILON, 1.0 - _EPSILON)
+    return -np.log(q[rows, labels])
+
+
+def mean_squared_error(y_true, y_pred) -> np.ndarray:
+    """Per-sample ``mean((y - p)**2)`` over the last axis."""
+    y_true, y_pred = _checked(MeanSquaredError(), y_true, y_pred)
+    return np.mean((y_pred - y_true) ** 2, axis=-1)
 
 
 mse = mean_squared_error
@@ -252,7 +287,8 @@ def count_correct(loss: Loss, y_true: np.ndarray, y_pred: np.ndarray) -> int:
     if isinstance(loss, SparseCategoricalCrossentropy):
         return int(np.count_nonzero(np.argmax(y_pred, axis=-1) == y_true))
     if y_pred.shape[-1] == 1:
-        hits = (y_pred > 0.5) == (y_true > 0.5)
+        # Keras's binary accuracy: the thresholded prediction against the target as it is
+        hits = (y_pred > 0.5).astype(y_true.dtype) == y_true
         return int(np.count_nonzero(hits))
     return int(np.count_nonzero(np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)))
 

@@ -375,14 +375,22 @@ def test_softmax_crossentropy_one_pass_matches_numpy(dtype):
 
 
 def test_loss_functions_on_probabilities():
+    """The plain functions give one loss per sample, as Keras's do; the classes the mean."""
     y = np.array([[0, 1, 0], [0, 0, 1]], np.float64)
     p = np.array([[0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
-    expected = -(np.log(0.8) + np.log(0.6)) / 2
-    assert abs(losses.categorical_crossentropy(y, p) - expected) < 1e-12
-    assert abs(losses.sparse_categorical_crossentropy([1, 2], p) - expected) < 1e-12
-    assert abs(losses.mse(y, p) - np.mean((y - p) ** 2)) < 1e-12
+    per_sample = -np.log([0.8, 0.6])
+    np.testing.assert_allclose(losses.categorical_crossentropy(y, p), per_sample, rtol=1e-12)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy([1, 2], p), per_sample,
+                               rtol=1e-12)
+    np.testing.assert_allclose(losses.mse(y, p), np.mean((y - p) ** 2, axis=-1), rtol=1e-12)
+    assert abs(losses.CategoricalCrossentropy()(y, p) - per_sample.mean()) < 1e-12
+    z = np.log(p) + 3.0  # logits whose softmax is p
+    np.testing.assert_allclose(losses.categorical_crossentropy(y, z, from_logits=True),
+                               per_sample, rtol=1e-12)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy([1, 2], z, True),
+                               per_sample, rtol=1e-12)
     # Probabilities of exactly 0 are clipped (Keras' epsilon), not log(0).
-    assert np.isfinite(losses.categorical_crossentropy(y, np.array([[1.0, 0, 0]] * 2)))
+    assert np.isfinite(losses.categorical_crossentropy(y, np.array([[1.0, 0, 0]] * 2))).all()
     with pytest.raises(ValueError, match="labels must lie"):
         losses.sparse_categorical_crossentropy([3, 0], p)
     with pytest.raises(ValueError, match="unknown loss"):
@@ -551,3 +559,28 @@ def test_targets_without_the_last_unit_axis_are_expanded_as_in_keras():
         m3 = models.Sequential([layers.Dense(3, input_shape=(4,))])
         m3.compile(optimizer="sgd", loss="mse")
         m3.fit(x, t, verbose=0)
+
+
+def test_crossentropy_on_sequence_outputs_averages_over_every_position():
+    """(N, T, classes) outputs: Keras's reduction averages over N * T per-position losses,
+    and the gradient is scaled alike (not N times T larger)."""
+    rng = np.random.default_rng(6)
+    z = rng.standard_normal((4, 5, 3))
+    y = np.eye(3)[rng.integers(0, 3, (4, 5))]
+    per_position = losses.categorical_crossentropy(y, z, from_logits=True)
+    assert per_position.shape == (4, 5)
+    loss = losses.CategoricalCrossentropy(from_logits=True)
+    value, grad = loss.value_and_grad(y, z)
+    assert abs(value - per_position.mean()) < 1e-12
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    np.testing.assert_allclose(grad, (p - y) / 20, rtol=1e-10, atol=1e-15)
+    value_p, _ = losses.CategoricalCrossentropy().value_and_grad(y, p)
+    assert abs(value_p - per_position.mean()) < 1e-9
+
+
+def test_binary_accuracy_compares_targets_as_they_are():
+    """Keras's binary accuracy: (p > 0.5) == y; a target that is not 0 or 1 never matches."""
+    y = np.array([[3.7], [0.0], [1.0], [0.9]])
+    p = np.ones((4, 1))
+    assert losses.count_correct(losses.MeanSquaredError(), y, p) == 1
+
