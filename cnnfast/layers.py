@@ -123,7 +123,17 @@ class Layer:
     def __init__(self, name: str | None = None, input_shape=None,
                  trainable: bool = True, **kwargs) -> None:
         batch_input_shape = kwargs.pop("batch_input_shape", None)
-        kwargs.pop("dtype", None)  # the model decides the dtype
+        dtype = kwargs.pop("dtype", None)
+        # One dtype per model (the model's): a layer asking for another one is an
+        # error when the model builds it, not silently overridden.
+        try:
+            self._requested_dtype = None if dtype is None else np.dtype(dtype)
+        except TypeError:  # e.g. a Keras mixed-precision policy name
+            self._requested_dtype = np.dtype(object)
+        if self._requested_dtype is not None and self._requested_dtype not in (
+                np.float32, np.float64):
+            raise ValueError(f"{type(self).__name__}: dtype must be float32 or float64, "
+                             f"got {dtype!r}")
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(kwargs)}")
         if input_shape is None and batch_input_shape is not None:
@@ -204,7 +214,8 @@ class Layer:
         """Apply the layer to a batch (building it on first use); returns a new array."""
         x = np.asarray(x)
         if not self.built:
-            dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+            dtype = self._requested_dtype or (
+                x.dtype if x.dtype in (np.float32, np.float64) else np.float32)
             self.build(x.shape[1:], dtype)
         if x.shape[1:] != self._in_shape:
             raise ValueError(

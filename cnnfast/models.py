@@ -126,6 +126,7 @@ class Sequential:
         self.loss: _losses.Loss | None = None
         self.metrics_names: list[str] = []
         self._want_accuracy = False
+        self._accuracy_name = "accuracy"
         self._fused_output = False
         self._plan_key: tuple | None = None
         self._plan: list = []
@@ -167,6 +168,13 @@ class Sequential:
     def build(self, input_shape) -> None:
         """Build all layers for inputs of shape ``input_shape`` (batch axis included)."""
         shape = tuple(int(s) for s in tuple(input_shape)[1:])
+        for layer in self.layers:
+            asked = getattr(layer, "_requested_dtype", None)
+            if asked is not None and asked != self.dtype:
+                raise ValueError(
+                    f"layer {layer.name!r} asks for dtype {asked}, but the model computes in "
+                    f"{self.dtype}: cnnfast runs one dtype per model (Sequential(dtype=...))"
+                )
         self._input_shape = shape
         for layer in self.layers:
             if layer.built and layer._in_shape == shape and layer.dtype == self.dtype:
@@ -312,7 +320,8 @@ class Sequential:
 
     # ---- training configuration ---------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
-        """Choose the optimizer, the loss and the metrics (only ``"accuracy"``)."""
+        """Choose the optimizer, the loss and the metrics (only ``"accuracy"``, or
+        ``"acc"``, logged under that name)."""
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='categorical_crossentropy'")
         self.optimizer = _optimizers.get(optimizer)
@@ -323,7 +332,9 @@ class Sequential:
             if not (isinstance(m, str) and m.lower() in ("accuracy", "acc")):
                 raise ValueError(f"unsupported metric {m!r}: only 'accuracy' is available")
         self._want_accuracy = bool(metrics)
-        self.metrics_names = ["loss"] + (["accuracy"] if self._want_accuracy else [])
+        # logged under the name given, as Keras does: metrics=["acc"] gives "acc", "val_acc"
+        self._accuracy_name = metrics[-1].lower() if metrics else "accuracy"
+        self.metrics_names = ["loss"] + ([self._accuracy_name] if self._want_accuracy else [])
         self._configure_output()
 
     def _configure_output(self) -> None:
@@ -523,7 +534,7 @@ class Sequential:
                 if self._want_accuracy:
                     correct += _losses.count_correct(self.loss, yb, out)
                     judged += _losses.accuracy_denominator(self.loss, out)
-                    logs.append(("accuracy", correct / max(judged, 1)))
+                    logs.append((self._accuracy_name, correct / max(judged, 1)))
                 if not np.isfinite(loss):
                     self.stop_training = True
                 if step + 1 < steps:
@@ -534,7 +545,7 @@ class Sequential:
                 val = self._evaluate_arrays(xv, yv, bs)
                 epoch_logs["val_loss"] = val[0]
                 if self._want_accuracy:
-                    epoch_logs["val_accuracy"] = val[1]
+                    epoch_logs["val_" + self._accuracy_name] = val[1]
             bar.update(steps, list(epoch_logs.items()), finalize=True)
             hist._append(epoch, epoch_logs)
             hist.train_seconds.append(train_time)
@@ -562,7 +573,7 @@ class Sequential:
             if bar is not None:
                 logs = [("loss", loss_sum / hi)]
                 if self._want_accuracy:
-                    logs.append(("accuracy", correct / max(judged, 1)))
+                    logs.append((self._accuracy_name, correct / max(judged, 1)))
                 bar.update(step + 1, logs)
         res = [loss_sum / max(n, 1)]
         if self._want_accuracy:

@@ -584,3 +584,35 @@ def test_binary_accuracy_compares_targets_as_they_are():
     p = np.ones((4, 1))
     assert losses.count_correct(losses.MeanSquaredError(), y, p) == 1
 
+
+def test_layer_dtype_is_honoured_or_refused_never_ignored():
+    """A layer's dtype= is the model's (fine), a standalone layer's own, or an error:
+    cnnfast runs one dtype per model."""
+    x = np.ones((2, 3), np.float32)
+    m = models.Sequential([layers.Dense(2, dtype="float32", input_shape=(3,))])
+    assert m.predict(x).dtype == np.float32
+    with pytest.raises(ValueError, match="asks for dtype float64, but the model computes in "
+                                         "float32"):
+        models.Sequential([layers.Dense(2, dtype="float64", input_shape=(3,))])
+    m = models.Sequential([layers.Dense(2, dtype="float64")])  # built on first use
+    with pytest.raises(ValueError, match="asks for dtype float64"):
+        m.predict(x)
+    m64 = models.Sequential([layers.Dense(2, dtype="float64", input_shape=(3,))],
+                            dtype="float64")
+    assert m64.predict(x).dtype == np.float64
+    assert layers.Dense(2, dtype="float64")(x).dtype == np.float64
+    for bad in ("int32", "mixed_float16"):
+        with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+            layers.Dense(2, dtype=bad)
+
+
+def test_accuracy_is_logged_under_the_name_given():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((20, 4)), rng.integers(0, 3, 20)
+    for name in ("accuracy", "acc"):
+        m = models.Sequential([layers.Dense(3, activation="softmax", input_shape=(4,))])
+        m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=[name])
+        hist = m.fit(x, y, epochs=1, verbose=0, validation_data=(x, y))
+        assert set(hist.history) == {"loss", name, "val_loss", "val_" + name}
+        assert m.metrics_names == ["loss", name]
+        assert set(m.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", name}
