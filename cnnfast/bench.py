@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import inspect
 import json
 import math
 import os
@@ -448,32 +447,10 @@ def conv_case(impl: str, wl: ConvWorkload, direction: str, inp: dict) -> Case:
 
 
 def _cnnfast_bwd_input(ops, dy, x, kernel, s: int, fmt: str):
-    """(timed call, note) computing cnnfast's input gradient alone.
-
-    The public ``conv2d_backward`` always computes dkernel and dbias too. When
-    it has no ``kernel_grad`` switch, this does exactly what its ``input_grad``
-    branch does (same validation object, same conversions, same kernel), so the
-    row times dx alone; failing that, the whole backward with a note saying so.
-    """
-    if "kernel_grad" in inspect.signature(ops.conv2d_backward).parameters:
-        return (lambda: ops.conv2d_backward(dy, x, kernel, strides=s, padding="same",
-                                            data_format=fmt, kernel_grad=False)[0], "")
-    problem = getattr(ops, "_ConvProblem", None)
-    kern = getattr(getattr(ops, "_kernels", None), "conv2d_backward_input", None)
-    if problem is None or kern is None:
-        return (lambda: ops.conv2d_backward(dy, x, kernel, strides=s, padding="same",
-                                            data_format=fmt)[0],
-                "also computes dkernel, dbias (no dx-only call)")
-
-    def run():
-        prob = problem(x, kernel, s, "same", 1, fmt, (dy,))
-        dt = prob.dtype
-        dy4 = ops._contig(ops._to_nhwc(dy, prob.fmt), dt)
-        dx4 = np.empty(prob.x.shape, dtype=dt)
-        kern(dy4, ops._contig(prob.kernel, dt), dx4, prob.shape)
-        return ops._from_nhwc(dx4, prob.fmt)
-
-    return run, "dx only: ops' input_grad path minus dkernel"
+    """(timed call, note) computing cnnfast's input gradient alone: the public
+    ``conv2d_backward`` with ``kernel_grad=False``."""
+    return (lambda: ops.conv2d_backward(dy, x, kernel, strides=s, padding="same",
+                                        data_format=fmt, kernel_grad=False)[0], "")
 
 
 def _conv_reference64_bwd(wl: ConvWorkload, inp: dict, padding) -> tuple:

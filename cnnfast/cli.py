@@ -105,8 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int_in(1), default=128,
                    help="batch size (default 128)")
     p.add_argument("--threads", type=thread_count, default=None,
-                   help="threads of the cnnfast kernels (default: all cores; numpy's BLAS "
-                        "runs on 1 thread during training)")
+                   help="threads of the cnnfast kernels, Dense layers included (default: "
+                        "all cores)")
     p.add_argument("--data", default=None,
                    help="directory with the MNIST IDX files (default: $CNNFAST_DATA, "
                         "else ~/.cache/cnnfast/mnist, downloading when missing)")

@@ -3,8 +3,9 @@
 Conv2D and the pooling layers call the engine through ``cnnfast.ops`` (a ReLU after a
 convolution is fused into the kernel's epilogue; max/min pooling keep the winners'
 indices from the forward pass so the backward pass does not search again). Dense
-runs on numpy/BLAS through the single helper ``_matmul``. Every layer works on whole
-batches: no Python loop over samples or pixels.
+runs on cnnfast's own GEMM (``cnnfast.dense`` forward, ``cnnfast.matmul`` backward
+through the helper ``_matmul``). Every layer works on whole batches: no Python loop
+over samples or pixels.
 
 A layer's life: ``build(input_shape, dtype)`` (shape without the batch axis) creates
 the weights; ``forward(x, training)`` returns the output and keeps what ``backward``

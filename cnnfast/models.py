@@ -7,8 +7,9 @@ logits and its gradient w.r.t. the logits ``(p - y) / N`` goes straight into tha
 layer's backward pass (stable, and no softmax Jacobian).
 
 All randomness (initial weights, shuffling, dropout) comes from
-``cnnfast.utils.get_rng()``: ``cnnfast.utils.set_random_seed(s)`` before building the
-model makes a whole training run repeat bit-for-bit.
+``cnnfast.utils.get_rng()``, unless a layer or an initializer is given its own ``seed``:
+``cnnfast.utils.set_random_seed(s)`` before building the model makes a whole training
+run repeat bit-for-bit.
 
 BLAS threads: the model itself makes no BLAS call (Dense layers run on
 ``cnnfast.matmul`` under the kernels' OpenMP team). ``Sequential.blas_threads = n``

@@ -11,7 +11,7 @@ Formulas (as in ``keras.optimizers``):
   without momentum ``w -= lr*g``.
 - Adam: ``m += (1-b1)(g-m)``, ``v += (1-b2)(g*g-v)``,
   ``w -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)`` with ``eps = 1e-7``.
-- RMSprop: ``a = rho*a + (1-rho)*g*g``, ``w -= lr*g / (sqrt(a) + eps)``.
+- RMSprop: ``a = rho*a + (1-rho)*g*g``, ``w -= lr*g / sqrt(a + eps)``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ threadpoolctl and OMP_NUM_THREADS, and concurrent calls from Python threads.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import json
 import os
 import subprocess
@@ -201,12 +202,13 @@ def test_fma_ceiling_counts_the_team():
         cnnfast.set_num_threads(0)
 
 
-def _config_in_subprocess(env_extra: dict, drop=()) -> dict:
-    """config_dict() and the spin variables of os.environ, in a fresh interpreter."""
+def _config_in_subprocess(env_extra: dict, drop=(), preload: str = "") -> dict:
+    """config_dict() and the spin variables of os.environ, in a fresh interpreter
+    (``preload``: Python run before cnnfast is imported)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", *drop)}
     env.update(env_extra)
-    code = ("import json, os, cnnfast; from cnnfast._config import config_dict; "
+    code = (preload + "import json, os, cnnfast; from cnnfast._config import config_dict; "
             "c = config_dict(); print(json.dumps({'cfg_spin': c['GOMP_SPINCOUNT'], "
             "'cfg_wait': c['OMP_WAIT_POLICY'], 'env': os.environ.get('GOMP_SPINCOUNT')}))")
     # cwd: not the repository root, whose cnnfast/ has no compiled extension
@@ -227,3 +229,11 @@ def test_short_spin_while_libgomp_loads_and_environment_put_back():
     assert got["env"] == "1234" and got["cfg_spin"] == "1234"
     got = _config_in_subprocess({"OMP_WAIT_POLICY": "active"})
     assert got["env"] is None and got["cfg_spin"] is None and got["cfg_wait"] == "active"
+    # libgomp loaded before cnnfast read its settings then: cnnfast claims nothing
+    try:
+        ctypes.CDLL("libgomp.so.1")
+    except OSError:  # an OpenMP runtime other than GNU's
+        return
+    got = _config_in_subprocess({}, preload="import ctypes; "
+                                "ctypes.CDLL('libgomp.so.1', mode=ctypes.RTLD_GLOBAL); ")
+    assert got["env"] is None and got["cfg_spin"] is None
