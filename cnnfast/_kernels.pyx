@@ -3,8 +3,10 @@
 
 ``cnnfast.ops`` validates the user's arguments and allocates the outputs;
 this module checks only what memory safety needs (dtype, C-contiguity,
-shapes matching the resolved sizes), releases the GIL and calls into C,
-which owns the OpenMP parallel decomposition.
+shapes matching the resolved sizes, and the convolution geometry the C
+drivers index by: positive sizes, non-negative paddings, a padded image
+whose size cannot wrap int64), releases the GIL and calls into C, which owns
+the OpenMP parallel decomposition.
 """
 
 cimport numpy as cnp
@@ -168,10 +170,28 @@ cdef inline void _check_out(cnp.ndarray a, object dtype, tuple shape, str name) 
         raise ValueError(f"{name}: output array is read-only")
 
 
+# Largest padded image (rows x columns x channels of the larger side) the C
+# drivers may index: their offsets, slack and phase images stay within a few
+# multiples of it, so 2**55 leaves int64 room to spare. Real geometries are
+# many orders of magnitude below; ops.py reports the same bound by name.
+MAX_PADDED_ELEMS = 2**55
+
+
 cdef cf_conv2d_shape _shape(tuple s) except *:
+    """The shape tuple as the C struct, after the geometry checks the C drivers
+    rely on (in Python integers, which cannot wrap)."""
     cdef cf_conv2d_shape r
+    n, h, w, c, oh, ow, f, kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in s)
+    if n < 0 or min(h, w, c, oh, ow, f, kh, kw, sh, sw, dh, dw) < 1 or min(pt, pl) < 0:
+        raise ValueError(f"convolution shape {s}: sizes, strides and dilations must be "
+                         f">= 1 (n >= 0) and paddings >= 0")
+    hp = (oh - 1) * sh + (kh - 1) * dh + 1
+    wp = (ow - 1) * sw + (kw - 1) * dw + 1
+    if hp * wp * max(c, f) > MAX_PADDED_ELEMS:
+        raise ValueError(f"convolution shape {s}: the padded geometry ({hp} x {wp} x "
+                         f"{max(c, f)}) is too large for the kernels' index arithmetic")
     (r.n, r.h, r.w, r.c, r.oh, r.ow, r.f, r.kh, r.kw,
-     r.sh, r.sw, r.dh, r.dw, r.pt, r.pl) = s
+     r.sh, r.sw, r.dh, r.dw, r.pt, r.pl) = n, h, w, c, oh, ow, f, kh, kw, sh, sw, dh, dw, pt, pl
     return r
 
 
@@ -283,11 +303,11 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate, object bi
     c is C-contiguous, bias None or a contiguous (n,) array."""
     dt = c.dtype
     cdef void *bp = NULL
-    if bias is not None:
-        _check(bias, dt, (b.shape[1],), "bias")
-        bp = cnp.PyArray_DATA(<cnp.ndarray>bias)
     if a.ndim != 2 or b.ndim != 2 or c.ndim != 2:
         raise ValueError("gemm: 2-D arrays expected")
+    if bias is not None:  # after the ndim check: b.shape[1] must exist
+        _check(bias, dt, (b.shape[1],), "bias")
+        bp = cnp.PyArray_DATA(<cnp.ndarray>bias)
     if a.dtype != dt or b.dtype != dt:
         raise ValueError("gemm: dtypes differ")
     if not c.flags.c_contiguous or not c.flags.writeable or not c.flags.aligned:

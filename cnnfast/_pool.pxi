@@ -95,8 +95,10 @@ cdef int _pool_shape(cf_pool2d_shape *s, cnp.ndarray big, cnp.ndarray small,
         )
     # pt < kh puts an in-bounds row in the first window; a last window that
     # starts inside the image does the same for the last one.
+    # in Python integers: with huge strides the int64 products could wrap
     if not (0 <= pt < kh and 0 <= pl < kw) or \
-            (s.oh - 1) * sh - pt >= s.h or (s.ow - 1) * sw - pl >= s.w:
+            (int(s.oh) - 1) * int(sh) - int(pt) >= int(s.h) or \
+            (int(s.ow) - 1) * int(sw) - int(pl) >= int(s.w):
         raise ValueError(
             f"padding: geometry leaves a window without in-bounds cells (input "
             f"{(<object>big).shape}, output {(<object>small).shape}, window ({kh}, {kw}), strides "

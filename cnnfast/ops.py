@@ -306,6 +306,18 @@ class _ConvProblem:
         _check_sizes("padding", sp.pt, sp.pb, sp.pl, sp.pr, h + sp.pt + sp.pb, w + sp.pl + sp.pr)
         _check_elems("output", (n, sp.oh, sp.ow, f))
         _check_elems("kernel", (kh, kw, c, f))
+        # Each factor alone fits, but the kernels index a padded image of hp x wp
+        # x channels: with huge dilations and paddings together that product
+        # would wrap int64 (a heap overflow in C, not an error).
+        hp = (sp.oh - 1) * sp.sh + (kh - 1) * sp.dh + 1
+        wp = (sp.ow - 1) * sp.sw + (kw - 1) * sp.dw + 1
+        if hp * wp * max(c, f) > _kernels.MAX_PADDED_ELEMS:
+            raise ValueError(
+                f"padding / dilation_rate / strides: the padded geometry they make, "
+                f"{hp} x {wp} x {max(c, f)} elements for x {xa.shape} and kernel "
+                f"{ka.shape}, is too large for the kernels' index arithmetic (limit "
+                f"2**55)"
+            )
         self.x, self.kernel, self.spec = x4, k4, sp
         self.n, self.c, self.f = n, c, f
         self.shape = (n, h, w, c, sp.oh, sp.ow, f, kh, kw, sp.sh, sp.sw, sp.dh, sp.dw,
@@ -490,6 +502,12 @@ def _gemm(a: Any, b: Any, out: np.ndarray | None, accumulate: bool, bias: Any | 
         accumulate = False
     else:
         out = _out_array(out, shape, dt, "out")
+        # the kernel writes out while it still reads a and b: an operand that
+        # shares memory with out is copied first (same values, same bits)
+        if np.may_share_memory(out, aa):
+            aa = aa.copy()
+        if np.may_share_memory(out, ba):
+            ba = ba.copy()
     _kernels.gemm(aa, ba, out, bool(accumulate), bia, relu)
     return out
 

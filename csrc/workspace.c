@@ -20,6 +20,11 @@ void *cf_workspace(int slot, size_t bytes)
     free(ws_raw[slot]);
     ws_raw[slot] = ws_aligned[slot] = NULL;
     ws_size[slot] = 0;
+    /* a request this large is an upstream size overflow, never a real need:
+     * fail (the caller reports MemoryError) rather than let the growth below
+     * wrap to a small buffer */
+    if (bytes > ((size_t)-1) / 2)
+        return NULL;
     /* grow geometrically so a slowly increasing size does not reallocate
      * on every call */
     size_t want = bytes + bytes / 4 + 4096;

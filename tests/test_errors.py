@@ -351,3 +351,50 @@ def test_huge_view_pool_never_crashes():
         cnnfast.pool2d(x, 2)
     with pytest.raises((ValueError, MemoryError)):
         cnnfast.pool2d_backward(_zero_stride((2**20, 2**19, 2**9, 2)), x, 2)
+
+
+_D = 2**30 - 1  # each factor fits the boundary's limits; their products do not
+
+
+@pytest.mark.parametrize("call", ["fwd", "dk", "dx-strided", "conv-pool"])
+def test_padded_geometry_too_large_for_int64_refused(call):
+    """Dilation and padding that are each accepted but together make a padded image
+    of 2**64 elements: the boundary refuses it by name (it used to wrap in C and
+    write past a small buffer)."""
+    f32 = np.float32
+    geo = dict(dilation_rate=_D, padding=((_D, 0), (_D, 0)))
+    with raises_naming("padding", ValueError):
+        if call == "fwd":
+            cnnfast.conv2d(np.ones((1, 1, 1, 16), f32), np.ones((2, 2, 16, 1), f32), **geo)
+        elif call == "dk":
+            cnnfast.conv2d_backward(np.ones((4, 1, 1, 1), f32), np.ones((4, 1, 1, 16), f32),
+                                    np.ones((2, 2, 16, 1), f32), input_grad=False, **geo)
+        elif call == "dx-strided":
+            geo = dict(dilation_rate=_D - 1, padding=((_D - 1, 0), (_D - 1, 0)), strides=2)
+            cnnfast.conv2d_backward(np.ones((1, 1, 1, 64), f32), np.ones((1, 1, 1, 1), f32),
+                                    np.ones((2, 2, 1, 64), f32), kernel_grad=False, **geo)
+        else:
+            cnnfast.conv2d_pool2d(np.ones((1, 1, 1, 16), f32), np.ones((2, 2, 16, 1), f32),
+                                  pool_size=1, **geo)
+
+
+def test_private_wrappers_check_what_memory_safety_needs():
+    """cnnfast._kernels is private, but its wrappers still refuse geometries the C
+    drivers would index out of bounds with, and malformed arrays, instead of crashing."""
+    from cnnfast import _kernels
+
+    f32 = np.float32
+    x, k, y = np.ones((1, 4, 4, 1), f32), np.ones((2, 2, 1, 1), f32), np.zeros((1, 4, 4, 1), f32)
+    with pytest.raises(ValueError, match="paddings >= 0"):
+        _kernels.conv2d_forward(x, k, None, y, (1, 4, 4, 1, 4, 4, 1, 2, 2, 1, 1, -1000, -1000,
+                                                 0, 0), False)
+    with pytest.raises(ValueError, match="too large for the kernels' index arithmetic"):
+        _kernels.conv2d_forward(np.ones((1, 1, 1, 16), f32), np.ones((2, 2, 16, 1), f32), None,
+                                np.zeros((1, 1, 1, 1), f32),
+                                (1, 1, 1, 16, 1, 1, 1, 2, 2, 1, 1, _D, _D, _D, _D), False)
+    with pytest.raises(ValueError, match="2-D arrays expected"):
+        _kernels.gemm(np.ones((2, 1), f32), np.array(1.0, f32), np.zeros((2, 1), f32), False,
+                      np.zeros(2, f32))
+    with pytest.raises(ValueError, match="window without in-bounds cells"):
+        _kernels.pool2d_forward(np.ones((1, 1, 1, 1), f32), np.zeros((1, 1, 3, 1), f32), None,
+                                1, 1, 1, 2**62 + 1, 0, 0, 0)

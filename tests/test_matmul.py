@@ -203,3 +203,21 @@ def test_dense_dtype_promotes_over_the_bias_too(bias_dtype, want):
     y = cnnfast.dense(x, k, np.arange(4).astype(bias_dtype))
     assert y.dtype == want
     np.testing.assert_array_equal(y, [[3, 4, 5, 6]] * 2)
+
+
+@pytest.mark.parametrize("alias", ["a", "b", "both"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_out_sharing_memory_with_an_operand(alias, accumulate):
+    """out= that is (or overlaps) a or b: the operand is read as it was before the call,
+    as numpy's matmul does (the kernel would otherwise read what it already wrote)."""
+    rng = np.random.default_rng(11)
+    m = rng.standard_normal((48, 48)).astype(np.float32)
+    other = rng.standard_normal((48, 48)).astype(np.float32)
+    a, b = (m, other) if alias == "a" else (other, m) if alias == "b" else (m, m)
+    start = m.copy()
+    want = cnnfast.matmul(a.copy(), b.copy(), out=start.copy(), accumulate=accumulate)
+    buf = m.copy()
+    args = {"a": (buf, other), "b": (other, buf), "both": (buf, buf)}[alias]
+    got = cnnfast.matmul(*args, out=buf, accumulate=accumulate)
+    assert got is buf
+    np.testing.assert_array_equal(got, want)
