@@ -31,3 +31,12 @@ settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
 
+
+
+def simd_levels() -> list[str]:
+    """The SIMD levels this CPU has, lowest first, found without changing the cap (a
+    module that probed with set_simd_cap would lift a CNNFAST_CPU_FEATURES cap)."""
+    from cnnfast import _kernels
+
+    order = ["scalar", "avx2", "avx512"]
+    return order[: order.index(_kernels.simd_detected()) + 1]

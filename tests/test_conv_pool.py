@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import simd_levels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,9 +23,9 @@ import cnnfast
 from cnnfast import _kernels, ops
 from cnnfast import reference as ref
 
-LEVELS = [lv for lv in ("scalar", "avx2", "avx512")
-          if lv == "scalar" or _kernels.set_simd_cap(lv) == lv]
-_kernels.set_simd_cap("avx512")
+LEVELS = simd_levels()
+# the level each test found, restored after it changes the cap
+_START_LEVEL = cnnfast.simd_level()
 
 
 def _unfused(x, k, b, conv, pool, activation, fmt="channels_last"):
@@ -107,7 +108,7 @@ def test_fused_paths_match_unfused_and_reference(case, dtype):
     k = rng.standard_normal(ks).astype(dtype)
     b = rng.standard_normal(ks[-1]).astype(dtype)
     tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
-    checked_ref = False
+    checked_ref = None
     try:
         for level in LEVELS:
             _kernels.set_simd_cap(level)
@@ -128,19 +129,23 @@ def test_fused_paths_match_unfused_and_reference(case, dtype):
                     np.testing.assert_allclose(g[1], want[1], **tol)
                     np.testing.assert_allclose(g[2], want[2], **tol)
                 per_threads.append((yf, got_k[1], got_k[2]))
-                if not checked_ref:
+                # against the oracle at every level: the fused kernels share their
+                # pooling rows with pool2d, so fused == unfused alone cannot see a
+                # wrong row
+                if checked_ref is None:
                     zr = ref.conv2d(x, k, b, activation="relu", **conv)
                     yr = ref.pool2d(zr, **pool)
-                    np.testing.assert_allclose(yf, yr, **tol)
                     dzr = ref.pool2d_backward(dy * (yr > 0), zr, **pool)
-                    _, dkr, dbr = ref.conv2d_backward(dzr, x, k, input_grad=False, **conv)
-                    np.testing.assert_allclose(got_k[1], dkr, **tol)
-                    np.testing.assert_allclose(got_k[2], dbr, **tol)
-                    checked_ref = True
+                    checked_ref = (yr, dzr, *ref.conv2d_backward(dzr, x, k, **conv))
+                yr, dzr, dxr, dkr, dbr = checked_ref
+                np.testing.assert_allclose(yf, yr, **tol, err_msg=f"{level} forward")
+                np.testing.assert_allclose(got_x[0], dxr, **tol, err_msg=f"{level} dx")
+                np.testing.assert_allclose(got_k[1], dkr, **tol, err_msg=f"{level} dkernel")
+                np.testing.assert_allclose(got_k[2], dbr, **tol, err_msg=f"{level} dbias")
             for a1, a2 in zip(*per_threads):
                 assert np.array_equal(a1, a2), f"{level}: 1 vs 2 threads differ"
     finally:
-        _kernels.set_simd_cap("avx512")
+        _kernels.set_simd_cap(_START_LEVEL)
         cnnfast.set_num_threads(0)
 
 
@@ -370,3 +375,31 @@ def test_backward_errors():
         cnnfast.conv2d_pool2d_backward(dy, x, k, idx, padding="same", pool_mode="avg")
     with pytest.raises(ValueError, match="out must be a tuple"):
         cnnfast.conv2d_pool2d_backward(dy, x, k, idx, padding="same", out=np.empty(3))
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("pool_strides", [None, 1], ids=["fused", "unfused"])
+def test_out_arrays_hold_the_same_values(fmt, pool_strides):
+    """out= for conv2d_pool2d (values and indices) and its backward (dx, dkernel,
+    dbias), on the fused and the unfused paths, in both layouts: the arrays given are
+    returned and hold exactly what the calls without out= return."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 6, 6, 3))
+    k = rng.standard_normal((3, 3, 3, 4))
+    b = rng.standard_normal(4)
+    if fmt == "channels_first":
+        x, k = x.transpose(0, 3, 1, 2).copy(), k.transpose(3, 2, 0, 1).copy()
+    args = dict(padding="same", data_format=fmt, activation="relu", pool_strides=pool_strides)
+    y, idx = cnnfast.conv2d_pool2d(x, k, b, return_indices=True, **args)
+    yo, io = np.full_like(y, np.nan), np.full_like(idx, -7)
+    got = cnnfast.conv2d_pool2d(x, k, b, return_indices=True, out=(yo, io), **args)
+    assert got[0] is yo and got[1] is io
+    np.testing.assert_array_equal(yo, y)
+    np.testing.assert_array_equal(io, idx)
+    dy = rng.standard_normal(y.shape)
+    want = cnnfast.conv2d_pool2d_backward(dy, x, k, idx, y=y, **args)
+    outs = tuple(np.full_like(w, np.nan) for w in want)
+    got = cnnfast.conv2d_pool2d_backward(dy, x, k, idx, y=y, out=outs, **args)
+    for g, o, w in zip(got, outs, want):
+        assert g is o
+        np.testing.assert_array_equal(o, w)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import simd_levels
 from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnfast
 from cnnfast import _kernels
 
-LEVELS = [lv for lv in ("scalar", "avx2", "avx512")
-          if lv == "scalar" or _kernels.set_simd_cap(lv) == lv]
-_kernels.set_simd_cap("avx512")
+LEVELS = simd_levels()
+# the level each test found, restored after it changes the cap
+_START_LEVEL = cnnfast.simd_level()
 
 
 def _views(a):
@@ -49,7 +50,7 @@ def test_every_simd_level_and_thread_count_agree(level):
             cnnfast.set_num_threads(threads)
             results.append(cnnfast.matmul(a, b))
     finally:
-        _kernels.set_simd_cap("avx512")
+        _kernels.set_simd_cap(_START_LEVEL)
         cnnfast.set_num_threads(None)
     assert all(np.array_equal(results[0], r) for r in results[1:])
     np.testing.assert_allclose(results[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
@@ -107,7 +108,7 @@ def test_wide_products(shape, level):
             results.append(cnnfast.matmul(a, b))
             results.append(cnnfast.matmul(a, np.asfortranarray(b)))  # B packed per panel
     finally:
-        _kernels.set_simd_cap("avx512")
+        _kernels.set_simd_cap(_START_LEVEL)
         cnnfast.set_num_threads(None)
     assert all(np.array_equal(results[0], r) for r in results[1:])
     np.testing.assert_allclose(results[0], expected, rtol=1e-4, atol=1e-3)
@@ -158,7 +159,7 @@ def test_dense_every_simd_level_and_thread_count_agree(shape, level):
             results.append(cnnfast.dense(a, b, bias, "relu").copy())
         assert cnnfast.dense(a, b, bias, "relu", out=out) is out
     finally:
-        _kernels.set_simd_cap("avx512")
+        _kernels.set_simd_cap(_START_LEVEL)
         cnnfast.set_num_threads(None)
     assert all(np.array_equal(results[0], r) for r in results[1:] + [out])
     np.testing.assert_allclose(results[0], _dense_expected(a, b, bias, "relu"), rtol=1e-4,

@@ -616,3 +616,58 @@ def test_accuracy_is_logged_under_the_name_given():
         assert set(hist.history) == {"loss", name, "val_loss", "val_" + name}
         assert m.metrics_names == ["loss", name]
         assert set(m.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", name}
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_crossentropy_on_probabilities_gradient_and_clipping(sparse):
+    """From probabilities (no softmax before the loss): Keras's row normalisation and
+    clipping to [1e-7, 1 - 1e-7], its value against the formula, and the gradient
+    against central differences, zero where a probability is clipped."""
+    rng = np.random.default_rng(8)
+    p = rng.uniform(0.05, 1.0, (5, 4))
+    p[0, 2] = 1e-9  # clipped to 1e-7 after normalisation: no gradient through it
+    labels = np.array([2, 1, 0, 3, 1])
+    y = labels if sparse else np.eye(4)[labels]
+    loss = (losses.SparseCategoricalCrossentropy() if sparse
+            else losses.CategoricalCrossentropy())
+    yt = loss.check_targets(y, 5, (4,), np.float64)
+    value, grad = loss.value_and_grad(yt, p)
+    q = np.clip(p / p.sum(-1, keepdims=True), 1e-7, 1 - 1e-7)
+    assert abs(value - np.mean(-np.log(q[np.arange(5), labels]))) < 1e-12
+    eps = 1e-7
+    num = np.zeros_like(p)
+    for i in np.ndindex(p.shape):
+        if i == (0, 2):
+            continue
+        hi, lo = p.copy(), p.copy()
+        hi[i] += eps
+        lo[i] -= eps
+        num[i] = (loss.value_and_grad(yt, hi)[0] - loss.value_and_grad(yt, lo)[0]) / (2 * eps)
+    mask = np.ones(p.shape, bool)
+    mask[0, 2] = False
+    np.testing.assert_allclose(grad[mask], num[mask], rtol=1e-5, atol=1e-8)
+    # row 0's labelled probability is the clipped one: no gradient flows in that row
+    np.testing.assert_array_equal(grad[0], 0.0)
+
+
+def test_fit_shuffle_false_and_initial_epoch():
+    """shuffle=False trains on the batches in order (the same bits as train_on_batch
+    on them); initial_epoch numbers and counts the epochs as Keras does."""
+    rng = np.random.default_rng(12)
+    x, y = rng.standard_normal((10, 3)), rng.integers(0, 2, 10)
+
+    def model():
+        utils.set_random_seed(3)
+        m = models.Sequential([layers.Dense(2, activation="softmax", input_shape=(3,))],
+                              dtype="float64")
+        m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        return m
+
+    a, b = model(), model()
+    a.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for lo in (0, 4, 8):
+        b.train_on_batch(x[lo:lo + 4], y[lo:lo + 4])
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    hist = model().fit(x, y, epochs=5, initial_epoch=3, verbose=0)
+    assert hist.epoch == [3, 4] and len(hist.history["loss"]) == 2

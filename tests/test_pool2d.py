@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import simd_levels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnfast
+from cnnfast import _kernels
 from cnnfast import reference as ref
 from cnnfast._spec import window_spec
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 MODES = ("max", "avg", "min")
+_START = cnnfast.simd_level()  # restored after a test changes the SIMD cap
 LAYOUTS = ("channels_last", "channels_first")
 
 
@@ -430,13 +433,6 @@ def test_first_stray_index_kernel(data):
         cnnfast.set_num_threads(None)
 
 
-def _simd_levels():
-    from cnnfast import _kernels
-
-    order = ["scalar", "avx2", "avx512"]
-    return order[: order.index(_kernels.simd_detected()) + 1]
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("geo", [(2, 2, 0), (3, 2, 0), (2, 3, 1), (3, 3, 1)],
                          ids=["2x2s2", "3x3s2-overlap", "2x2s3-pad", "3x3s3-pad"])
@@ -450,7 +446,7 @@ def test_backward_kernel_counts_stray_indices_at_every_simd_level(dtype, geo):
     rng = np.random.default_rng(k * 10 + s)
     before = cnnfast.simd_level()
     try:
-        for level in _simd_levels():
+        for level in simd_levels():
             _kernels.set_simd_cap(level)
             for c in (3, 16, 21):
                 x = rng.permutation(2 * 9 * 8 * c).reshape(2, 9, 8, c).astype(dtype)
@@ -505,3 +501,39 @@ def test_out_of_range_indices_are_an_error(dtype):
         i2[1, 2, 0, 1] = bad
         with pytest.raises(ValueError, match=r"indices must lie in \[0, H\*W\)"):
             cnnfast.pool2d_backward(np.ones_like(y), x, 2, indices=i2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geo", [(2, 2, "valid", (9, 8)), (2, 2, "valid", (8, 8)),
+                                 (3, 2, "same", (7, 9)), (2, 3, "same", (8, 7))],
+                         ids=["2x2s2-odd", "2x2s2", "3x3s2-same", "2x2s3-same"])
+def test_every_simd_level_against_the_reference(dtype, geo):
+    """Each SIMD level's pooling rows (the 2x2 stride-2 fast rows, the general rows,
+    and their channel tails: 8, 16 and 33 channels fill AVX2 and AVX-512 vectors and
+    leave remainders) against the oracle, forward and backward, with and without the
+    forward's indices. The property tests draw few channels, which stay in the
+    scalar tails of the vector rows."""
+    k, s, padding, (h, w) = geo
+    rng = np.random.default_rng(k * 100 + s * 10 + h)
+    try:
+        for level in simd_levels():
+            _kernels.set_simd_cap(level)
+            for c in (8, 16, 33):
+                x = rng.permutation(2 * h * w * c).reshape(2, h, w, c).astype(dtype)
+                for mode in MODES:
+                    want = ref.pool2d(x, k, s, padding, mode)
+                    y = cnnfast.pool2d(x, k, s, padding, mode)
+                    np.testing.assert_array_equal(y, want, err_msg=f"{level} {mode} c={c}")
+                    dy = rng.standard_normal(y.shape).astype(dtype)
+                    dwant = ref.pool2d_backward(dy, x, k, s, padding, mode)
+                    tol = 1e-6 if dtype == np.float32 else 1e-12
+                    np.testing.assert_allclose(cnnfast.pool2d_backward(dy, x, k, s, padding, mode),
+                                               dwant, rtol=tol, atol=tol,
+                                               err_msg=f"{level} {mode} bwd c={c}")
+                    if mode != "avg":
+                        _, idx = cnnfast.pool2d(x, k, s, padding, mode, return_indices=True)
+                        np.testing.assert_allclose(
+                            cnnfast.pool2d_backward(dy, x, k, s, padding, mode, indices=idx),
+                            dwant, rtol=tol, atol=tol, err_msg=f"{level} {mode} bwd idx c={c}")
+    finally:
+        _kernels.set_simd_cap(_START)
