@@ -86,24 +86,21 @@ MAX_THREADS = cnnfast._config.MAX_THREADS
 WORKLOADS = (*CONV_WORKLOADS, "train", "fma")
 
 
-def _comma_list(text: str) -> list[str]:
+def _comma_list(text: str, allowed: str) -> list[str]:
+    """The items of a comma list; an empty list or item is an error ending in allowed."""
     items = [item.strip() for item in text.split(",")]
     if not text.strip():
-        raise argparse.ArgumentTypeError("empty list")
+        raise argparse.ArgumentTypeError(f"empty list; {allowed}")
     if "" in items:
-        raise argparse.ArgumentTypeError(f"empty item in {text!r}")
+        raise argparse.ArgumentTypeError(f"empty item in {text!r}; {allowed}")
     return items
 
 
 def _thread_counts(text: str) -> list[int]:
     """argparse type: comma list of distinct thread counts in 1..MAX_THREADS."""
     allowed = f"allowed: a comma list of distinct integers 1-{MAX_THREADS}"
-    try:
-        items = _comma_list(text)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}; {allowed}") from None
     counts = []
-    for item in items:
+    for item in _comma_list(text, allowed):
         try:
             n = int(item)
         except ValueError:
@@ -120,10 +117,7 @@ def _thread_counts(text: str) -> list[int]:
 def _workload_names(text: str) -> list[str]:
     """argparse type: comma list of names from WORKLOADS (repeats dropped)."""
     allowed = f"allowed: a comma list of {', '.join(WORKLOADS)}"
-    try:
-        items = _comma_list(text)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}; {allowed}") from None
+    items = _comma_list(text, allowed)
     for item in items:
         if item not in WORKLOADS:
             raise argparse.ArgumentTypeError(f"unknown workload {item!r}; {allowed}")

@@ -1293,8 +1293,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return int(e.code or 0)
     args.argv = argv
-    if args.plot and matplotlib_missing():  # before the run, not after it
-        print(f"cnnfast bench: {matplotlib_missing()}", file=sys.stderr)
+    missing = matplotlib_missing() if args.plot else None  # before the run, not after it
+    if missing:
+        print(f"cnnfast bench: {missing}", file=sys.stderr)
         return 1
     global _TORCH_OFF
     _TORCH_OFF = "--no-torch given" if args.no_torch else None

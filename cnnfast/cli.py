@@ -167,8 +167,9 @@ def train_main(argv: Sequence[str]) -> int:
             print("cnnfast train: --dataset digits needs scikit-learn (its bundled 8x8 "
                   "digits): pip install scikit-learn", file=sys.stderr)
             return 1
-    if args.plot and matplotlib_missing():
-        print(f"cnnfast train: {matplotlib_missing()}", file=sys.stderr)
+    missing = matplotlib_missing() if args.plot else None
+    if missing:
+        print(f"cnnfast train: {missing}", file=sys.stderr)
         return 1
 
     import cnnfast

@@ -466,6 +466,15 @@ def dense(x: Any, kernel: Any, bias: Any | None = None, activation: str | None =
     return _gemm(x, kernel, out, False, bias, relu, ("x", "kernel"))
 
 
+def _gemm_operand(arr: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """A GEMM operand as the kernel reads it: strided views (x.T) in place; a copy
+    only for another dtype or for elements not on their natural alignment."""
+    if (arr.dtype != dt or not arr.flags.aligned or arr.strides[0] % dt.itemsize
+            or arr.strides[1] % dt.itemsize):
+        return _contig(arr, dt)
+    return arr
+
+
 def _gemm(a: Any, b: Any, out: np.ndarray | None, accumulate: bool, bias: Any | None,
           relu: bool, names: tuple[str, str]) -> np.ndarray:
     na, nb = names
@@ -488,14 +497,7 @@ def _gemm(a: Any, b: Any, out: np.ndarray | None, accumulate: bool, bias: Any | 
     dt = _compute_dtype(aa, ba, *(() if bia is None else (bia,)))
     if bia is not None:
         bia = _contig(bia, dt)
-    # strided views (x.T) are read in place; a copy only for another dtype or for
-    # elements not on their natural alignment
-    if (aa.dtype != dt or not aa.flags.aligned or aa.strides[0] % dt.itemsize
-            or aa.strides[1] % dt.itemsize):
-        aa = _contig(aa, dt)
-    if (ba.dtype != dt or not ba.flags.aligned or ba.strides[0] % dt.itemsize
-            or ba.strides[1] % dt.itemsize):
-        ba = _contig(ba, dt)
+    aa, ba = _gemm_operand(aa, dt), _gemm_operand(ba, dt)
     shape = (aa.shape[0], ba.shape[1])
     if out is None:
         out = np.empty(shape, dtype=dt)
@@ -802,8 +804,10 @@ def conv2d_pool2d_backward(
             f"(x {np.shape(x)}, kernel {np.shape(kernel)}), got {dya.shape}"
         )
     ia, idx4 = _index_array(indices, expected, prob.fmt)
-    _check_window_indices(ia, idx4, prob.fmt, (prob.spec.oh, prob.spec.ow),
-                          pp.pshape + (pp.pool.pt, pp.pool.pl), "OH*OW")
+    plane = (prob.spec.oh, prob.spec.ow)
+    _check_index_range(ia, plane, "OH*OW")
+    _check_window_indices(ia, idx4, prob.fmt, plane, pp.pshape + (pp.pool.pt, pp.pool.pl),
+                          "OH*OW")
     dt = prob.dtype
     y4 = None  # the pooled output whose sign is the ReLU mask (applied by the kernel)
     if pp.relu:
@@ -857,12 +861,12 @@ def _check_window_indices(ia: np.ndarray, idx4: np.ndarray, fmt: str, plane: tup
 
     ia: the user's indices; idx4: the same as NHWC int32. plane: the (H, W) they
     index into; window: (kh, kw, sh, sw, pt, pl). The backward would silently drop
-    the gradient of such an index, so one C pass finds the first, if any.
+    the gradient of such an index, so one C pass finds the first, if any. Indices
+    wider than int32 must have passed _check_index_range already.
     """
     if not ia.size:
         return
     h, w = plane
-    _check_index_range(ia, plane, where)
     pos = _kernels.pool2d_first_stray_index(idx4, h, w, *window)
     if pos < 0:
         return

@@ -389,16 +389,23 @@ def test_large_aligned_backward_streams_same_bits(mode):
     assert np.array_equal(aligned[:1], small)
 
 
-def _first_stray_oracle(idx, h, w, kh, kw, sh, sw, pt, pl):
-    """Obvious loops: the first (row-major) index that is not a cell of its window."""
+def _stray_oracle(idx, h, w, kh, kw, sh, sw, pt, pl) -> list[int]:
+    """Obvious loops: the (row-major) positions of the indices that are not cells of
+    their windows."""
     n, oh, ow, c = idx.shape
+    strays = []
     for pos, v in enumerate(idx.reshape(-1)):
         i, j = (pos // c) // ow % oh, (pos // c) % ow
         rows = range(max(i * sh - pt, 0), min(i * sh - pt + kh, h))
         cols = range(max(j * sw - pl, 0), min(j * sw - pl + kw, w))
         if not any(v == r * w + q for r in rows for q in cols):
-            return pos
-    return -1
+            strays.append(pos)
+    return strays
+
+
+def _first_stray_oracle(idx, *geometry) -> int:
+    strays = _stray_oracle(idx, *geometry)
+    return strays[0] if strays else -1
 
 
 @given(data=st.data())
@@ -406,8 +413,6 @@ def _first_stray_oracle(idx, h, w, kh, kw, sh, sw, pt, pl):
 def test_first_stray_index_kernel(data):
     """The boundary's one-pass window check of user indices, against loops, for any
     thread count: indices from the forward pass it, a single changed one is found."""
-    from cnnfast import _kernels
-
     kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
     sh, sw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
     h, w = data.draw(st.integers(kh, 9)), data.draw(st.integers(kw, 9))
@@ -440,11 +445,8 @@ def test_backward_kernel_counts_stray_indices_at_every_simd_level(dtype, geo):
     """The backward counts indices that are not cells of their window (the boundary
     refuses them without a second pass): 0 for the forward's indices, the oracle's
     count for changed ones, in every row variant (2x2 fast, general, scalar tails)."""
-    from cnnfast import _kernels
-
     k, s, pad = geo
     rng = np.random.default_rng(k * 10 + s)
-    before = cnnfast.simd_level()
     try:
         for level in simd_levels():
             _kernels.set_simd_cap(level)
@@ -461,18 +463,12 @@ def test_backward_kernel_counts_stray_indices_at_every_simd_level(dtype, geo):
                 flat = bad.reshape(-1)
                 picks = rng.choice(flat.size, 5, replace=False)
                 flat[picks] = rng.integers(-3, 9 * 8 + 3, 5)
-                strays = 0
-                n, oh, ow, cc = bad.shape
-                for pos, v in enumerate(flat):
-                    i, j = (pos // cc) // ow % oh, (pos // cc) % ow
-                    rows = range(max(i * s - sp.pt, 0), min(i * s - sp.pt + k, 9))
-                    cols = range(max(j * s - sp.pl, 0), min(j * s - sp.pl + k, 8))
-                    strays += v not in {r * 8 + q for r in rows for q in cols}
+                strays = len(_stray_oracle(bad, 9, 8, *shape))
                 assert _kernels.pool2d_backward(dy, None, bad, dx, *shape, 0, True) == strays, level
                 assert _kernels.pool2d_backward(dy, None, bad, dx, *shape, 0) == 0  # not asked
                 assert (_kernels.pool2d_first_stray_index(bad, 9, 8, *shape) >= 0) == (strays > 0)
     finally:
-        _kernels.set_simd_cap(before)
+        _kernels.set_simd_cap(_START)
 
 
 def test_indices_outside_their_window_are_an_error():
