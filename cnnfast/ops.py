@@ -151,6 +151,30 @@ def _out_array(out: Any, shape: tuple, dtype: np.dtype, name: str) -> np.ndarray
     return out
 
 
+def _check_outs_disjoint(**outs: np.ndarray | None) -> None:
+    """Refuse ``out`` entries of one call that overlap each other: each result needs
+    memory of its own (the entries are C-contiguous, so overlapping bounds are shared
+    elements)."""
+    named = [(name, a) for name, a in outs.items() if a is not None]
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise ValueError(f"{name_a} and {name_b} share memory: each result needs an "
+                                 f"array of its own (got {a.shape} and {b.shape})")
+
+
+def _unaliased(outs: tuple, *inputs: np.ndarray | None) -> tuple:
+    """``inputs`` as the kernels read them, each copied first when it may share memory
+    with one of ``outs``: the kernels write their results while they still read their
+    inputs, so a call with ``out=`` overlapping an input (an in-place update such as
+    ``conv2d(x, k, out=x)``) gives the same result as the call without ``out=``."""
+    live = [o for o in outs if o is not None]
+    if not live:
+        return inputs
+    return tuple(a if a is None or not any(np.may_share_memory(a, o) for o in live)
+                 else a.copy() for a in inputs)
+
+
 def _deliver(result_nhwc: np.ndarray, fmt: str, out: np.ndarray | None) -> np.ndarray:
     """The NHWC result in the caller's layout, written into ``out`` when given."""
     if out is None:
@@ -175,6 +199,8 @@ def _grad_out_arrays(out: Any, x: Any, kernel: Any, f: int, dt: np.dtype) -> tup
         dk_out = _out_array(dk_out, np.shape(kernel), dt, "out[1] (dkernel)")
     if db_out is not None:
         db_out = _out_array(db_out, (f,), dt, "out[2] (dbias)")
+    _check_outs_disjoint(**{"out[0] (dx)": dx_out, "out[1] (dkernel)": dk_out,
+                            "out[2] (dbias)": db_out})
     return dx_out, dk_out, db_out
 
 
@@ -213,6 +239,7 @@ def _pooled_outputs(out: Any, return_indices: bool, user_shape: tuple, nhwc_shap
         else:
             y_out = out
         y_out = None if y_out is None else _out_array(y_out, user_shape, dt, "out")
+        _check_outs_disjoint(**{"out[0] (y)": y_out, "out[1] (indices)": i_out})
     last = fmt == "channels_last"
     y = y_out if y_out is not None and last else np.empty(nhwc_shape, dtype=dt)
     idx = None
@@ -370,14 +397,9 @@ def conv2d(
     if out is not None:
         out = _out_array(out, prob.out_shape(), dt, "out")
     y = out if out is not None and prob.fmt == "channels_last" else np.empty(shape, dtype=dt)
-    _kernels.conv2d_forward(
-        _contig(prob.x, dt),
-        _contig(prob.kernel, dt),
-        None if ba is None else _contig(ba, dt),
-        y,
-        prob.shape,
-        relu,
-    )
+    xin, kin, bin_ = _unaliased((out,), _contig(prob.x, dt), _contig(prob.kernel, dt),
+                                None if ba is None else _contig(ba, dt))
+    _kernels.conv2d_forward(xin, kin, bin_, y, prob.shape, relu)
     return _deliver(y, prob.fmt, out)
 
 
@@ -422,8 +444,11 @@ def conv2d_backward(
         )
     dt = prob.dtype
     dx_out, dk_out, db_out = _grad_out_arrays(out, x, kernel, prob.f, dt)
-    dy4 = _contig(_to_nhwc(dya, prob.fmt), dt)
-    k4 = _contig(prob.kernel, dt)
+    # every input is separated from every output before the first kernel runs: dx
+    # is delivered before the kernel gradient reads x and dy
+    dy4, k4, x4 = _unaliased((dx_out, dk_out, db_out), _contig(_to_nhwc(dya, prob.fmt), dt),
+                             _contig(prob.kernel, dt) if input_grad else None,
+                             _contig(prob.x, dt) if kernel_grad else None)
     n, h, w, c = prob.x.shape
     dx = None
     if input_grad:
@@ -434,7 +459,7 @@ def conv2d_backward(
     if not kernel_grad:
         return dx, None, None
     dk4, db = _kernel_grad_buffers(prob, dk_out, db_out)
-    _kernels.conv2d_backward_kernel(_contig(prob.x, dt), dy4, dk4, db, prob.shape)
+    _kernels.conv2d_backward_kernel(x4, dy4, dk4, db, prob.shape)
     return dx, _deliver_kernel_grad(dk4, dk_out, prob.fmt), db
 
 
@@ -504,12 +529,7 @@ def _gemm(a: Any, b: Any, out: np.ndarray | None, accumulate: bool, bias: Any | 
         accumulate = False
     else:
         out = _out_array(out, shape, dt, "out")
-        # the kernel writes out while it still reads a and b: an operand that
-        # shares memory with out is copied first (same values, same bits)
-        if np.may_share_memory(out, aa):
-            aa = aa.copy()
-        if np.may_share_memory(out, ba):
-            ba = ba.copy()
+        aa, ba, bia = _unaliased((out,), aa, ba, bia)
     _kernels.gemm(aa, ba, out, bool(accumulate), bia, relu)
     return out
 
@@ -584,7 +604,8 @@ def pool2d(
     sp = prob.spec
     y, idx, y_out, i_out = _pooled_outputs(out, return_indices, prob.out_shape(),
                                            (prob.n, sp.oh, sp.ow, prob.c), dt, prob.fmt)
-    _kernels.pool2d_forward(_contig(prob.x, dt), y, idx, *prob.shape, prob.mode)
+    (xin,) = _unaliased((y_out, i_out), _contig(prob.x, dt))
+    _kernels.pool2d_forward(xin, y, idx, *prob.shape, prob.mode)
     y = _deliver(y, prob.fmt, y_out)
     if return_indices:
         return y, _deliver(idx, prob.fmt, i_out)
@@ -639,11 +660,11 @@ def pool2d_backward(
     xin = None
     if prob.mode != _POOL_MODES["avg"] and idx4 is None:
         xin = _contig(prob.x, dt)
+    dy4, xin, idx4 = _unaliased((out,), _contig(_to_nhwc(dya, prob.fmt), dt), xin, idx4)
     # the kernel counts indices that are not cells of their windows as it goes
     # (their gradient is dropped): refused, with the first named
     stray = _kernels.pool2d_backward(
-        _contig(_to_nhwc(dya, prob.fmt), dt), xin, idx4, dx, *prob.shape, prob.mode,
-        _check_values and idx4 is not None
+        dy4, xin, idx4, dx, *prob.shape, prob.mode, _check_values and idx4 is not None
     )
     if stray and _check_values:
         _check_window_indices(ia, idx4, prob.fmt, (h, w), prob.shape, "H*W")
@@ -751,10 +772,10 @@ def conv2d_pool2d(
     y, idx, y_out, i_out = _pooled_outputs(out, return_indices, pp.out_shape(),
                                            (prob.n, pp.pool.oh, pp.pool.ow, prob.f), dt,
                                            prob.fmt)
-    _kernels.conv2d_pool2d_forward(
-        _contig(prob.x, dt), _contig(prob.kernel, dt),
-        None if ba is None else _contig(ba, dt), y, idx, prob.shape, pp.pshape, pp.mode,
-        pp.relu)
+    xin, kin, bin_ = _unaliased((y_out, i_out), _contig(prob.x, dt), _contig(prob.kernel, dt),
+                                None if ba is None else _contig(ba, dt))
+    _kernels.conv2d_pool2d_forward(xin, kin, bin_, y, idx, prob.shape, pp.pshape, pp.mode,
+                                   pp.relu)
     y = _deliver(y, prob.fmt, y_out)
     if return_indices:
         return y, _deliver(idx, prob.fmt, i_out)
@@ -837,8 +858,10 @@ def conv2d_pool2d_backward(
         use = dx_out is not None and prob.fmt == "channels_last"
         dx4 = dx_out if use else np.empty((n, h, w, c), dtype=dt)
     dk4, db = _kernel_grad_buffers(prob, dk_out, db_out)
-    _kernels.conv2d_pool2d_backward(_contig(prob.x, dt), dy4, idx4, _contig(prob.kernel, dt),
-                                    dx4, dk4, db, prob.shape, pp.pshape, pp.mode, y4)
+    x4, dy4, idx4, k4, y4 = _unaliased((dx_out, dk_out, db_out), _contig(prob.x, dt), dy4,
+                                       idx4, _contig(prob.kernel, dt), y4)
+    _kernels.conv2d_pool2d_backward(x4, dy4, idx4, k4, dx4, dk4, db, prob.shape, pp.pshape,
+                                    pp.mode, y4)
     dx = None if dx4 is None else _deliver(dx4, prob.fmt, dx_out)
     return dx, _deliver_kernel_grad(dk4, dk_out, prob.fmt), db
 

@@ -137,9 +137,13 @@ static void CV_FN(unpool_rows)(const CV_FN(dy_source) *src, int64_t n, int64_t r
     }
     for (int64_t po = r0 / p->sh; po < p->oh && po * p->sh < r0 + nrow; po++) {
         const int64_t off = (n * p->oh + po) * prow;
-        const int32_t shift = (int32_t)(po * p->sh * p->w);
-        for (int64_t i = 0; i < prow; i++)
-            am_rel[i] = src->argmax[off + i] - shift;
+        /* in 64 bits: the indices may come from the caller (private wrappers
+         * included), and one outside the band becomes -1, which matches no cell */
+        const int64_t shift = po * p->sh * p->w;
+        for (int64_t i = 0; i < prow; i++) {
+            const int64_t rel = (int64_t)src->argmax[off + i] - shift;
+            am_rel[i] = rel >= 0 && rel <= INT32_MAX ? (int32_t)rel : -1;
+        }
         const CV_T *drow = src->dyp + off;
         if (src->ymask != NULL) {
             CV_FN(relu_masked_row)(prow, drow, src->ymask + off, masked);
@@ -405,11 +409,11 @@ typedef struct {
 
 /* argmax[e] + shift, or -1 where y[e] is not > 0: the index then matches no
  * cell, so the backward passes no gradient there, which is the ReLU mask. */
-static void CV_FN(mark_dead_windows)(int64_t n, const CV_T *restrict y, int32_t shift,
+static void CV_FN(mark_dead_windows)(int64_t n, const CV_T *restrict y, int64_t shift,
                                      int32_t *restrict am)
 {
     for (int64_t e = 0; e < n; e++)
-        am[e] = y[e] > 0 ? am[e] + shift : -1;
+        am[e] = y[e] > 0 ? (int32_t)(am[e] + shift) : -1;
 }
 
 /* Pooled rows [po, po + g) of one image: the convolution rows of their
@@ -429,12 +433,14 @@ static void CV_FN(conv_pool_rows)(const cf_conv2d_shape *s, const cf_pool2d_shap
         int32_t *am = amrow != NULL ? amrow + i * prow : NULL;
         CF_POOL_BAND_FWD(band, mode, bandbuf + i * band->kh * rowlen, yrow + i * prow, am);
         if (am != NULL) {
-            const int32_t shift = (int32_t)((po + i) * psh * s->ow);
+            /* the sum is a cell of the output plane, which the boundary keeps
+             * below 2**31; the arithmetic is 64-bit all the same */
+            const int64_t shift = (po + i) * psh * s->ow;
             if (mark_dead) {
                 CV_FN(mark_dead_windows)(prow, yrow + i * prow, shift, am);
             } else {
                 for (int64_t e = 0; e < prow; e++)
-                    am[e] += shift;
+                    am[e] = (int32_t)(am[e] + shift);
             }
         }
     }
