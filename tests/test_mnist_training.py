@@ -16,8 +16,8 @@ DATA = os.environ.get("CNNFAST_DATA")
 
 pytestmark = pytest.mark.skipif(
     not DATA or not os.path.isdir(DATA),
-    reason="needs the real MNIST files: set CNNFAST_DATA to their directory "
-           "(e.g. /work/shared/data/mnist)",
+    reason="needs the real MNIST files: set CNNFAST_DATA to the directory holding the "
+           "four IDX files",
 )
 
 
