@@ -25,6 +25,11 @@ and a JSON description of the layers; they are read with ``allow_pickle=False``.
 ``save_weights`` writes atomically (``cnnfast._fileio.atomic_write``): an interrupted
 save leaves the previous file intact. ``load_weights`` checks the whole file before
 it assigns anything, so a bad file raises ``ValueError`` and changes no weight.
+
+Ctrl-C: a ``KeyboardInterrupt`` in ``fit`` or ``train_on_batch`` propagates at once,
+except while the optimizer writes a step's updates into the weights: SIGINT is held
+there (``_SigintDeferred``) and raised when the step is complete, so the weights and
+the optimizer state are always those after a whole number of steps.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ import functools
 import io
 import json
 import os
+import signal
 import struct
 import sys
+import threading
 import time
 import zipfile
 import zlib
@@ -92,6 +99,51 @@ class History:
 
     def __repr__(self) -> str:
         return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
+
+
+class _SigintDeferred:
+    """Hold SIGINT inside the block and deliver it when the block ends.
+
+    For updates that must happen all or not at all (a step's parameter updates, the
+    copy of loaded weights): Ctrl-C in the middle would leave some layers updated and
+    others not. The handler only records the signal; on exit the previous handler is
+    restored and called with it (Python's default raises ``KeyboardInterrupt``).
+    Signal handlers can only be set from the main thread, and only a handler that
+    Python installed can be put back, so elsewhere the block runs unguarded (there
+    SIGINT cannot raise inside it anyway, or it is ignored).
+    """
+
+    def __init__(self) -> None:
+        self._previous = None
+        self._received: tuple | None = None
+
+    def _record(self, signum, frame) -> None:
+        self._received = (signum, frame)
+
+    def __enter__(self) -> _SigintDeferred:
+        self._previous, self._received = None, None
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is None or previous is signal.SIG_IGN:
+            return self
+        signal.signal(signal.SIGINT, self._record)
+        self._previous = previous
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        previous, self._previous = self._previous, None
+        if previous is None:
+            return False
+        signal.signal(signal.SIGINT, previous)
+        if self._received is not None:
+            signum, frame = self._received
+            self._received = None
+            if callable(previous):
+                previous(signum, frame)
+            else:  # SIG_DFL: what the signal would have done without the hold
+                signal.raise_signal(signum)
+        return False
 
 
 def _blas_limit(n: int | None):
@@ -291,8 +343,9 @@ class Sequential:
             # fails later is about the content
             data = fh.read()
         updates = self._parse_weights(os.fspath(filepath), data)
-        for dst, src in updates:
-            np.copyto(dst, src, casting="unsafe")
+        with _SigintDeferred():  # all weights or none
+            for dst, src in updates:
+                np.copyto(dst, src, casting="unsafe")
 
     def _parse_weights(self, name: str, data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
         """(model array, file array) pairs from a weights file's bytes, all checked."""
@@ -548,7 +601,8 @@ class Sequential:
         x, y = self._check_xy(x, y)
         xb = self._batch(x, slice(None))
         loss, out, grads = self._compute_gradients(xb, y)
-        self.optimizer.apply(self.trainable_weights, grads)
+        with _SigintDeferred():  # a step is applied whole or not at all
+            self.optimizer.apply(self.trainable_weights, grads)
         if self._want_accuracy:
             acc = _losses.count_correct(self.loss, y, out) / max(
                 _losses.accuracy_denominator(self.loss, out), 1)
@@ -560,7 +614,14 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
             verbose: int | str = 1, callbacks=None, validation_split: float = 0.0,
             validation_data=None, shuffle: bool = True, initial_epoch: int = 0) -> History:
-        """Train for ``epochs`` epochs; returns a ``History``."""
+        """Train for ``epochs`` epochs; returns a ``History``.
+
+        Ctrl-C (``KeyboardInterrupt``) stops training within the current batch and
+        propagates, as in Keras. The model stays usable: its weights and optimizer
+        state are those after the last completed step (a step's updates are applied
+        whole, see ``_SigintDeferred``), ``model.history`` holds the epochs that
+        finished, and ``fit`` can be called again to go on training.
+        """
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("compile the model before fit")
         if callbacks:
@@ -597,47 +658,54 @@ class Sequential:
         params = self.trainable_weights
         rng = _utils.get_rng()
         self.stop_training = False
-        for epoch in range(initial_epoch, epochs):
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}")
-                sys.stdout.flush()
-            bar = Progbar(steps, verbose=verbose)
-            t0 = time.perf_counter()
-            order = rng.permutation(n) if shuffle else None
-            loss_sum, seen, correct, judged = 0.0, 0, 0, 0
-            for step in range(steps):
-                lo, hi = step * bs, min((step + 1) * bs, n)
-                sel = order[lo:hi] if order is not None else slice(lo, hi)
-                xb = self._batch(x, sel)
-                yb = y[sel]
-                loss, out, grads = self._compute_gradients(xb, yb)
-                self.optimizer.apply(params, grads)
-                loss_sum += float(loss) * (hi - lo)
-                seen += hi - lo
-                logs = [("loss", loss_sum / seen)]
-                if self._want_accuracy:
-                    correct += _losses.count_correct(self.loss, yb, out)
-                    judged += _losses.accuracy_denominator(self.loss, out)
-                    logs.append((self._accuracy_name, correct / max(judged, 1)))
-                if not np.isfinite(loss):
-                    self.stop_training = True
-                if step + 1 < steps:
-                    bar.update(step + 1, logs)
-            train_time = time.perf_counter() - t0
-            epoch_logs = dict(logs)
-            if xv is not None:
-                val = self._evaluate_arrays(xv, yv, bs)
-                epoch_logs["val_loss"] = val[0]
-                if self._want_accuracy:
-                    epoch_logs["val_" + self._accuracy_name] = val[1]
-            bar.update(steps, list(epoch_logs.items()), finalize=True)
-            hist._append(epoch, epoch_logs)
-            hist.train_seconds.append(train_time)
-            hist.epoch_seconds.append(time.perf_counter() - t0)
-            if self.stop_training:
+        bar = None
+        try:
+            for epoch in range(initial_epoch, epochs):
                 if verbose:
-                    print("Training stopped: the loss is not finite")
-                break
+                    print(f"Epoch {epoch + 1}/{epochs}")
+                    sys.stdout.flush()
+                bar = Progbar(steps, verbose=verbose)
+                t0 = time.perf_counter()
+                order = rng.permutation(n) if shuffle else None
+                loss_sum, seen, correct, judged = 0.0, 0, 0, 0
+                for step in range(steps):
+                    lo, hi = step * bs, min((step + 1) * bs, n)
+                    sel = order[lo:hi] if order is not None else slice(lo, hi)
+                    xb = self._batch(x, sel)
+                    yb = y[sel]
+                    loss, out, grads = self._compute_gradients(xb, yb)
+                    with _SigintDeferred():  # a step is applied whole or not at all
+                        self.optimizer.apply(params, grads)
+                    loss_sum += float(loss) * (hi - lo)
+                    seen += hi - lo
+                    logs = [("loss", loss_sum / seen)]
+                    if self._want_accuracy:
+                        correct += _losses.count_correct(self.loss, yb, out)
+                        judged += _losses.accuracy_denominator(self.loss, out)
+                        logs.append((self._accuracy_name, correct / max(judged, 1)))
+                    if not np.isfinite(loss):
+                        self.stop_training = True
+                    if step + 1 < steps:
+                        bar.update(step + 1, logs)
+                train_time = time.perf_counter() - t0
+                epoch_logs = dict(logs)
+                if xv is not None:
+                    val = self._evaluate_arrays(xv, yv, bs)
+                    epoch_logs["val_loss"] = val[0]
+                    if self._want_accuracy:
+                        epoch_logs["val_" + self._accuracy_name] = val[1]
+                bar.update(steps, list(epoch_logs.items()), finalize=True)
+                hist._append(epoch, epoch_logs)
+                hist.train_seconds.append(train_time)
+                hist.epoch_seconds.append(time.perf_counter() - t0)
+                if self.stop_training:
+                    if verbose:
+                        print("Training stopped: the loss is not finite")
+                    break
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.abort()  # end a half-drawn bar line before the traceback
+            raise
         return hist
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, bs: int,

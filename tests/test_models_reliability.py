@@ -1,11 +1,19 @@
-"""Reliability of the model's files: atomic writes (``cnnfast._fileio``) and
-``load_weights`` on damaged or foreign files."""
+"""Reliability of the model's files and of training under Ctrl-C: atomic writes
+(``cnnfast._fileio``), ``load_weights`` on damaged or foreign files, and a
+``KeyboardInterrupt`` at any point of ``fit`` / ``train_on_batch``.
+
+Interrupts are delivered deterministically from inside a patched forward or optimizer
+update, either as a real SIGINT (``signal.raise_signal``, handled by Python's default
+handler) or as a raised ``KeyboardInterrupt``.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import signal
 import stat
+import threading
 import zipfile
 
 import numpy as np
@@ -13,6 +21,7 @@ import pytest
 
 from cnnfast import layers, models, optimizers, utils
 from cnnfast._fileio import atomic_write, save_figure
+from cnnfast.progress import Progbar
 
 BATCH = 4
 
@@ -48,6 +57,165 @@ def _assert_same_state(a, b):
         assert len(a[key]) == len(b[key])
         for x, y in zip(a[key], b[key]):
             np.testing.assert_array_equal(x, y)
+
+
+def _reference_after(steps):
+    """State of a fresh model after ``steps`` train_on_batch calls on fit's first batches
+    (shuffle=False)."""
+    model = _model()
+    x, y = _data()
+    for k in range(steps):
+        model.train_on_batch(x[k * BATCH:(k + 1) * BATCH], y[k * BATCH:(k + 1) * BATCH])
+    return _state(model)
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test, and the one before it put back after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_on_call(obj, name, when, how="signal"):
+    """Patch ``obj.name`` so that its call number ``when`` (from 1) is interrupted."""
+    original = getattr(obj, name)
+    calls = [0]
+
+    def patched(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == when:
+            if how == "signal":
+                signal.raise_signal(signal.SIGINT)
+            else:
+                raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    setattr(obj, name, patched)
+    return lambda: delattr(obj, name)
+
+
+# ---- Ctrl-C in fit / train_on_batch --------------------------------------------------
+
+@pytest.mark.parametrize("how", ["signal", "raise"])
+def test_interrupt_in_forward_leaves_the_weights_of_the_completed_steps(default_sigint, how):
+    model = _model()
+    x, y = _data()
+    k = 3  # steps completed before the interrupt
+    undo = _interrupt_on_call(model.layers[-1], "forward", k + 1, how)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    undo()
+    _assert_same_state(_state(model), _reference_after(k))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_interrupt_in_backward_propagates_at_once(default_sigint):
+    model = _model()
+    x, y = _data()
+    undo = _interrupt_on_call(model.layers[-2], "backward", 2, "raise")
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=BATCH, shuffle=False, verbose=0)
+    undo()
+    _assert_same_state(_state(model), _reference_after(1))
+
+
+@pytest.mark.parametrize("entry", ["fit", "train_on_batch"])
+def test_sigint_during_the_updates_completes_the_step_then_raises(default_sigint, entry):
+    model = _model()
+    x, y = _data()
+    opt = model.optimizer
+    original = opt._update
+    seen = []
+
+    def update(i, p, g, tmp):
+        # SIGINT after the first parameter of step 3 is updated, before the others
+        if opt.iterations == 3 and i == 1:
+            signal.raise_signal(signal.SIGINT)
+        seen.append((opt.iterations, i))
+        original(i, p, g, tmp)
+
+    opt._update = update
+    n_params = len(model.trainable_weights)
+    with pytest.raises(KeyboardInterrupt):
+        if entry == "fit":
+            model.fit(x, y, batch_size=BATCH, shuffle=False, verbose=0)
+        else:
+            for k in range(6):
+                model.train_on_batch(x[k * BATCH:(k + 1) * BATCH],
+                                     y[k * BATCH:(k + 1) * BATCH])
+    del opt._update
+    # every parameter of step 3 was updated, nothing of step 4 ran
+    assert [i for it, i in seen if it == 3] == list(range(n_params))
+    assert max(it for it, _ in seen) == 3
+    _assert_same_state(_state(model), _reference_after(3))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_fit_after_an_interrupt_trains_normally(default_sigint):
+    model = _model()
+    x, y = _data()
+    undo = _interrupt_on_call(model.layers[-1], "forward", 8)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0)
+    undo()
+    assert len(model.history.epoch) == 1  # the epoch that finished before Ctrl-C
+    assert model.optimizer.iterations == 7
+    hist = model.fit(x, y, batch_size=BATCH, epochs=4, verbose=0)
+    assert hist.epoch == [0, 1, 2, 3] and model.history is hist
+    assert model.optimizer.iterations == 7 + 4 * 6
+    loss = hist.history["loss"]
+    assert loss[-1] < loss[0]
+
+
+def test_interrupted_bar_line_is_ended():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
+    bar = Progbar(10, stream=out, interval=0.0)
+    bar.update(3, [("loss", 1.0)])
+    bar.abort()
+    bar.update(10, [("loss", 0.5)])  # ignored after abort
+    text = out.getvalue()
+    assert text.endswith("\n") and text.count("\n") == 1 and "10/10" not in text
+
+
+def test_fit_outside_the_main_thread_leaves_signals_alone():
+    model = _model()
+    x, y = _data()
+    errors = []
+
+    def run():
+        try:
+            model.fit(x, y, batch_size=BATCH, verbose=0)
+        except BaseException as e:  # reported to the main thread below
+            errors.append(e)
+
+    before = signal.getsignal(signal.SIGINT)
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert not errors and model.optimizer.iterations == 6
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_held_sigint_goes_to_a_custom_handler(default_sigint):
+    received = []
+
+    def handler(signum, frame):
+        received.append(signum)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        with models._SigintDeferred():
+            signal.raise_signal(signal.SIGINT)
+            assert received == []  # held inside the block
+        assert received == [signal.SIGINT]
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---- atomic writes ------------------------------------------------------------------
