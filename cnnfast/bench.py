@@ -41,6 +41,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ._cli_args import int_in, matplotlib_missing, output_path, thread_count
+from ._fileio import atomic_write, save_figure
 
 __all__ = [
     "ConvWorkload",
@@ -1158,8 +1159,12 @@ def format_task(task: Task, summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_plot(path: str, tasks: list[Task], summaries: list[list[dict]]) -> None:
-    """PNG bar chart: cnnfast's speed-up over NumPy and its ratio to PyTorch's best."""
+def write_plot(path: str, tasks: list[Task], summaries: list[list[dict]]) -> str:
+    """PNG bar chart: cnnfast's speed-up over NumPy and its ratio to PyTorch's best.
+
+    Written atomically; returns the path written (matplotlib's naming: a name
+    without an extension gets ``.png``).
+    """
     try:
         import matplotlib
 
@@ -1198,8 +1203,10 @@ def write_plot(path: str, tasks: list[Task], summaries: list[list[dict]]) -> Non
     axes[0].invert_yaxis()
     fig.suptitle("cnnfast bench (cnnfast NHWC row of each workload)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        return save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 # ---------------------------------------------------------------------------
@@ -1420,7 +1427,7 @@ def _run(args, cfg: Config, keys: list[str], torch_reason, started: float) -> in
             ],
         }
         try:
-            with open(args.json, "w") as fh:
+            with atomic_write(args.json, "w", encoding="utf-8") as fh:
                 json.dump(doc, fh, indent=1)
         except OSError as exc:  # checked up front, but the disk can still fill or vanish
             print(f"cnnfast bench: could not write {args.json}: {exc.strerror or exc}",
@@ -1429,11 +1436,11 @@ def _run(args, cfg: Config, keys: list[str], torch_reason, started: float) -> in
         print(f"wrote {args.json}")
     if args.plot:
         try:
-            write_plot(args.plot, tasks, summaries)
+            written = write_plot(args.plot, tasks, summaries)
         except (RuntimeError, OSError) as exc:
             print(f"cnnfast bench: {exc}", file=sys.stderr)
             return 1
-        print(f"wrote {args.plot}")
+        print(f"wrote {written}")
     return 0
 
 

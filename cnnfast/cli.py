@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._cli_args import int_in, matplotlib_missing, output_path, thread_count
+from ._fileio import save_figure
 
 __all__ = ["main", "build_tutorial_model", "tutorial_split"]
 
@@ -237,8 +238,8 @@ def _train(args) -> int:
             model.save_weights(args.save_weights)
             print(f"weights saved to {args.save_weights}")
         if args.plot:
-            _plot(hist, args.plot, what)
-            print(f"training curves saved to {args.plot}")
+            written = _plot(hist, args.plot, what)
+            print(f"training curves saved to {written}")
     except OSError as e:  # checked up front, but the disk can still fill or vanish
         print(f"cnnfast train: could not write {e.filename or ''}: {e.strerror or e}",
               file=sys.stderr)
@@ -255,7 +256,8 @@ def _prepare(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _plot(hist, path: str, what: str) -> None:
+def _plot(hist, path: str, what: str) -> str:
+    """Training curves to ``path``, written atomically; returns the path written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,5 +278,7 @@ def _plot(hist, path: str, what: str) -> None:
     ax2.legend()
     fig.suptitle(f"cnnfast train: {what}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        return save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)

@@ -22,16 +22,30 @@ call, 3% of a training step.
 
 Weights files are ``.npz`` archives (``numpy.savez``) holding one array per weight
 and a JSON description of the layers; they are read with ``allow_pickle=False``.
+``save_weights`` writes atomically (``cnnfast._fileio.atomic_write``): an interrupted
+save leaves the previous file intact. ``load_weights`` checks the whole file before
+it assigns anything, so a bad file raises ``ValueError`` and changes no weight.
+
+Ctrl-C: a ``KeyboardInterrupt`` in ``fit`` or ``train_on_batch`` propagates at once,
+except while the optimizer writes a step's updates into the weights: SIGINT is held
+there (``_SigintDeferred``) and raised when the step is complete, so the weights and
+the optimizer state are always those after a whole number of steps.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
+import signal
+import struct
 import sys
+import threading
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +54,7 @@ from . import _fusion
 from . import losses as _losses
 from . import optimizers as _optimizers
 from . import utils as _utils
+from ._fileio import atomic_write
 from .layers import (
     Conv2D,
     InputLayer,
@@ -55,6 +70,11 @@ from .progress import Progbar
 __all__ = ["Sequential", "History"]
 
 _WEIGHTS_FORMAT = "cnnfast-weights"
+_WEIGHTS_VERSION = 1
+# What a damaged archive can raise while numpy and zipfile read it.
+_UNREADABLE = (ValueError, TypeError, KeyError, EOFError, OSError, RuntimeError,
+               NotImplementedError, OverflowError, MemoryError, struct.error, zlib.error,
+               zipfile.BadZipFile)
 
 
 class History:
@@ -79,6 +99,51 @@ class History:
 
     def __repr__(self) -> str:
         return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
+
+
+class _SigintDeferred:
+    """Hold SIGINT inside the block and deliver it when the block ends.
+
+    For updates that must happen all or not at all (a step's parameter updates, the
+    copy of loaded weights): Ctrl-C in the middle would leave some layers updated and
+    others not. The handler only records the signal; on exit the previous handler is
+    restored and called with it (Python's default raises ``KeyboardInterrupt``).
+    Signal handlers can only be set from the main thread, and only a handler that
+    Python installed can be put back, so elsewhere the block runs unguarded (there
+    SIGINT cannot raise inside it anyway, or it is ignored).
+    """
+
+    def __init__(self) -> None:
+        self._previous = None
+        self._received: tuple | None = None
+
+    def _record(self, signum, frame) -> None:
+        self._received = (signum, frame)
+
+    def __enter__(self) -> _SigintDeferred:
+        self._previous, self._received = None, None
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is None or previous is signal.SIG_IGN:
+            return self
+        signal.signal(signal.SIGINT, self._record)
+        self._previous = previous
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        previous, self._previous = self._previous, None
+        if previous is None:
+            return False
+        signal.signal(signal.SIGINT, previous)
+        if self._received is not None:
+            signum, frame = self._received
+            self._received = None
+            if callable(previous):
+                previous(signum, frame)
+            else:  # SIG_DFL: what the signal would have done without the hold
+                signal.raise_signal(signum)
+        return False
 
 
 def _blas_limit(n: int | None):
@@ -242,59 +307,130 @@ class Sequential:
         ]
 
     def save_weights(self, filepath: str | os.PathLike) -> None:
-        """Write all weights to ``filepath`` as an ``.npz`` archive (no pickle)."""
+        """Write all weights to ``filepath`` as an ``.npz`` archive (no pickle).
+
+        The file is written at exactly ``filepath``: unlike ``numpy.savez`` given a
+        name, no ``.npz`` suffix is added. The write is atomic (a temporary file in
+        the same directory, renamed over ``filepath`` once complete), so an error or
+        a Ctrl-C in the middle leaves any previous file there intact.
+        """
         self._require_built()
-        meta = {"format": _WEIGHTS_FORMAT, "version": 1, "dtype": self.dtype.name,
-                "layers": self._weight_description()}
+        meta = {"format": _WEIGHTS_FORMAT, "version": _WEIGHTS_VERSION,
+                "dtype": self.dtype.name, "layers": self._weight_description()}
         arrays = {"__meta__": np.array(json.dumps(meta))}
         for i, layer in enumerate(self.layers):
             for j, w in enumerate(layer.weights):
                 arrays[f"layer{i}.w{j}"] = w
-        with open(filepath, "wb") as f:
+        # a file object, not a name: np.savez would append ".npz" to a name without it
+        with atomic_write(filepath, "wb") as f:
             np.savez(f, **arrays)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
-        """Read weights written by ``save_weights``; a file for another model is an error."""
+        """Read weights written by ``save_weights`` into this model.
+
+        A missing or unreadable file raises the ``OSError`` that opening it raises
+        (``FileNotFoundError``, ``PermissionError``...). Anything wrong with the
+        content raises ``ValueError`` naming the file and the problem: not an
+        ``.npz`` archive, truncated or corrupted, weights for another model (layer
+        count, classes, shapes), missing or extra arrays, an array whose shape or
+        dtype differs from the file's description. The whole file is read and
+        checked before any weight is assigned, so after an error the model's weights
+        (and its optimizer's state, which loading never touches) are unchanged.
+        """
         self._require_built()
+        with open(filepath, "rb") as fh:
+            # read at once: I/O errors surface here as OSError, and everything that
+            # fails later is about the content
+            data = fh.read()
+        updates = self._parse_weights(os.fspath(filepath), data)
+        with _SigintDeferred():  # all weights or none
+            for dst, src in updates:
+                np.copyto(dst, src, casting="unsafe")
+
+    def _parse_weights(self, name: str, data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(model array, file array) pairs from a weights file's bytes, all checked."""
+        def bad(what: str) -> ValueError:
+            return ValueError(f"{name}: {what}")
+
+        if not data:
+            raise bad("not a cnnfast weights file (the file is empty)")
+        if data.startswith(b"\x93NUMPY"):
+            raise bad("not a cnnfast weights file (a single .npy array, not an .npz "
+                      "archive written by save_weights)")
+        if not data.startswith(b"PK"):
+            raise bad("not a cnnfast weights file (not a zip/.npz archive)")
         try:
-            archive = np.load(filepath, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{filepath}: not a cnnfast weights file ({e})") from e
+            archive = np.load(io.BytesIO(data), allow_pickle=False)
+        except _UNREADABLE as e:
+            raise bad(f"not a cnnfast weights file: the archive is truncated or "
+                      f"corrupted ({_reason(e)})") from e
         with archive:
-            if not hasattr(archive, "files") or "__meta__" not in archive.files:
-                raise ValueError(f"{filepath}: not a cnnfast weights file (no __meta__ entry)")
+            files = list(archive.files)
+            if "__meta__" not in files:
+                raise bad("not a cnnfast weights file (no __meta__ entry)")
             try:
-                meta = json.loads(str(archive["__meta__"]))
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"{filepath}: unreadable weights description ({e})") from e
-            if meta.get("format") != _WEIGHTS_FORMAT:
-                raise ValueError(f"{filepath}: not a cnnfast weights file")
-            saved, mine = meta.get("layers", []), self._weight_description()
+                raw = archive["__meta__"]
+                if raw.ndim != 0 or raw.dtype.kind != "U":
+                    raise ValueError(f"a {raw.dtype} array of shape {raw.shape}, not a string")
+                meta = json.loads(str(raw))
+            except _UNREADABLE as e:
+                raise bad(f"unreadable weights description ({_reason(e)})") from e
+            if not isinstance(meta, dict) or meta.get("format") != _WEIGHTS_FORMAT:
+                raise bad("not a cnnfast weights file (its __meta__ entry is not a "
+                          "cnnfast weights description)")
+            if meta.get("version") != _WEIGHTS_VERSION:
+                raise bad(f"weights format version {meta.get('version')!r} is not "
+                          f"supported (this cnnfast reads version {_WEIGHTS_VERSION})")
+            file_dtype = meta.get("dtype")
+            if file_dtype not in ("float32", "float64"):
+                raise bad(f"unsupported weights dtype {file_dtype!r} in the description")
+            saved = meta.get("layers")
+            problem = _check_description(saved)
+            if problem:
+                raise bad(f"malformed weights description: {problem}")
+            mine = self._weight_description()
             if len(saved) != len(mine):
-                raise ValueError(
-                    f"{filepath} holds weights for {len(saved)} layers "
-                    f"({_describe(saved)}), but this model has {len(mine)} layers with "
-                    f"weights ({_describe(mine)})"
+                raise bad(
+                    f"holds weights for {len(saved)} layers ({_describe(saved)}), but "
+                    f"this model has {len(mine)} layers with weights ({_describe(mine)})"
                 )
             for s, m in zip(saved, mine):
                 if s["class"] != m["class"] or s["shapes"] != m["shapes"]:
-                    raise ValueError(
-                        f"{filepath}: layer {s['name']!r} ({s['class']}, shapes "
+                    raise bad(
+                        f"layer {s['name']!r} ({s['class']}, shapes "
                         f"{[tuple(x) for x in s['shapes']]}) does not match this model's "
                         f"layer {m['name']!r} ({m['class']}, shapes "
                         f"{[tuple(x) for x in m['shapes']]})"
                     )
-            new = []
+            expected = [f"layer{s['index']}.w{j}" for s in saved
+                        for j in range(len(s["shapes"]))]
+            if len(set(expected)) != len(expected):
+                raise bad("malformed weights description: a layer index appears twice")
+            missing = [k for k in expected if k not in files]
+            if missing:
+                raise bad(f"missing array(s) {', '.join(missing)}: the file is incomplete")
+            extra = sorted(set(files) - set(expected) - {"__meta__"})
+            if extra:
+                raise bad(f"unexpected array(s) {', '.join(extra)} that the weights "
+                          "description does not list")
+            updates = []
+            keys = iter(expected)
             for s, m in zip(saved, mine):
-                for j in range(len(m["shapes"])):
-                    key = f"layer{s['index']}.w{j}"
-                    if key not in archive.files:
-                        raise ValueError(f"{filepath}: missing array {key}")
-                    new.append((self.layers[m["index"]].weights[j], archive[key]))
-        for dst, src in new:
-            if src.shape != dst.shape:
-                raise ValueError(f"{filepath}: array of shape {src.shape}, expected {dst.shape}")
-            np.copyto(dst, src, casting="unsafe")
+                for j, shape in enumerate(s["shapes"]):
+                    key = next(keys)
+                    try:
+                        arr = archive[key]
+                    except _UNREADABLE as e:
+                        raise bad(f"array {key} is truncated or corrupted "
+                                  f"({_reason(e)})") from e
+                    if arr.dtype != np.dtype(file_dtype):
+                        raise bad(f"array {key} has dtype {arr.dtype}, but the file "
+                                  f"declares {file_dtype}")
+                    if arr.shape != tuple(shape):
+                        raise bad(f"array {key} has shape {arr.shape}, but the file "
+                                  f"describes it as {tuple(shape)}")
+                    updates.append((self.layers[m["index"]].weights[j], arr))
+        return updates
 
     # ---- summary ------------------------------------------------------------------------
     def summary(self, line_length: int | None = None, print_fn=None) -> None:
@@ -465,7 +601,8 @@ class Sequential:
         x, y = self._check_xy(x, y)
         xb = self._batch(x, slice(None))
         loss, out, grads = self._compute_gradients(xb, y)
-        self.optimizer.apply(self.trainable_weights, grads)
+        with _SigintDeferred():  # a step is applied whole or not at all
+            self.optimizer.apply(self.trainable_weights, grads)
         if self._want_accuracy:
             acc = _losses.count_correct(self.loss, y, out) / max(
                 _losses.accuracy_denominator(self.loss, out), 1)
@@ -477,7 +614,14 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
             verbose: int | str = 1, callbacks=None, validation_split: float = 0.0,
             validation_data=None, shuffle: bool = True, initial_epoch: int = 0) -> History:
-        """Train for ``epochs`` epochs; returns a ``History``."""
+        """Train for ``epochs`` epochs; returns a ``History``.
+
+        Ctrl-C (``KeyboardInterrupt``) stops training within the current batch and
+        propagates, as in Keras. The model stays usable: its weights and optimizer
+        state are those after the last completed step (a step's updates are applied
+        whole, see ``_SigintDeferred``), ``model.history`` holds the epochs that
+        finished, and ``fit`` can be called again to go on training.
+        """
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("compile the model before fit")
         if callbacks:
@@ -514,47 +658,54 @@ class Sequential:
         params = self.trainable_weights
         rng = _utils.get_rng()
         self.stop_training = False
-        for epoch in range(initial_epoch, epochs):
-            if verbose:
-                print(f"Epoch {epoch + 1}/{epochs}")
-                sys.stdout.flush()
-            bar = Progbar(steps, verbose=verbose)
-            t0 = time.perf_counter()
-            order = rng.permutation(n) if shuffle else None
-            loss_sum, seen, correct, judged = 0.0, 0, 0, 0
-            for step in range(steps):
-                lo, hi = step * bs, min((step + 1) * bs, n)
-                sel = order[lo:hi] if order is not None else slice(lo, hi)
-                xb = self._batch(x, sel)
-                yb = y[sel]
-                loss, out, grads = self._compute_gradients(xb, yb)
-                self.optimizer.apply(params, grads)
-                loss_sum += float(loss) * (hi - lo)
-                seen += hi - lo
-                logs = [("loss", loss_sum / seen)]
-                if self._want_accuracy:
-                    correct += _losses.count_correct(self.loss, yb, out)
-                    judged += _losses.accuracy_denominator(self.loss, out)
-                    logs.append((self._accuracy_name, correct / max(judged, 1)))
-                if not np.isfinite(loss):
-                    self.stop_training = True
-                if step + 1 < steps:
-                    bar.update(step + 1, logs)
-            train_time = time.perf_counter() - t0
-            epoch_logs = dict(logs)
-            if xv is not None:
-                val = self._evaluate_arrays(xv, yv, bs)
-                epoch_logs["val_loss"] = val[0]
-                if self._want_accuracy:
-                    epoch_logs["val_" + self._accuracy_name] = val[1]
-            bar.update(steps, list(epoch_logs.items()), finalize=True)
-            hist._append(epoch, epoch_logs)
-            hist.train_seconds.append(train_time)
-            hist.epoch_seconds.append(time.perf_counter() - t0)
-            if self.stop_training:
+        bar = None
+        try:
+            for epoch in range(initial_epoch, epochs):
                 if verbose:
-                    print("Training stopped: the loss is not finite")
-                break
+                    print(f"Epoch {epoch + 1}/{epochs}")
+                    sys.stdout.flush()
+                bar = Progbar(steps, verbose=verbose)
+                t0 = time.perf_counter()
+                order = rng.permutation(n) if shuffle else None
+                loss_sum, seen, correct, judged = 0.0, 0, 0, 0
+                for step in range(steps):
+                    lo, hi = step * bs, min((step + 1) * bs, n)
+                    sel = order[lo:hi] if order is not None else slice(lo, hi)
+                    xb = self._batch(x, sel)
+                    yb = y[sel]
+                    loss, out, grads = self._compute_gradients(xb, yb)
+                    with _SigintDeferred():  # a step is applied whole or not at all
+                        self.optimizer.apply(params, grads)
+                    loss_sum += float(loss) * (hi - lo)
+                    seen += hi - lo
+                    logs = [("loss", loss_sum / seen)]
+                    if self._want_accuracy:
+                        correct += _losses.count_correct(self.loss, yb, out)
+                        judged += _losses.accuracy_denominator(self.loss, out)
+                        logs.append((self._accuracy_name, correct / max(judged, 1)))
+                    if not np.isfinite(loss):
+                        self.stop_training = True
+                    if step + 1 < steps:
+                        bar.update(step + 1, logs)
+                train_time = time.perf_counter() - t0
+                epoch_logs = dict(logs)
+                if xv is not None:
+                    val = self._evaluate_arrays(xv, yv, bs)
+                    epoch_logs["val_loss"] = val[0]
+                    if self._want_accuracy:
+                        epoch_logs["val_" + self._accuracy_name] = val[1]
+                bar.update(steps, list(epoch_logs.items()), finalize=True)
+                hist._append(epoch, epoch_logs)
+                hist.train_seconds.append(train_time)
+                hist.epoch_seconds.append(time.perf_counter() - t0)
+                if self.stop_training:
+                    if verbose:
+                        print("Training stopped: the loss is not finite")
+                    break
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.abort()  # end a half-drawn bar line before the traceback
+            raise
         return hist
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, bs: int,
@@ -619,6 +770,26 @@ class Sequential:
     def __call__(self, x, training: bool = False) -> np.ndarray:
         x = self._check_x(x)
         return np.array(self._forward(self._batch(x, slice(None)), training), copy=True)
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) or type(e).__name__
+
+
+def _check_description(layers) -> str | None:
+    """What is wrong with a weights file's ``layers`` list, or None when it is sound."""
+    if not isinstance(layers, list):
+        return f"'layers' is {type(layers).__name__}, not a list"
+    for d in layers:
+        if not (isinstance(d, dict) and isinstance(d.get("index"), int)
+                and isinstance(d.get("class"), str) and isinstance(d.get("name"), str)
+                and isinstance(d.get("shapes"), list)):
+            return f"bad layer entry {d!r}"
+        for shape in d["shapes"]:
+            if not (isinstance(shape, list)
+                    and all(isinstance(n, int) and n >= 0 for n in shape)):
+                return f"bad shape {shape!r} in layer entry {d['name']!r}"
+    return None
 
 
 def _describe(layers: list) -> str:

@@ -96,6 +96,16 @@ class Progbar:
                 f"{format_duration(eta)}{metrics}")
         self._write(line, final=False)
 
+    def abort(self) -> None:
+        """Give up on a bar that will not finish (Ctrl-C): end a half-drawn line so the
+        next output starts on its own line; later updates are ignored."""
+        if self._done:
+            return
+        self._done = True
+        if self.dynamic and self._last_len:
+            self.stream.write("\n")
+            self.stream.flush()
+
     def _counter(self, current: int) -> str:
         digits = len(str(self.target))
         return f"{current:>{digits}d}/{self.target}"
