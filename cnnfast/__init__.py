@@ -9,8 +9,11 @@ boundary; a functional API (numpy in, numpy out); and a Keras-like layer API
 __version__ = "0.1.0"
 
 from ._config import (  # noqa: E402
+    get_flush_denormal,
     get_num_threads,
     openmp_enabled,
+    release_workspaces,
+    set_flush_denormal,
     set_num_threads,
     show_config,
     simd_level,
@@ -52,6 +55,9 @@ __all__ = [
     "min_pool2d_backward",
     "get_num_threads",
     "set_num_threads",
+    "release_workspaces",
+    "set_flush_denormal",
+    "get_flush_denormal",
     "openmp_enabled",
     "simd_level",
     "show_config",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import warnings
 
 from ._openmp_env import short_spin
 
@@ -16,6 +17,9 @@ from . import _openmp_env
 __all__ = [
     "get_num_threads",
     "set_num_threads",
+    "release_workspaces",
+    "set_flush_denormal",
+    "get_flush_denormal",
     "openmp_enabled",
     "simd_level",
     "show_config",
@@ -28,7 +32,10 @@ def get_num_threads() -> int:
 
     The value set with :func:`set_num_threads`, else OpenMP's default
     (``OMP_NUM_THREADS`` or the number of cores); ``threadpoolctl``'s limits
-    lower it while they are active.
+    lower it while they are active. Always 1 in a process forked (``os.fork``,
+    ``multiprocessing``'s "fork" start method) from one that had imported
+    cnnfast: GNU OpenMP's thread pool does not survive a fork, so the child's
+    kernels run on the calling thread alone.
     """
     return int(_kernels.get_num_threads())
 
@@ -37,7 +44,11 @@ MAX_THREADS = 4096  # far above any machine; beyond it a value is a mistake
 
 
 def set_num_threads(n: int | None) -> None:
-    """Use ``n`` threads in every kernel (``None`` or 0: back to OpenMP's default)."""
+    """Use ``n`` threads in every kernel (``None`` or 0: back to OpenMP's default).
+
+    In a forked child (see :func:`get_num_threads`) the kernels stay
+    single-threaded: ``n > 1`` is capped at 1 with a ``RuntimeWarning``.
+    """
     if n is None:
         n = 0
     if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
@@ -47,7 +58,49 @@ def set_num_threads(n: int | None) -> None:
         raise ValueError(f"n must be >= 1 (or 0/None for the default), got {n}")
     if n > MAX_THREADS:
         raise ValueError(f"n = {n} threads is unreasonable (limit {MAX_THREADS})")
+    if n > 1 and _kernels.forked():
+        warnings.warn(
+            f"cnnfast.set_num_threads({n}) in a forked child process: the kernels run "
+            "single-threaded after fork (the parent's OpenMP thread pool does not "
+            "survive it); use the 'spawn' or 'forkserver' start method for "
+            "multi-threaded kernels in child processes",
+            RuntimeWarning, stacklevel=2)
+        n = 1
     _kernels.set_num_threads(n)
+
+
+def release_workspaces() -> None:
+    """Free the scratch memory the kernels keep between calls, in every thread.
+
+    Each thread that runs a kernel (the caller and OpenMP's workers) keeps its
+    scratch buffers for the next call; they are freed when the thread exits,
+    and this frees them all now (idle workers' included), e.g. after a large
+    convolution. Kernel calls running in other threads finish first; calls
+    that start meanwhile wait. The next call allocates again. Memory goes
+    back to the operating system where the C library allows (glibc:
+    ``malloc_trim``).
+    """
+    _kernels.release_workspaces()
+
+
+def set_flush_denormal(enabled: bool) -> bool:
+    """Flush subnormal (denormal) floats to zero in cnnfast's kernels.
+
+    On, the kernels treat subnormal inputs as zero and round subnormal
+    results to zero (x86: MXCSR's FTZ and DAZ bits; aarch64: FPCR.FZ), which
+    avoids the large slowdown subnormal arithmetic costs on many CPUs. The
+    mode applies inside the kernels only, on the calling thread and on the
+    OpenMP workers, for every thread that calls a kernel; the caller's own
+    floating-point behaviour (NumPy, Python) is left as it was. Off by
+    default. Returns True when supported (the setting is then in effect),
+    False otherwise (as ``torch.set_flush_denormal``).
+    """
+    return bool(_kernels.set_flush_denormal(bool(enabled)))
+
+
+def get_flush_denormal() -> bool:
+    """Whether the kernels flush subnormals to zero (see :func:`set_flush_denormal`)."""
+    return bool(_kernels.get_flush_denormal())
 
 
 def openmp_enabled() -> bool:
@@ -88,6 +141,8 @@ def config_dict() -> dict:
         "simd_detected": str(_kernels.simd_detected()),
         "simd_in_use": simd_level(),
         "num_threads": get_num_threads(),
+        "forked_child": bool(_kernels.forked()),
+        "flush_denormal": get_flush_denormal(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "GOMP_SPINCOUNT": (f"{_openmp_env.applied} (set by cnnfast while loading libgomp)"
                            if _openmp_env.applied and openmp_enabled()

@@ -80,19 +80,24 @@ def conv2d_pool2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.nd
         am = argmax
         _check_out(am, np.int32, (p.n, p.oh, p.ow, p.c), "indices")
         ap = <int32_t *>cnp.PyArray_DATA(am)
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_pool_forward_f32(&s, &p, mode, <const float *>cnp.PyArray_DATA(x),
                                             <const float *>cnp.PyArray_DATA(kernel),
                                             <const float *>bp, relu,
                                             <float *>cnp.PyArray_DATA(y), ap, mark_dead, nt)
+            cf_call_end(&cs)
     elif dt == np.float64:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_pool_forward_f64(&s, &p, mode, <const double *>cnp.PyArray_DATA(x),
                                             <const double *>cnp.PyArray_DATA(kernel),
                                             <const double *>bp, relu,
                                             <double *>cnp.PyArray_DATA(y), ap, mark_dead,
                                             nt)
+            cf_call_end(&cs)
     else:
         raise TypeError(f"x: unsupported dtype {dt}")
     if rc != 0:
@@ -132,20 +137,25 @@ def conv2d_pool2d_backward(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray argmax,
         _check_out(db, dt, (s.f,), "dbias")
         dbp = cnp.PyArray_DATA(db)
     cdef const int32_t *ap = <const int32_t *>cnp.PyArray_DATA(argmax)
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_pool_backward_f32(
                 &s, &p, mode, <const float *>cnp.PyArray_DATA(x),
                 <const float *>cnp.PyArray_DATA(dyp), <const float *>ymp, ap,
                 <const float *>cnp.PyArray_DATA(kernel), <float *>dxp,
                 <float *>cnp.PyArray_DATA(dkernel), <float *>dbp, nt)
+            cf_call_end(&cs)
     elif dt == np.float64:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_pool_backward_f64(
                 &s, &p, mode, <const double *>cnp.PyArray_DATA(x),
                 <const double *>cnp.PyArray_DATA(dyp), <const double *>ymp, ap,
                 <const double *>cnp.PyArray_DATA(kernel), <double *>dxp,
                 <double *>cnp.PyArray_DATA(dkernel), <double *>dbp, nt)
+            cf_call_end(&cs)
     else:
         raise TypeError(f"x: unsupported dtype {dt}")
     if rc != 0:

@@ -7,6 +7,10 @@ shapes matching the resolved sizes, and the convolution geometry the C
 drivers index by: positive sizes, non-negative paddings, a padded image
 whose size cannot wrap int64), releases the GIL and calls into C, which owns
 the OpenMP parallel decomposition.
+
+Every C kernel call runs between cf_call_begin and cf_call_end (csrc/runtime.h):
+the per-call gate that release_workspaces() waits on, and the kernels'
+floating-point (subnormal) mode on the calling thread.
 """
 
 cimport numpy as cnp
@@ -16,11 +20,27 @@ import numpy as np
 
 cnp.import_array()
 
+import os as _os
+
 cdef extern from "threads.h" nogil:
     int cf_get_num_threads()
     void cf_set_num_threads(int n)
     int cf_openmp_enabled()
     int cf_openmp_version()
+
+cdef extern from "runtime.h" nogil:
+    ctypedef struct cf_call_state:
+        pass
+    void cf_call_begin(cf_call_state *st)
+    void cf_call_end(cf_call_state *st)
+    void cf_runtime_init()
+    int cf_forked()
+    int cf_set_flush_denormal(int on)
+    int cf_get_flush_denormal()
+
+cdef extern from "workspace.h" nogil:
+    void cf_release_workspaces()
+    void cf_workspace_reap_stale()
 
 cdef extern from "cpu_features.h" nogil:
     int cf_simd_detected()
@@ -98,6 +118,39 @@ cdef extern from *:
 
 # ---------------------------------------------------------------- runtime --
 
+cf_runtime_init()
+
+
+def _after_fork_child():
+    # The atfork handler in C marks the parent's other threads' workspaces as
+    # stale (it may only do async-signal-safe work); free them here.
+    cf_workspace_reap_stale()
+
+
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_child)
+
+
+def forked():
+    """True in a process forked from one that had loaded cnnfast."""
+    return bool(cf_forked())
+
+
+def release_workspaces():
+    """Free every thread's cached kernel workspaces (waits for running calls)."""
+    with nogil:
+        cf_release_workspaces()
+
+
+def set_flush_denormal(bint on):
+    """Flush subnormals to zero in the kernels; True where supported."""
+    return bool(cf_set_flush_denormal(on))
+
+
+def get_flush_denormal():
+    return bool(cf_get_flush_denormal())
+
+
 def get_num_threads():
     """Threads the next kernel call from this thread will use."""
     return cf_get_num_threads()
@@ -127,8 +180,11 @@ def fma_ceiling(int64_t iters):
         raise ValueError(f"iters must be >= 0, got {iters}")
     cdef int nt = cf_get_num_threads()
     cdef double flops
+    cdef cf_call_state cs
     with nogil:
+        cf_call_begin(&cs)
         flops = cf_fma_ceiling(iters, nt)
+        cf_call_end(&cs)
     return flops
 
 
@@ -216,18 +272,23 @@ def conv2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.ndarray y
         b = bias
         _check(b, dt, (s.f,), "bias")
         bp = cnp.PyArray_DATA(b)
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_forward_f32(&s, <const float *>cnp.PyArray_DATA(x),
                                        <const float *>cnp.PyArray_DATA(kernel),
                                        <const float *>bp, relu,
                                        <float *>cnp.PyArray_DATA(y), nt)
+            cf_call_end(&cs)
     elif dt == np.float64:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_forward_f64(&s, <const double *>cnp.PyArray_DATA(x),
                                        <const double *>cnp.PyArray_DATA(kernel),
                                        <const double *>bp, relu,
                                        <double *>cnp.PyArray_DATA(y), nt)
+            cf_call_end(&cs)
     else:
         raise TypeError(f"x: unsupported dtype {dt}")
     if rc != 0:
@@ -244,16 +305,21 @@ def conv2d_backward_input(cnp.ndarray dy, cnp.ndarray kernel, cnp.ndarray dx,
     _check(dy, dt, (s.n, s.oh, s.ow, s.f), "dy")
     _check(kernel, dt, (s.kh, s.kw, s.c, s.f), "kernel")
     _check_out(dx, dt, (s.n, s.h, s.w, s.c), "dx")
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_backward_input_f32(&s, <const float *>cnp.PyArray_DATA(dy),
                                               <const float *>cnp.PyArray_DATA(kernel),
                                               <float *>cnp.PyArray_DATA(dx), nt)
+            cf_call_end(&cs)
     elif dt == np.float64:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_backward_input_f64(&s, <const double *>cnp.PyArray_DATA(dy),
                                               <const double *>cnp.PyArray_DATA(kernel),
                                               <double *>cnp.PyArray_DATA(dx), nt)
+            cf_call_end(&cs)
     else:
         raise TypeError(f"dy: unsupported dtype {dt}")
     if rc != 0:
@@ -276,18 +342,23 @@ def conv2d_backward_kernel(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray dkernel,
         db = dbias
         _check_out(db, dt, (s.f,), "dbias")
         dbp = cnp.PyArray_DATA(db)
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_backward_kernel_f32(&s, <const float *>cnp.PyArray_DATA(x),
                                                <const float *>cnp.PyArray_DATA(dy),
                                                <float *>cnp.PyArray_DATA(dkernel),
                                                <float *>dbp, nt)
+            cf_call_end(&cs)
     elif dt == np.float64:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_conv2d_backward_kernel_f64(&s, <const double *>cnp.PyArray_DATA(x),
                                                <const double *>cnp.PyArray_DATA(dy),
                                                <double *>cnp.PyArray_DATA(dkernel),
                                                <double *>dbp, nt)
+            cf_call_end(&cs)
     else:
         raise TypeError(f"x: unsupported dtype {dt}")
     if rc != 0:
@@ -326,18 +397,23 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate, object bi
     cdef int64_t ldc = n
     cdef int nt = cf_get_num_threads()
     cdef int rc = 0
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_gemm_f32(m, n, k, <const float *>cnp.PyArray_DATA(a), a_is, a_ks,
                              <const float *>cnp.PyArray_DATA(b), b_ks, b_js,
                              <float *>cnp.PyArray_DATA(c), ldc, accumulate,
                              <const float *>bp, relu, nt)
+            cf_call_end(&cs)
     elif dt == np.float64:
         with nogil:
+            cf_call_begin(&cs)
             rc = cf_gemm_f64(m, n, k, <const double *>cnp.PyArray_DATA(a), a_is, a_ks,
                              <const double *>cnp.PyArray_DATA(b), b_ks, b_js,
                              <double *>cnp.PyArray_DATA(c), ldc, accumulate,
                              <const double *>bp, relu, nt)
+            cf_call_end(&cs)
     else:
         raise TypeError(f"gemm: unsupported dtype {dt}")
     if rc != 0:
@@ -358,12 +434,17 @@ def relu_mask(cnp.ndarray dy, cnp.ndarray y):
         raise ValueError("relu_mask: dy is read-only")
     cdef int64_t n = dy.size
     cdef int nt = cf_get_num_threads()
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             cf_relu_mask_f32(n, <float *>cnp.PyArray_DATA(dy), <const float *>cnp.PyArray_DATA(y), nt)
+            cf_call_end(&cs)
     elif dt == np.float64:
         with nogil:
+            cf_call_begin(&cs)
             cf_relu_mask_f64(n, <double *>cnp.PyArray_DATA(dy), <const double *>cnp.PyArray_DATA(y), nt)
+            cf_call_end(&cs)
     else:
         raise TypeError(f"relu_mask: unsupported dtype {dt}")
 
@@ -386,16 +467,21 @@ def dropout(cnp.ndarray x, uint64_t key, double rate, cnp.ndarray y, cnp.ndarray
             raise ValueError("dropout: arrays must be aligned and C-contiguous")
     cdef int64_t n = x.size
     cdef int nt = cf_get_num_threads()
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             cf_dropout_f32(n, key, rate, <float>(1.0 / (1.0 - rate)),
                            <const float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(y),
                            <float *>cnp.PyArray_DATA(mask), nt)
+            cf_call_end(&cs)
     elif dt == np.float64:
         with nogil:
+            cf_call_begin(&cs)
             cf_dropout_f64(n, key, rate, 1.0 / (1.0 - rate),
                            <const double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(y),
                            <double *>cnp.PyArray_DATA(mask), nt)
+            cf_call_end(&cs)
     else:
         raise TypeError(f"dropout: unsupported dtype {dt}")
 
@@ -425,18 +511,23 @@ def softmax_xent(cnp.ndarray z, cnp.ndarray y, object probs, cnp.ndarray grad):
         raise ValueError("softmax_xent: grad is read-only")
     cdef int64_t n = z.shape[0], k = z.shape[1]
     cdef double loss
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             loss = cf_softmax_xent_f32(n, k, <const float *>cnp.PyArray_DATA(z),
                                        <const float *>cnp.PyArray_DATA(y),
                                        <const float *>(cnp.PyArray_DATA(p) if p is not None else NULL),
                                        <float *>cnp.PyArray_DATA(grad))
+            cf_call_end(&cs)
     else:
         with nogil:
+            cf_call_begin(&cs)
             loss = cf_softmax_xent_f64(n, k, <const double *>cnp.PyArray_DATA(z),
                                        <const double *>cnp.PyArray_DATA(y),
                                        <const double *>(cnp.PyArray_DATA(p) if p is not None else NULL),
                                        <double *>cnp.PyArray_DATA(grad))
+            cf_call_end(&cs)
     return loss
 
 
@@ -457,16 +548,21 @@ def adam_update(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v,
             raise ValueError(f"adam_update: {name} is read-only")
     cdef int64_t n = p.size
     cdef int nt = cf_get_num_threads()
+    cdef cf_call_state cs
     if dt == np.float32:
         with nogil:
+            cf_call_begin(&cs)
             cf_adam_f32(n, <float *>cnp.PyArray_DATA(p), <const float *>cnp.PyArray_DATA(g),
                         <float *>cnp.PyArray_DATA(m), <float *>cnp.PyArray_DATA(v),
                         <float>alpha, <float>one_minus_b1, <float>one_minus_b2, <float>eps, nt)
+            cf_call_end(&cs)
     elif dt == np.float64:
         with nogil:
+            cf_call_begin(&cs)
             cf_adam_f64(n, <double *>cnp.PyArray_DATA(p), <const double *>cnp.PyArray_DATA(g),
                         <double *>cnp.PyArray_DATA(m), <double *>cnp.PyArray_DATA(v),
                         alpha, one_minus_b1, one_minus_b2, eps, nt)
+            cf_call_end(&cs)
     else:
         raise TypeError(f"adam_update: unsupported dtype {dt}")
 

@@ -133,12 +133,17 @@ def pool2d_forward(x, y, argmax, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
     cdef int nt = cf_get_num_threads()
     cdef void *xp = cnp.PyArray_DATA(xa)
     cdef void *yp = cnp.PyArray_DATA(ya)
+    cdef cf_call_state cs
     if t == cnp.NPY_FLOAT32:
         with nogil:
+            cf_call_begin(&cs)
             cf_pool2d_forward_f32(&s, mode, <const float *>xp, <float *>yp, ap, nt)
+            cf_call_end(&cs)
     else:
         with nogil:
+            cf_call_begin(&cs)
             cf_pool2d_forward_f64(&s, mode, <const double *>xp, <double *>yp, ap, nt)
+            cf_call_end(&cs)
 
 
 def pool2d_backward(dy, x, argmax, dx, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
@@ -181,15 +186,20 @@ def pool2d_backward(dy, x, argmax, dx, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t 
     cdef void *dyp = cnp.PyArray_DATA(dya)
     cdef void *dxp = cnp.PyArray_DATA(dxa)
     cdef int64_t stray
+    cdef cf_call_state cs
     if t == cnp.NPY_FLOAT32:
         with nogil:
+            cf_call_begin(&cs)
             stray = cf_pool2d_backward_f32(&s, mode, <const float *>dyp, <const float *>xp,
                                            ap, <float *>dxp, count_strays, nt)
+            cf_call_end(&cs)
     else:
         with nogil:
+            cf_call_begin(&cs)
             stray = cf_pool2d_backward_f64(&s, mode, <const double *>dyp,
                                            <const double *>xp, ap, <double *>dxp,
                                            count_strays, nt)
+            cf_call_end(&cs)
     return int(stray)
 
 
@@ -210,6 +220,9 @@ def pool2d_first_stray_index(argmax, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh,
     cdef int nt = cf_get_num_threads()
     cdef const int32_t *ap = <const int32_t *>cnp.PyArray_DATA(aa)
     cdef int64_t pos
+    cdef cf_call_state cs
     with nogil:
+        cf_call_begin(&cs)
         pos = cf_pool2d_first_stray_index(&s, ap, nt)
+        cf_call_end(&cs)
     return int(pos)

@@ -78,6 +78,7 @@ double cf_fma_ceiling(int64_t iters, int nthreads)
     volatile float sink = 0;
     int team = 1;
     (void)nthreads;
+    /* FMAs on normal values only: the subnormal mode (runtime.h) is moot */
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads)
 #endif

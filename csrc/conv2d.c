@@ -8,6 +8,7 @@
 #include "cpu_features.h"
 #include "pool2d.h"
 #include "prefetch.h"
+#include "runtime.h"
 #include "threads.h"
 #include "ukernel.h"
 #include "workspace.h"

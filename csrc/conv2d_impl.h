@@ -290,6 +290,7 @@ static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        CF_REGION_FP_ENTER();
         CV_T *col = (CV_T *)cf_workspace_or_flag(0, (size_t)((MT + MR) * K1) * sizeof(CV_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
@@ -312,6 +313,7 @@ static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
                 }
             }
         }
+        CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
 }
@@ -611,6 +613,7 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp parallel num_threads(nt)
 #endif
         {
+            CF_REGION_FP_ENTER();
             CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + slack) * sizeof(CV_T), &failed);
             CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(6, s6_bytes, &failed) : NULL;
             void *uscratch = src ? cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
@@ -635,6 +638,7 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                     CV_FN(emit_rows)(s, &plan, po, xn, wp, n, r,
                                      orows - r < grp ? orows - r : grp, bias, relu, y, s6);
             }
+            CF_REGION_FP_LEAVE();
         }
         return failed ? -1 : 0;
     }
@@ -651,6 +655,7 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        CF_REGION_FP_ENTER();
         CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(6, s6_bytes, &failed) : NULL;
         void *uscratch = src ? cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
 #ifdef _OPENMP
@@ -669,6 +674,7 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
             CV_FN(emit_rows)(s, &plan, po, xp + n * img, wp, n, r % orows, 1, bias, relu, y,
                              s6);
         }
+        CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
 }
@@ -737,6 +743,7 @@ static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        CF_REGION_FP_ENTER();
         CV_T *panel = (CV_T *)cf_workspace_or_flag(0, (size_t)(MT * F) * sizeof(CV_T), &failed);
         CV_T *dcol = (CV_T *)cf_workspace_or_flag(2, (size_t)(MT * K) * sizeof(CV_T), &failed);
 #ifdef _OPENMP
@@ -780,6 +787,7 @@ static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy
                 }
             }
         }
+        CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
 }
@@ -881,6 +889,7 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
 #pragma omp parallel num_threads(nt_)
 #endif
     {
+        CF_REGION_FP_ENTER();
         CV_T *yp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + slack) * sizeof(CV_T), &failed);
         if (yp != NULL)
             memset(yp + img, 0, (size_t)slack * sizeof(CV_T));
@@ -924,6 +933,7 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
                     }
                 }
         }
+        CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
 }
@@ -1062,6 +1072,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        CF_REGION_FP_ENTER();
         /* the padded image; the taps kernel reads dy only through masked
          * loads and the image only at valid tap offsets: no slack needed */
         CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)xp_elems * sizeof(CV_T), &failed);
@@ -1178,6 +1189,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
         }
         if (!failed)
             CV_FN(reduce_partials)(part, nchunks, FK, F, krow ? K : 0, dkernel, dbias);
+        CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
 }
@@ -1232,6 +1244,7 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        CF_REGION_FP_ENTER();
         CV_T *col = (CV_T *)cf_workspace_or_flag(0, (size_t)(SP * K1 + MR) * sizeof(CV_T), &failed);
         if (col != NULL) {
             /* the micro-kernel reads up to MR-1 values past the last row */
@@ -1264,6 +1277,7 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
         }
         if (!failed)
             CV_FN(reduce_partials)(part, nchunks, KF, F, 0, dkernel, dbias);
+        CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
 }

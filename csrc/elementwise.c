@@ -2,14 +2,19 @@
 #include "elementwise.h"
 
 #include "cpu_features.h"
+#include "runtime.h"
 
 /* below this many elements a thread team costs more than it saves */
 #define CF_ELEMENTWISE_PARALLEL_MIN 65536
 
+/* A team of nt threads (none when nt is 1), each in the kernels'
+ * floating-point mode (runtime.h), over a statically split loop. */
 #ifdef _OPENMP
-#define CF_OMP_PARALLEL_FOR _Pragma("omp parallel for num_threads(nt) schedule(static) if (nt > 1)")
+#define CF_OMP_PARALLEL _Pragma("omp parallel num_threads(nt) if (nt > 1)")
+#define CF_OMP_FOR _Pragma("omp for schedule(static) nowait")
 #else
-#define CF_OMP_PARALLEL_FOR
+#define CF_OMP_PARALLEL
+#define CF_OMP_FOR
 #endif
 
 #define DEFINE_RELU_MASK(NAME, T)                                                   \
@@ -17,9 +22,14 @@
     {                                                                               \
         int nt = n < CF_ELEMENTWISE_PARALLEL_MIN ? 1 : nthreads;                    \
         (void)nt;                                                                   \
-        CF_OMP_PARALLEL_FOR                                                         \
-        for (int64_t i = 0; i < n; i++)                                             \
-            dy[i] = y[i] > 0 ? dy[i] : (T)0;                                        \
+        CF_OMP_PARALLEL                                                             \
+        {                                                                           \
+            CF_REGION_FP_ENTER();                                                   \
+            CF_OMP_FOR                                                              \
+            for (int64_t i = 0; i < n; i++)                                         \
+                dy[i] = y[i] > 0 ? dy[i] : (T)0;                                    \
+            CF_REGION_FP_LEAVE();                                                   \
+        }                                                                           \
     }
 
 DEFINE_RELU_MASK(cf_relu_mask_f32, float)
@@ -77,10 +87,15 @@ static uint64_t cf_dropout_keep_from(double rate)
         const int64_t nch = (n + CH - 1) / CH;                                           \
         int nt = n < CF_ELEMENTWISE_PARALLEL_MIN ? 1 : nthreads;                         \
         (void)nt;                                                                        \
-        CF_OMP_PARALLEL_FOR                                                              \
-        for (int64_t c = 0; c < nch; c++) {                                              \
-            const int64_t i0 = c * CH, m = n - i0 < CH ? n - i0 : CH;                    \
-            chunk(i0, m, key, keep_from, scale, x + i0, y + i0, mask + i0);              \
+        CF_OMP_PARALLEL                                                                  \
+        {                                                                                \
+            CF_REGION_FP_ENTER();                                                        \
+            CF_OMP_FOR                                                                   \
+            for (int64_t c = 0; c < nch; c++) {                                          \
+                const int64_t i0 = c * CH, m = n - i0 < CH ? n - i0 : CH;                \
+                chunk(i0, m, key, keep_from, scale, x + i0, y + i0, mask + i0);          \
+            }                                                                            \
+            CF_REGION_FP_LEAVE();                                                        \
         }                                                                                \
     }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cpu_features.h"
+#include "runtime.h"
 #include "threads.h"
 #include "ukernel.h"
 #include "workspace.h"

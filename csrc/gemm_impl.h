@@ -23,6 +23,7 @@ static int GM_FN(gemm_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k, co
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        CF_REGION_FP_ENTER();
         GM_T *rest = NULL;
         if (m % MR)
             rest = (GM_T *)cf_workspace_or_flag(0, (size_t)(MR * k) * sizeof(GM_T), &failed);
@@ -52,6 +53,7 @@ static int GM_FN(gemm_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k, co
                            (int)mr, (int)nr, bias ? bias + j0 : NULL, relu);
             }
         }
+        CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
 }
@@ -95,18 +97,22 @@ static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
-    for (int64_t k0 = 0; k0 < k; k0 += GM_KC) {
-        const int64_t kc = k - k0 < GM_KC ? k - k0 : GM_KC;
-        const int last = k0 + kc == k; /* bias and relu after the whole sum */
-        for (int64_t j0 = 0; j0 < n; j0 += WN) {
-            const int64_t nr = n - j0 < WN ? n - j0 : WN;
+    {
+        CF_REGION_FP_ENTER();
+        for (int64_t k0 = 0; k0 < k; k0 += GM_KC) {
+            const int64_t kc = k - k0 < GM_KC ? k - k0 : GM_KC;
+            const int last = k0 + kc == k; /* bias and relu after the whole sum */
+            for (int64_t j0 = 0; j0 < n; j0 += WN) {
+                const int64_t nr = n - j0 < WN ? n - j0 : WN;
 #ifdef _OPENMP
 #pragma omp for schedule(static) nowait
 #endif
-            for (int64_t t = 0; t < tiles; t++)
-                GM_FN(wide_tile)(uk, m, t * WR, a, a_is, k0, kc, last, b + k0 * b_ks + j0,
-                                 b_ks, c, ldc, j0, nr, bias, relu);
+                for (int64_t t = 0; t < tiles; t++)
+                    GM_FN(wide_tile)(uk, m, t * WR, a, a_is, k0, kc, last, b + k0 * b_ks + j0,
+                                     b_ks, c, ldc, j0, nr, bias, relu);
+            }
         }
+        CF_REGION_FP_LEAVE();
     }
     return 0;
 }
@@ -133,6 +139,7 @@ static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        CF_REGION_FP_ENTER();
         GM_T *bp = NULL;
         if (packed)
             bp = (GM_T *)cf_workspace_or_flag(1, (size_t)(GM_KC * WN) * sizeof(GM_T), &failed);
@@ -160,6 +167,7 @@ static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
                                      bias, relu);
             }
         }
+        CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
 }
@@ -240,6 +248,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
 #pragma omp parallel num_threads(nt)
 #endif
     {
+        CF_REGION_FP_ENTER();
         if (bp != NULL) {
             /* 32 x 32 tiles keep both sides of the transposition in cache */
 #ifdef _OPENMP
@@ -385,6 +394,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                 }
             }
         }
+        CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
 }

@@ -3,13 +3,19 @@
 
 #include <math.h>
 
+#include "runtime.h"
+
 /* below this many parameters a thread team costs more than it saves */
 #define CF_OPTIM_PARALLEL_MIN 32768
 
+/* A team of nt threads (none when nt is 1), each in the kernels'
+ * floating-point mode (runtime.h), over a statically split loop. */
 #ifdef _OPENMP
-#define CF_OMP_PARALLEL_FOR _Pragma("omp parallel for num_threads(nt) schedule(static) if (nt > 1)")
+#define CF_OMP_PARALLEL _Pragma("omp parallel num_threads(nt) if (nt > 1)")
+#define CF_OMP_FOR _Pragma("omp for schedule(static) nowait")
 #else
-#define CF_OMP_PARALLEL_FOR
+#define CF_OMP_PARALLEL
+#define CF_OMP_FOR
 #endif
 
 #define DEFINE_ADAM(NAME, T, SQRT)                                                  \
@@ -18,15 +24,20 @@
     {                                                                               \
         int nt = n < CF_OPTIM_PARALLEL_MIN ? 1 : nthreads;                          \
         (void)nt;                                                                   \
-        CF_OMP_PARALLEL_FOR                                                         \
-        for (int64_t i = 0; i < n; i++) {                                           \
-            const T gi = g[i];                                                      \
-            T mi = m[i], vi = v[i];                                                 \
-            mi += (gi - mi) * omb1;                                                 \
-            vi += (gi * gi - vi) * omb2;                                            \
-            m[i] = mi;                                                              \
-            v[i] = vi;                                                              \
-            p[i] -= (mi / (SQRT(vi) + eps)) * alpha;                                \
+        CF_OMP_PARALLEL                                                             \
+        {                                                                           \
+            CF_REGION_FP_ENTER();                                                   \
+            CF_OMP_FOR                                                              \
+            for (int64_t i = 0; i < n; i++) {                                       \
+                const T gi = g[i];                                                  \
+                T mi = m[i], vi = v[i];                                             \
+                mi += (gi - mi) * omb1;                                             \
+                vi += (gi * gi - vi) * omb2;                                        \
+                m[i] = mi;                                                          \
+                v[i] = vi;                                                          \
+                p[i] -= (mi / (SQRT(vi) + eps)) * alpha;                            \
+            }                                                                       \
+            CF_REGION_FP_LEAVE();                                                   \
         }                                                                           \
     }
 

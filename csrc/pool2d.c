@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cpu_features.h"
+#include "runtime.h"
 
 #if CF_HAVE_X86_DISPATCH
 #include <immintrin.h>
@@ -406,6 +407,7 @@ int64_t cf_pool2d_first_stray_index(const cf_pool2d_shape *s, const int32_t *arg
     int64_t first = INT64_MAX;
     const int nt = cf_pool_threads(nthreads, rows, rows * len);
     (void)nt;
+    /* integer work only: no floating-point mode to set (runtime.h) */
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(min : first) if (nt > 1)
 #endif

@@ -97,10 +97,17 @@ void CF_CAT(cf_pool2d_forward_, SFX)(const cf_pool2d_shape *s, int mode, const T
                                    rows * s->ow * s->c * s->kh * s->kw);
     (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(guided) if (nt > 1)
+#pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
-    for (int64_t r = 0; r < rows; r++)
-        fn(s, mode, x, y, argmax, r / oh, r % oh);
+    {
+        CF_REGION_FP_ENTER();
+#ifdef _OPENMP
+#pragma omp for schedule(guided) nowait
+#endif
+        for (int64_t r = 0; r < rows; r++)
+            fn(s, mode, x, y, argmax, r / oh, r % oh);
+        CF_REGION_FP_LEAVE();
+    }
 }
 
 int64_t CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, const T *dy,
@@ -130,6 +137,7 @@ int64_t CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, con
 #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
         {
+            CF_REGION_FP_ENTER();
 #ifdef _OPENMP
 #pragma omp for schedule(guided) reduction(+ : stray) nowait
 #endif
@@ -156,17 +164,25 @@ int64_t CF_CAT(cf_pool2d_backward_, SFX)(const cf_pool2d_shape *s, int mode, con
          * anyone reads dx */
         _mm_sfence();
 #endif
+            CF_REGION_FP_LEAVE();
         }
     } else {
         const int nt = cf_pool_threads(nthreads, s->n, work);
         (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(guided) reduction(+ : stray) if (nt > 1)
+#pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
-        for (int64_t ni = 0; ni < s->n; ni++) {
-            memset(dx + ni * plane, 0, (size_t)plane * sizeof(T));
-            for (int64_t oi = 0; oi < OH; oi++)
-                stray += row(s, mode, dy, x, argmax, dx, ni, oi, count_strays);
+        {
+            CF_REGION_FP_ENTER();
+#ifdef _OPENMP
+#pragma omp for schedule(guided) reduction(+ : stray) nowait
+#endif
+            for (int64_t ni = 0; ni < s->n; ni++) {
+                memset(dx + ni * plane, 0, (size_t)plane * sizeof(T));
+                for (int64_t oi = 0; oi < OH; oi++)
+                    stray += row(s, mode, dy, x, argmax, dx, ni, oi, count_strays);
+            }
+            CF_REGION_FP_LEAVE();
         }
     }
     return stray;

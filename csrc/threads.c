@@ -1,6 +1,8 @@
 /* Thread-count policy: see threads.h. */
 #include "threads.h"
 
+#include "runtime.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -15,6 +17,9 @@ static int omp_default = -1;
 int cf_get_num_threads(void)
 {
 #ifdef _OPENMP
+    /* A forked child runs every region on the calling thread (runtime.h). */
+    if (cf_forked())
+        return 1;
     int omp_max = omp_get_max_threads();
     int n = user_threads;
     if (n <= 0)

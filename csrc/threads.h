@@ -13,7 +13,9 @@ extern "C" {
 
 /* Number of threads the next kernel call from this OS thread will use:
  * the user's cnnfast.set_num_threads() value if one was set, capped by the
- * OpenMP limit of the calling thread (OMP_NUM_THREADS, threadpoolctl). */
+ * OpenMP limit of the calling thread (OMP_NUM_THREADS, threadpoolctl);
+ * always 1 in a forked child (see runtime.h). Every parallel region of the
+ * kernels takes its num_threads from this value (through cf_team_size). */
 int cf_get_num_threads(void);
 
 /* n >= 1 sets a process-wide count (and the calling thread's OpenMP limit);

@@ -1,7 +1,21 @@
 /* Per-thread reusable scratch buffers: see workspace.h. */
+#if !defined(_WIN32) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* pthread, sched_yield, nanosleep and malloc_trim under -std=c99 */
+#endif
 #include "workspace.h"
 
 #include <stdlib.h>
+
+#if defined(_WIN32)
+#include <windows.h>
+#else
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+#endif
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #if defined(_MSC_VER)
 #define CF_THREAD_LOCAL __declspec(thread)
@@ -9,17 +23,169 @@
 #define CF_THREAD_LOCAL __thread
 #endif
 
-static CF_THREAD_LOCAL void *ws_raw[CF_WS_SLOTS];
-static CF_THREAD_LOCAL void *ws_aligned[CF_WS_SLOTS];
-static CF_THREAD_LOCAL size_t ws_size[CF_WS_SLOTS];
+/* ------------------------------------------------------------ atomics -- */
+
+#if defined(__GNUC__) || defined(__clang__)
+static inline void at_add(volatile long *p, long v) { __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline long at_load(volatile long *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void at_store(volatile long *p, long v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline int at_cas(volatile long *p, long expect, long want)
+{
+    return __atomic_compare_exchange_n(p, &expect, want, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+#else /* MSVC: the Interlocked functions are full barriers */
+static inline void at_add(volatile long *p, long v) { (void)InterlockedExchangeAdd(p, v); }
+static inline long at_load(volatile long *p) { return InterlockedCompareExchange(p, 0, 0); }
+static inline void at_store(volatile long *p, long v) { (void)InterlockedExchange(p, v); }
+static inline int at_cas(volatile long *p, long expect, long want)
+{
+    return InterlockedCompareExchange(p, want, expect) == expect;
+}
+#endif
+
+/* Waiting for a release or for running calls: yield first, then sleep in
+ * short steps (a running convolution may take a while). */
+static void ws_relax(unsigned i)
+{
+#if defined(_WIN32)
+    Sleep(i < 64 ? 0 : 1);
+#else
+    if (i < 64) {
+        sched_yield();
+    } else {
+        struct timespec ts = {0, 50000}; /* 50 us */
+        nanosleep(&ts, NULL);
+    }
+#endif
+}
+
+/* ----------------------------------------------------- registry lock -- */
+
+#if defined(_WIN32)
+static SRWLOCK ws_lock = SRWLOCK_INIT;
+static void ws_lock_acquire(void) { AcquireSRWLockExclusive(&ws_lock); }
+static void ws_lock_release(void) { ReleaseSRWLockExclusive(&ws_lock); }
+#else
+static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
+static void ws_lock_acquire(void) { (void)pthread_mutex_lock(&ws_lock); }
+static void ws_lock_release(void) { (void)pthread_mutex_unlock(&ws_lock); }
+#endif
+
+/* ------------------------------------------------------------ records -- */
+
+typedef struct ws_record {
+    void *raw[CF_WS_SLOTS];
+    void *aligned[CF_WS_SLOTS];
+    size_t size[CF_WS_SLOTS];
+    struct ws_record *prev, *next;
+    unsigned long gen; /* the fork generation its owner thread lives in */
+} ws_record;
+
+static CF_THREAD_LOCAL ws_record *ws_mine; /* the calling thread's record */
+static ws_record *ws_list;                 /* every live record, under ws_lock */
+static unsigned long ws_gen;               /* incremented in each forked child */
+static volatile long ws_stale;             /* records of an older generation may exist */
+
+/* The gate between kernel calls and releases. */
+static volatile long ws_active;    /* calls between enter and leave */
+static volatile long ws_releasing; /* a release is waiting or freeing */
+
+static void ws_free_buffers(ws_record *r)
+{
+    for (int i = 0; i < CF_WS_SLOTS; i++) {
+        free(r->raw[i]);
+        r->raw[i] = r->aligned[i] = NULL;
+        r->size[i] = 0;
+    }
+}
+
+static void ws_link(ws_record *r)
+{
+    r->prev = NULL;
+    r->next = ws_list;
+    if (ws_list != NULL)
+        ws_list->prev = r;
+    ws_list = r;
+}
+
+static void ws_unlink(ws_record *r)
+{
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        ws_list = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+/* Thread exit: the record leaves the registry, then its memory is freed
+ * (after the unlink no release can reach it). */
+static void ws_thread_exit(void *p)
+{
+    ws_record *r = (ws_record *)p;
+    if (r == NULL)
+        return;
+    ws_lock_acquire();
+    ws_unlink(r);
+    ws_lock_release();
+    ws_free_buffers(r);
+    free(r);
+    if (ws_mine == r)
+        ws_mine = NULL;
+}
+
+#if defined(_WIN32)
+static DWORD ws_fls = FLS_OUT_OF_INDEXES;
+static void WINAPI ws_fls_exit(void *p) { ws_thread_exit(p); }
+#else
+static pthread_key_t ws_key;
+static int ws_key_ok;
+#endif
+
+void cf_workspace_init(void)
+{
+#if defined(_WIN32)
+    if (ws_fls == FLS_OUT_OF_INDEXES)
+        ws_fls = FlsAlloc(ws_fls_exit);
+#else
+    if (!ws_key_ok)
+        ws_key_ok = pthread_key_create(&ws_key, ws_thread_exit) == 0;
+#endif
+}
+
+static ws_record *ws_record_new(void)
+{
+    ws_record *r = (ws_record *)calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    ws_lock_acquire();
+    r->gen = ws_gen;
+    ws_link(r);
+    ws_lock_release();
+    /* Without the thread-exit hook (no key, or it could not be set) the
+     * record stays registered: its buffers are still freed by a release. */
+#if defined(_WIN32)
+    if (ws_fls != FLS_OUT_OF_INDEXES)
+        (void)FlsSetValue(ws_fls, r);
+#else
+    if (ws_key_ok)
+        (void)pthread_setspecific(ws_key, r);
+#endif
+    ws_mine = r;
+    return r;
+}
 
 void *cf_workspace(int slot, size_t bytes)
 {
-    if (bytes <= ws_size[slot] && ws_aligned[slot] != NULL)
-        return ws_aligned[slot];
-    free(ws_raw[slot]);
-    ws_raw[slot] = ws_aligned[slot] = NULL;
-    ws_size[slot] = 0;
+    ws_record *r = ws_mine;
+    if (r == NULL && (r = ws_record_new()) == NULL)
+        return NULL;
+    if (bytes <= r->size[slot] && r->aligned[slot] != NULL)
+        return r->aligned[slot];
+    free(r->raw[slot]);
+    r->raw[slot] = r->aligned[slot] = NULL;
+    r->size[slot] = 0;
     /* a request this large is an upstream size overflow, never a real need:
      * fail (the caller reports MemoryError) rather than let the growth below
      * wrap to a small buffer */
@@ -31,10 +197,10 @@ void *cf_workspace(int slot, size_t bytes)
     void *raw = malloc(want + 64);
     if (raw == NULL)
         return NULL;
-    ws_raw[slot] = raw;
-    ws_aligned[slot] = (void *)(((size_t)raw + 63) & ~(size_t)63);
-    ws_size[slot] = want;
-    return ws_aligned[slot];
+    r->raw[slot] = raw;
+    r->aligned[slot] = (void *)(((size_t)raw + 63) & ~(size_t)63);
+    r->size[slot] = want;
+    return r->aligned[slot];
 }
 
 void *cf_workspace_or_flag(int slot, size_t bytes, int *failed)
@@ -47,4 +213,90 @@ void *cf_workspace_or_flag(int slot, size_t bytes, int *failed)
         *failed = 1;
     }
     return p;
+}
+
+/* ------------------------------------------------------ call boundary -- */
+
+void cf_workspace_enter(void)
+{
+    /* Announce the call, then check for a release; a release announces
+     * itself, then checks for calls (both sequentially consistent): at least
+     * one of the two sees the other, so no call runs while buffers are freed. */
+    for (unsigned i = 0;;) {
+        at_add(&ws_active, 1);
+        if (!at_load(&ws_releasing))
+            return;
+        at_add(&ws_active, -1);
+        while (at_load(&ws_releasing))
+            ws_relax(i++);
+    }
+}
+
+void cf_workspace_leave(void) { at_add(&ws_active, -1); }
+
+/* Frees the records no thread of this process owns (left by a fork).
+ * Caller holds ws_lock. */
+static void ws_reap_locked(void)
+{
+    if (!at_load(&ws_stale))
+        return;
+    ws_record *next;
+    for (ws_record *r = ws_list; r != NULL; r = next) {
+        next = r->next;
+        if (r->gen != ws_gen) {
+            ws_unlink(r);
+            ws_free_buffers(r);
+            free(r);
+        }
+    }
+    at_store(&ws_stale, 0);
+}
+
+void cf_workspace_reap_stale(void)
+{
+    if (!at_load(&ws_stale))
+        return;
+    ws_lock_acquire();
+    ws_reap_locked();
+    ws_lock_release();
+}
+
+void cf_release_workspaces(void)
+{
+    for (unsigned i = 0; !at_cas(&ws_releasing, 0, 1); i++)
+        ws_relax(i); /* one release at a time */
+    for (unsigned i = 0; at_load(&ws_active) != 0; i++)
+        ws_relax(i);
+    ws_lock_acquire();
+    ws_reap_locked();
+    /* Owners see size 0 and allocate again on their next call. */
+    for (ws_record *r = ws_list; r != NULL; r = r->next)
+        ws_free_buffers(r);
+    ws_lock_release();
+    at_store(&ws_releasing, 0);
+#if defined(__GLIBC__)
+    /* free() keeps most of this memory in malloc's arenas (large blocks
+     * raise glibc's mmap threshold, so they come from the heap): give the
+     * pages back to the system */
+    (void)malloc_trim(0);
+#endif
+}
+
+/* ------------------------------------------------------------- fork -- */
+
+void cf_workspace_atfork_prepare(void) { ws_lock_acquire(); }
+
+void cf_workspace_atfork_parent(void) { ws_lock_release(); }
+
+void cf_workspace_atfork_child(void)
+{
+    /* Only the forking thread exists here; it is not inside a kernel call
+     * (kernels never call back into Python), so no call is in progress. */
+    ws_gen++;
+    if (ws_mine != NULL)
+        ws_mine->gen = ws_gen;
+    at_store(&ws_stale, 1);
+    at_store(&ws_active, 0);
+    at_store(&ws_releasing, 0);
+    ws_lock_release();
 }

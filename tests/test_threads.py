@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -237,3 +238,120 @@ def test_short_spin_while_libgomp_loads_and_environment_put_back():
     got = _config_in_subprocess({}, preload="import ctypes; "
                                 "ctypes.CDLL('libgomp.so.1', mode=ctypes.RTLD_GLOBAL); ")
     assert got["env"] is None and got["cfg_spin"] is None
+
+
+# ----------------------------------------------- every kernel, concurrently --
+
+def _every_kernel_jobs():
+    """Problems for every kind of kernel, each big enough to use two OpenMP threads."""
+    rng = np.random.default_rng(29)
+    jobs = []
+    for i, dtype in enumerate((np.float32, np.float64, np.float32, np.float64)):
+        x = rng.standard_normal((4 + i, 40, 37, 8)).astype(dtype)
+        k = rng.standard_normal((3, 3, 8, 8)).astype(dtype)
+        b = rng.standard_normal(8).astype(dtype)
+        a = rng.standard_normal((70 + 9 * i, 130)).astype(dtype)
+        w = rng.standard_normal((130, 90)).astype(dtype)
+        jobs.append((x, k, b, a, w, 1 + i % 2))
+    return jobs
+
+
+def _every_kernel(x, k, b, a, w, stride):
+    """conv2d forward/backward, fused conv+pool forward/backward, max/avg/min pooling
+    forward/backward, matmul and dense on one problem: a flat list of results."""
+    geo = dict(strides=stride, padding="same")
+    y = cnnfast.conv2d(x, k, b, **geo, activation="relu")
+    dy = np.cos(np.arange(y.size, dtype=y.dtype)).reshape(y.shape)
+    res = [y, *cnnfast.conv2d_backward(dy, x, k, **geo)]
+    for mode in ("max", "min"):
+        yp, idx = cnnfast.conv2d_pool2d(x, k, b, **geo, activation="relu", pool_size=2,
+                                        pool_mode=mode, return_indices=True)
+        dyp = np.sin(np.arange(yp.size, dtype=yp.dtype)).reshape(yp.shape)
+        res += [yp, idx, *cnnfast.conv2d_pool2d_backward(dyp, x, k, idx, yp, **geo,
+                                                          activation="relu", pool_size=2,
+                                                          pool_mode=mode)]
+    for mode in ("max", "avg", "min"):
+        p = cnnfast.pool2d(x, 3, 2, "same", mode)
+        pdy = np.sin(np.arange(p.size, dtype=p.dtype)).reshape(p.shape)
+        res += [p, cnnfast.pool2d_backward(pdy, x, 3, 2, "same", mode)]
+    # plain, transposed views (read in place) and wide (B's panels split)
+    res += [cnnfast.matmul(a, w), cnnfast.matmul(a.T.copy().T, w.T.copy().T),
+            cnnfast.matmul(a[:20], w.T.copy().T),
+            cnnfast.dense(a, w, b[:1].repeat(w.shape[1]), activation="relu")]
+    return res
+
+
+def _run_in_threads(jobs, n_threads, rounds, background=None):
+    """Each job `rounds` times on `n_threads` Python threads at once, while
+    `background()` (if given) runs in a loop on one more thread."""
+    stop = threading.Event()
+    errors = []
+
+    def loop():
+        try:
+            while not stop.is_set():
+                background()
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    bg = threading.Thread(target=loop) if background else None
+    if bg:
+        bg.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=n_threads) as pool:
+            futures = [pool.submit(_every_kernel, *job) for job in jobs * rounds]
+            results = [f.result() for f in futures]
+    finally:
+        stop.set()
+        if bg:
+            bg.join()
+    assert not errors, errors
+    return results
+
+
+@pytest.fixture(scope="module")
+def every_kernel_single_thread():
+    jobs = _every_kernel_jobs()
+    cnnfast.set_num_threads(1)
+    try:
+        return jobs, [_every_kernel(*job) for job in jobs]
+    finally:
+        cnnfast.set_num_threads(0)
+
+
+def test_every_kernel_from_8_python_threads(every_kernel_single_thread):
+    # 8 Python threads, each running every kind of kernel with a 2-thread team:
+    # every result is bit-for-bit the single-threaded one.
+    jobs, want = every_kernel_single_thread
+    cnnfast.set_num_threads(2)
+    got = _run_in_threads(jobs, 8, rounds=4)
+    for i, res in enumerate(got):
+        _assert_identical(want[i % len(jobs)], res)
+
+
+def test_set_num_threads_in_a_loop_while_others_compute(every_kernel_single_thread):
+    # The thread count changes under running calls: each call uses some count,
+    # and every count gives the same bits.
+    jobs, want = every_kernel_single_thread
+    counts = iter(range(10**9))
+    got = _run_in_threads(jobs, 6, rounds=3,
+                          background=lambda: cnnfast.set_num_threads(1 + next(counts) % 3))
+    for i, res in enumerate(got):
+        _assert_identical(want[i % len(jobs)], res)
+
+
+def test_release_workspaces_in_a_loop_while_others_compute(every_kernel_single_thread):
+    # A release waits for the running calls and holds new ones back: no call
+    # ever sees its buffers freed under it.
+    jobs, want = every_kernel_single_thread
+    cnnfast.set_num_threads(2)
+    released = []
+
+    def release():
+        cnnfast.release_workspaces()
+        released.append(1)
+
+    got = _run_in_threads(jobs, 6, rounds=3, background=release)
+    for i, res in enumerate(got):
+        _assert_identical(want[i % len(jobs)], res)
+    assert released
