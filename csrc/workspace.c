@@ -17,6 +17,25 @@
 #include <malloc.h>
 #endif
 
+/* Buffers come straight from the system (mmap) where it has one, so that a
+ * freed workspace really leaves the process: malloc keeps large freed blocks
+ * in its arenas (each new thread may get an arena of its own, and glibc's
+ * mmap threshold rises after large frees), and a per-thread buffer freed at
+ * thread exit or by cf_release_workspaces() would then stay resident. Under
+ * AddressSanitizer they come from malloc, whose bounds ASan checks. */
+#if !defined(_WIN32) && !defined(__SANITIZE_ADDRESS__)
+#include <sys/mman.h>
+#if defined(MAP_ANONYMOUS) || defined(MAP_ANON)
+#define WS_MMAP 1
+#ifndef MAP_ANONYMOUS
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+#endif
+#endif
+#ifndef WS_MMAP
+#define WS_MMAP 0
+#endif
+
 #if defined(_MSC_VER)
 #define CF_THREAD_LOCAL __declspec(thread)
 #else
@@ -74,9 +93,10 @@ static void ws_lock_release(void) { (void)pthread_mutex_unlock(&ws_lock); }
 /* ------------------------------------------------------------ records -- */
 
 typedef struct ws_record {
-    void *raw[CF_WS_SLOTS];
-    void *aligned[CF_WS_SLOTS];
-    size_t size[CF_WS_SLOTS];
+    void *raw[CF_WS_SLOTS];     /* as allocated (ws_buffer_alloc) */
+    size_t raw_bytes[CF_WS_SLOTS];
+    void *aligned[CF_WS_SLOTS]; /* the 64-byte aligned start handed out */
+    size_t size[CF_WS_SLOTS];   /* usable bytes from aligned */
     struct ws_record *prev, *next;
     unsigned long gen; /* the fork generation its owner thread lives in */
 } ws_record;
@@ -90,13 +110,41 @@ static volatile long ws_stale;             /* records of an older generation may
 static volatile long ws_active;    /* calls between enter and leave */
 static volatile long ws_releasing; /* a release is waiting or freeing */
 
+/* `bytes` of memory, at least 64-byte aligned once rounded up (the +64
+ * headroom is the callers'); NULL when exhausted. */
+static void *ws_buffer_alloc(size_t bytes)
+{
+#if WS_MMAP
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+#else
+    return malloc(bytes);
+#endif
+}
+
+static void ws_buffer_free(void *raw, size_t bytes)
+{
+    if (raw == NULL)
+        return;
+#if WS_MMAP
+    (void)munmap(raw, bytes);
+#else
+    (void)bytes;
+    free(raw);
+#endif
+}
+
+static void ws_free_slot(ws_record *r, int slot)
+{
+    ws_buffer_free(r->raw[slot], r->raw_bytes[slot]);
+    r->raw[slot] = r->aligned[slot] = NULL;
+    r->raw_bytes[slot] = r->size[slot] = 0;
+}
+
 static void ws_free_buffers(ws_record *r)
 {
-    for (int i = 0; i < CF_WS_SLOTS; i++) {
-        free(r->raw[i]);
-        r->raw[i] = r->aligned[i] = NULL;
-        r->size[i] = 0;
-    }
+    for (int i = 0; i < CF_WS_SLOTS; i++)
+        ws_free_slot(r, i);
 }
 
 static void ws_link(ws_record *r)
@@ -183,9 +231,7 @@ void *cf_workspace(int slot, size_t bytes)
         return NULL;
     if (bytes <= r->size[slot] && r->aligned[slot] != NULL)
         return r->aligned[slot];
-    free(r->raw[slot]);
-    r->raw[slot] = r->aligned[slot] = NULL;
-    r->size[slot] = 0;
+    ws_free_slot(r, slot);
     /* a request this large is an upstream size overflow, never a real need:
      * fail (the caller reports MemoryError) rather than let the growth below
      * wrap to a small buffer */
@@ -194,10 +240,11 @@ void *cf_workspace(int slot, size_t bytes)
     /* grow geometrically so a slowly increasing size does not reallocate
      * on every call */
     size_t want = bytes + bytes / 4 + 4096;
-    void *raw = malloc(want + 64);
+    void *raw = ws_buffer_alloc(want + 64);
     if (raw == NULL)
         return NULL;
     r->raw[slot] = raw;
+    r->raw_bytes[slot] = want + 64;
     r->aligned[slot] = (void *)(((size_t)raw + 63) & ~(size_t)63);
     r->size[slot] = want;
     return r->aligned[slot];
@@ -274,10 +321,9 @@ void cf_release_workspaces(void)
         ws_free_buffers(r);
     ws_lock_release();
     at_store(&ws_releasing, 0);
-#if defined(__GLIBC__)
-    /* free() keeps most of this memory in malloc's arenas (large blocks
-     * raise glibc's mmap threshold, so they come from the heap): give the
-     * pages back to the system */
+#if defined(__GLIBC__) && !WS_MMAP
+    /* free() keeps most of this memory in malloc's arenas: give the pages
+     * back to the system */
     (void)malloc_trim(0);
 #endif
 }

@@ -42,8 +42,8 @@ void cf_workspace_leave(void);
 
 /* Frees every thread's cached buffers (idle OpenMP workers' included): waits
  * for the kernel calls in progress, holds new ones back meanwhile, and
- * returns the freed memory to the operating system where the C library can
- * (glibc's malloc_trim). Must not be called from inside a kernel call. */
+ * returns the freed memory to the operating system (the buffers are mmap'd
+ * where the system has mmap). Must not be called from inside a kernel call. */
 void cf_release_workspaces(void);
 
 /* pthread_atfork handlers (registered by runtime.c). The child's keeps only
