@@ -150,13 +150,18 @@ def window_spec(
     *,
     window_name: str = "kernel",
     input_name: str = "x",
+    strides_name: str = "strides",
+    padding_name: str = "padding",
 ) -> WindowSpec:
-    """Resolve strides/padding/dilation of a window over ``in_hw``; raise on an empty output."""
-    sh, sw = as_pair(strides, "strides")
+    """Resolve strides/padding/dilation of a window over ``in_hw``; raise on an empty output.
+
+    ``strides_name`` / ``padding_name``: the caller's names of those arguments, for the
+    messages (``pool_strides`` / ``pool_padding`` in conv2d_pool2d)."""
+    sh, sw = as_pair(strides, strides_name)
     dh, dw = as_pair(dilation_rate, "dilation_rate")
     kh, kw = window
     eff = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
-    (pt, pb), (pl, pr) = resolve_padding(padding, in_hw, eff, (sh, sw))
+    (pt, pb), (pl, pr) = resolve_padding(padding, in_hw, eff, (sh, sw), padding_name)
     oh = output_size(in_hw[0], eff[0], sh, pt, pb)
     ow = output_size(in_hw[1], eff[1], sw, pl, pr)
     if oh < 1 or ow < 1:

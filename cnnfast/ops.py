@@ -696,7 +696,8 @@ class _ConvPoolProblem:
         sp = prob.spec
         try:
             ps = window_spec((sp.oh, sp.ow), (kh, kw), pool_strides, pool_padding, 1,
-                             window_name="pool_size", input_name="the convolution output")
+                             window_name="pool_size", input_name="the convolution output",
+                             strides_name="pool_strides", padding_name="pool_padding")
         except ValueError as e:
             raise ValueError(f"{e} (x {np.shape(x)}, kernel {np.shape(kernel)})") from None
         _check_sizes("pool_strides", ps.sh, ps.sw)

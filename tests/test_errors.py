@@ -398,3 +398,24 @@ def test_private_wrappers_check_what_memory_safety_needs():
     with pytest.raises(ValueError, match="window without in-bounds cells"):
         _kernels.pool2d_forward(np.ones((1, 1, 1, 1), f32), np.zeros((1, 1, 3, 1), f32), None,
                                 1, 1, 1, 2**62 + 1, 0, 0, 0)
+
+
+@pytest.mark.parametrize("fn", ["forward", "backward"])
+@pytest.mark.parametrize("kw, name", [
+    (dict(pool_strides=True), "pool_strides"),
+    (dict(pool_strides=(2, 0)), "pool_strides"),
+    (dict(pool_strides=1.5), "pool_strides"),
+    (dict(pool_padding="full"), "pool_padding"),
+    (dict(pool_padding=-1), "pool_padding"),
+    (dict(pool_padding=(1, 2, 3)), "pool_padding"),
+])
+def test_conv2d_pool2d_names_pool_strides_and_pool_padding(fn, kw, name):
+    # found by tests/test_fuzz.py: these said "strides" / "padding", the names of the
+    # convolution's own arguments of the same call
+    x, k = np.ones((1, 6, 6, 1)), np.ones((3, 3, 1, 2))
+    with raises_naming(name):
+        if fn == "forward":
+            cnnfast.conv2d_pool2d(x, k, **kw)
+        else:
+            cnnfast.conv2d_pool2d_backward(np.ones((1, 2, 2, 2)), x, k,
+                                           np.zeros((1, 2, 2, 2), np.int32), **kw)
