@@ -16,8 +16,11 @@ Environment switches:
   CNNFAST_NO_OPENMP=1     build without OpenMP on purpose
   CNNFAST_NATIVE=1        local builds only: add -march=native
   CNNFAST_DEBUG=1         -O0 -g and Cython bounds checks
-  CNNFAST_SANITIZE=address  build the C with AddressSanitizer (for test runs
-                          under LD_PRELOAD=libasan.so)
+  CNNFAST_SANITIZE=list   build the C with the listed sanitizers, e.g.
+                          "address" or "address,undefined" (for test runs with
+                          the runtimes in LD_PRELOAD; see .ci/sanitize).
+                          -fno-sanitize-recover=all is added so that every
+                          report (UBSan's included) aborts the process.
 """
 
 from __future__ import annotations
@@ -114,11 +117,16 @@ class BuildExt(build_ext):
             base = ["-O3", "-std=c99", "-Wall", "-Wextra", "-fno-math-errno"]
             if _env_on("CNNFAST_NATIVE"):
                 base.append("-march=native")
-        san = os.environ.get("CNNFAST_SANITIZE", "").strip()
+        san = ",".join(
+            s.strip() for s in os.environ.get("CNNFAST_SANITIZE", "").split(",") if s.strip()
+        )
         link_extra = []
         if san and ctype != "msvc":
-            base += [f"-fsanitize={san}", "-fno-omit-frame-pointer", "-g"]
-            link_extra.append(f"-fsanitize={san}")
+            # -fno-sanitize-recover=all: UBSan otherwise prints a report and goes
+            # on, so a test run would pass; with it every report aborts.
+            san_flags = [f"-fsanitize={san}", "-fno-sanitize-recover=all"]
+            base += [*san_flags, "-fno-omit-frame-pointer", "-g"]
+            link_extra += san_flags
         for ext in self.extensions:
             ext.extra_compile_args = base + (omp[0] if omp else [])
             ext.extra_link_args = link_extra + (omp[1] if omp else [])
