@@ -1,10 +1,11 @@
 # Fused convolution + max/min pooling wrappers, included into _kernels.pyx
 # after _pool.pxi (``include "_conv_pool.pxi"``).
 #
-# The caller (cnnfast.ops) resolved the convolution geometry, as for
-# conv2d_forward; these wrappers check the arrays against it and the pooling
-# window against the convolution output (no padding, non-overlapping windows,
-# at least one window), then release the GIL and call C.
+# The caller (cnnfast.ops) resolved the geometry (cnnfast._spec.ConvPoolSpec);
+# these wrappers copy it into the two C structs, check them in C (geometry.h:
+# no pooling padding, windows that do not overlap, sizes that are the
+# convolution output's) and the arrays against them, then release the GIL and
+# call C.
 
 cdef extern from "conv2d.h" nogil:
     int cf_conv2d_pool_forward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
@@ -27,42 +28,39 @@ cdef extern from "conv2d.h" nogil:
                                     double *dbias, int nthreads)
 
 
-cdef cf_pool2d_shape _conv_pool_shape(cf_conv2d_shape *s, tuple pool, int mode) except *:
-    """The pooling of the convolution output: pool = (kh, kw, sh, sw)."""
-    cdef cf_pool2d_shape p
-    p.kh, p.kw, p.sh, p.sw = pool
-    p.pt = p.pl = 0
-    if mode != CF_POOL_MAX and mode != CF_POOL_MIN:
-        raise ValueError(f"mode: the fused kernels pool by max (0) or min (2), got {mode}")
-    if min(p.kh, p.kw) < 1 or p.sh < p.kh or p.sw < p.kw:
-        raise ValueError(
-            f"pool: needs windows >= 1 that do not overlap (strides >= pool_size), got "
-            f"pool_size ({p.kh}, {p.kw}), strides ({p.sh}, {p.sw})")
-    if s.oh < p.kh or s.ow < p.kw:
-        raise ValueError(
-            f"pool: window ({p.kh}, {p.kw}) larger than the convolution output "
-            f"({s.oh}, {s.ow})")
-    if s.oh * s.ow > 2147483647:
-        raise ValueError(f"convolution output plane {s.oh}x{s.ow} too large for int32 indices")
-    p.n, p.h, p.w, p.c = s.n, s.oh, s.ow, s.f
-    p.oh = (s.oh - p.kh) // p.sh + 1
-    p.ow = (s.ow - p.kw) // p.sw + 1
-    return p
+cdef extern from "geometry.h" nogil:
+    const char *cf_conv_pool_shape_error(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                                         int mode)
+
+
+cdef int _conv_pool_structs(object spec, cf_conv2d_shape *s, cf_pool2d_shape *p) except -1:
+    """The resolved conv + pool (cnnfast._spec.ConvPoolSpec) as the two C structs,
+    refused unless the fused kernels can run them safely (geometry.h)."""
+    s[0] = _conv_struct(spec.conv)
+    p[0] = _pool_fields(spec.pool)
+    cdef const char *err = cf_conv_pool_shape_error(s, p, spec.pool.mode)
+    if err != NULL:
+        raise ValueError(f"fused convolution + pooling {spec.conv!r}, {spec.pool!r}: "
+                         f"{err.decode()}")
+    return 0
 
 
 def conv2d_pool2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.ndarray y,
-                          object argmax, tuple shape, tuple pool, int mode, bint relu,
-                          bint mark_dead=False):
-    """y = pool(conv(x) (+ bias) (relu)), pool = (kh, kw, sh, sw), valid, no overlap.
+                          object argmax, object spec, bint mark_dead=False):
+    """y = pool(conv(x) (+ bias) (relu)) as the resolved spec (ConvPoolSpec) says:
+    unpadded pooling windows that do not overlap, max or min.
 
-    shape as for conv2d_forward; y is (n, poh, pow, f); argmax None or int32
+    y is (n, poh, pow, f); argmax None or int32
     like y, receiving flat indices into the (oh, ow) plane of the convolution.
     mark_dead: -1 instead where the pooled value is not > 0, so that the
     backward needs no ymask (the layers' own pairs; the public API keeps the
     indices of pool2d).
     """
-    cdef cf_conv2d_shape s = _shape(shape)
-    cdef cf_pool2d_shape p = _conv_pool_shape(&s, pool, mode)
+    cdef cf_conv2d_shape s
+    cdef cf_pool2d_shape p
+    _conv_pool_structs(spec, &s, &p)
+    cdef int mode = spec.pool.mode
+    cdef bint relu = spec.relu
     cdef int nt = cf_get_num_threads()
     cdef int rc = 0
     cdef cnp.ndarray b, am
@@ -106,13 +104,15 @@ def conv2d_pool2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.nd
 
 def conv2d_pool2d_backward(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray argmax,
                            cnp.ndarray kernel, object dx, cnp.ndarray dkernel, object dbias,
-                           tuple shape, tuple pool, int mode, object ymask=None):
+                           object spec, object ymask=None):
     """dx (or None: not computed), dkernel, dbias of pool(conv(x)) from dyp (the
     pooled output's gradient) and the indices of conv2d_pool2d_forward on the
     same shapes (any value is memory-safe). ymask: the forward's pooled output
     of a pair with ReLU (dyp counts only where ymask > 0), or None."""
-    cdef cf_conv2d_shape s = _shape(shape)
-    cdef cf_pool2d_shape p = _conv_pool_shape(&s, pool, mode)
+    cdef cf_conv2d_shape s
+    cdef cf_pool2d_shape p
+    _conv_pool_structs(spec, &s, &p)
+    cdef int mode = spec.pool.mode
     cdef int nt = cf_get_num_threads()
     cdef int rc = 0
     cdef cnp.ndarray db, dxa

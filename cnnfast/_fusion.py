@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels, _spec, ops
+from . import _spec
+from .ops import training as _training
 from .layers import Conv2D, MaxPooling2D, MinPooling2D
 
 _MODES = {"max": 0, "min": 2}
 
 
 def fusable(conv, pool) -> bool:
-    """Whether the pair (conv, pool) of built layers can run fused."""
+    """Whether the pair (conv, pool) of built layers can run fused: channels_last,
+    ReLU or no activation, and the pooling the fused kernels take (the spec's rule)."""
     if not (isinstance(conv, Conv2D) and isinstance(pool, (MaxPooling2D, MinPooling2D))):
         return False
     if not (conv.built and pool.built) or conv.dtype != pool.dtype:
@@ -37,12 +39,17 @@ def fusable(conv, pool) -> bool:
         return False
     if not (conv._fused_relu or conv.activation.name == "linear"):
         return False
-    kh, kw = pool.pool_size
     try:
-        sp = _spec.window_spec(conv._out_shape[:2], (kh, kw), pool.strides, pool.padding, 1)
+        return _pair_spec(conv, pool, (1,) + conv._in_shape).fused
     except ValueError:
         return False
-    return (sp.pt == sp.pb == sp.pl == sp.pr == 0 and sp.sh >= kh and sp.sw >= kw)
+
+
+def _pair_spec(conv, pool, x_shape: tuple) -> _spec.ConvPoolSpec:
+    return _spec.conv_pool_spec(
+        x_shape, conv.kernel.shape, conv.strides, conv.padding, conv.dilation_rate,
+        "channels_last", "relu" if conv._fused_relu else None, pool.pool_size,
+        pool.strides, pool.padding, pool._mode)
 
 
 class ConvPoolStep:
@@ -63,10 +70,7 @@ class ConvPoolStep:
         conv, pool = self.conv, self.pool
         key = (x.shape, x.dtype)
         if key != self._problem_key:
-            self._problem = ops._ConvPoolProblem(
-                x, conv.kernel, conv.strides, conv.padding, conv.dilation_rate,
-                "channels_last", "relu" if conv._fused_relu else None, pool.pool_size,
-                pool.strides, pool.padding, pool._mode)
+            self._problem = _pair_spec(conv, pool, x.shape)
             self._problem_key = key
         return self._problem
 
@@ -80,8 +84,7 @@ class ConvPoolStep:
         idx = pool._ws.get("idx", shape, np.int32) if training else None
         # with ReLU, windows it zeroed get index -1: the backward's ReLU mask,
         # without reading y again
-        _kernels.conv2d_pool2d_forward(x, conv.kernel, conv.bias, y, idx, pp.conv.shape,
-                                       pp.pshape, pp.mode, pp.relu, pp.relu)
+        _training.conv2d_pool2d_forward(x, conv.kernel, conv.bias, y, idx, pp, pp.relu)
         pool._x, pool._y, pool._idx = None, y, idx
         conv._y = None
         return y
@@ -95,8 +98,7 @@ class ConvPoolStep:
         db = conv._ws.get("db", (conv.filters,), conv.dtype) if conv.use_bias else None
         dx = conv._ws.get("dx", x.shape, conv.dtype) if input_grad else None
         # the ReLU mask is in the indices (-1: a window ReLU zeroed, no gradient)
-        _kernels.conv2d_pool2d_backward(x, dy, pool._idx, conv.kernel, dx, dk, db,
-                                        pp.conv.shape, pp.pshape, pp.mode, None)
+        _training.conv2d_pool2d_backward(x, dy, pool._idx, conv.kernel, dx, dk, db, pp)
         conv.gradients = [dk, db] if conv.use_bias else [dk]
         pool.gradients = []
         return dx

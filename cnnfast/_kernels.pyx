@@ -1,12 +1,12 @@
 # cython: language_level=3
 """The Cython boundary of cnnfast: thin, GIL-free wrappers around the C kernels.
 
-``cnnfast.ops`` validates the user's arguments and allocates the outputs;
-this module checks only what memory safety needs (dtype, C-contiguity,
-shapes matching the resolved sizes, and the convolution geometry the C
-drivers index by: positive sizes, non-negative paddings, a padded image
-whose size cannot wrap int64), releases the GIL and calls into C, which owns
-the OpenMP parallel decomposition.
+``cnnfast.ops`` validates the user's arguments, resolves the geometry once
+(``cnnfast._spec``: ConvSpec, PoolSpec, ConvPoolSpec) and allocates the
+outputs; these wrappers copy the resolved spec's fields into the C struct,
+check only what memory safety needs (dtype, C-contiguity, shapes matching the
+spec, and the struct itself, in C: csrc/geometry.h), release the GIL and call
+into C, which owns the OpenMP parallel decomposition. They derive nothing.
 
 Every C kernel call runs between cf_call_begin and cf_call_end (csrc/runtime.h):
 the per-call gate that release_workspaces() waits on, and the kernels'
@@ -226,40 +226,31 @@ cdef inline void _check_out(cnp.ndarray a, object dtype, tuple shape, str name) 
         raise ValueError(f"{name}: output array is read-only")
 
 
-# Largest padded image (rows x columns x channels of the larger side) the C
-# drivers may index: their offsets, slack and phase images stay within a few
-# multiples of it, so 2**55 leaves int64 room to spare. Real geometries are
-# many orders of magnitude below; ops.py reports the same bound by name.
-MAX_PADDED_ELEMS = 2**55
+cdef extern from "geometry.h" nogil:
+    const char *cf_conv2d_shape_error(const cf_conv2d_shape *s)
 
 
-cdef cf_conv2d_shape _shape(tuple s) except *:
-    """The shape tuple as the C struct, after the geometry checks the C drivers
-    rely on (in Python integers, which cannot wrap)."""
-    cdef cf_conv2d_shape r
-    n, h, w, c, oh, ow, f, kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in s)
-    if n < 0 or min(h, w, c, oh, ow, f, kh, kw, sh, sw, dh, dw) < 1 or min(pt, pl) < 0:
-        raise ValueError(f"convolution shape {s}: sizes, strides and dilations must be "
-                         f">= 1 (n >= 0) and paddings >= 0")
-    hp = (oh - 1) * sh + (kh - 1) * dh + 1
-    wp = (ow - 1) * sw + (kw - 1) * dw + 1
-    if hp * wp * max(c, f) > MAX_PADDED_ELEMS:
-        raise ValueError(f"convolution shape {s}: the padded geometry ({hp} x {wp} x "
-                         f"{max(c, f)}) is too large for the kernels' index arithmetic")
-    (r.n, r.h, r.w, r.c, r.oh, r.ow, r.f, r.kh, r.kw,
-     r.sh, r.sw, r.dh, r.dw, r.pt, r.pl) = n, h, w, c, oh, ow, f, kh, kw, sh, sw, dh, dw, pt, pl
-    return r
+cdef cf_conv2d_shape _conv_struct(object spec) except *:
+    """The resolved convolution (cnnfast._spec.ConvSpec) as the C struct, field by
+    field, refused when the drivers could not index it safely (geometry.h)."""
+    cdef cf_conv2d_shape s
+    s.n, s.h, s.w, s.c = spec.n, spec.h, spec.w, spec.c
+    s.oh, s.ow, s.f = spec.oh, spec.ow, spec.f
+    s.kh, s.kw, s.sh, s.sw = spec.kh, spec.kw, spec.sh, spec.sw
+    s.dh, s.dw, s.pt, s.pl = spec.dh, spec.dw, spec.pt, spec.pl
+    cdef const char *err = cf_conv2d_shape_error(&s)
+    if err != NULL:
+        raise ValueError(f"convolution geometry {spec!r}: {err.decode()}")
+    return s
 
 
 # ------------------------------------------------------------ convolution --
 
 def conv2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.ndarray y,
-                   tuple shape, bint relu):
-    """y[n, oh, ow, f] = conv(x NHWC, kernel (kh, kw, c, f)) (+ bias) (relu).
-
-    shape = (n, h, w, c, oh, ow, f, kh, kw, sh, sw, dh, dw, pt, pl)
-    """
-    cdef cf_conv2d_shape s = _shape(shape)
+                   object spec, bint relu):
+    """y[n, oh, ow, f] = conv(x NHWC, kernel (kh, kw, c, f)) (+ bias) (relu);
+    spec: the resolved convolution (cnnfast._spec.ConvSpec)."""
+    cdef cf_conv2d_shape s = _conv_struct(spec)
     cdef int nt = cf_get_num_threads()
     cdef int rc = 0
     cdef cnp.ndarray b
@@ -296,9 +287,9 @@ def conv2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.ndarray y
 
 
 def conv2d_backward_input(cnp.ndarray dy, cnp.ndarray kernel, cnp.ndarray dx,
-                          tuple shape):
+                          object spec):
     """dx (n, h, w, c) from dy (n, oh, ow, f) and kernel (kh, kw, c, f)."""
-    cdef cf_conv2d_shape s = _shape(shape)
+    cdef cf_conv2d_shape s = _conv_struct(spec)
     cdef int nt = cf_get_num_threads()
     cdef int rc = 0
     dt = dy.dtype
@@ -327,9 +318,9 @@ def conv2d_backward_input(cnp.ndarray dy, cnp.ndarray kernel, cnp.ndarray dx,
 
 
 def conv2d_backward_kernel(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray dkernel,
-                           object dbias, tuple shape):
+                           object dbias, object spec):
     """dkernel (kh, kw, c, f) and dbias (f,) (or None) from x and dy."""
-    cdef cf_conv2d_shape s = _shape(shape)
+    cdef cf_conv2d_shape s = _conv_struct(spec)
     cdef int nt = cf_get_num_threads()
     cdef int rc = 0
     cdef cnp.ndarray db

@@ -34,6 +34,18 @@ cdef extern from "pool2d.h" nogil:
 cdef extern from "threads.h" nogil:
     int cf_get_num_threads()
 
+cdef extern from "geometry.h" nogil:
+    const char *cf_pool2d_shape_error(const cf_pool2d_shape *p, int mode)
+
+
+cdef cf_pool2d_shape _pool_fields(object spec) except *:
+    """The resolved pooling (cnnfast._spec.PoolSpec) as the C struct, unchecked."""
+    cdef cf_pool2d_shape p
+    p.n, p.h, p.w, p.c = spec.n, spec.h, spec.w, spec.c
+    p.oh, p.ow = spec.oh, spec.ow
+    p.kh, p.kw, p.sh, p.sw, p.pt, p.pl = spec.kh, spec.kw, spec.sh, spec.sw, spec.pt, spec.pl
+    return p
+
 
 cdef cnp.ndarray _pool_arg(object a, str name, int typenum, bint writable):
     """a as a 4-D C-contiguous ndarray of the given type, else ValueError."""
@@ -71,58 +83,39 @@ cdef int _pool_float_type(object a, str name) except -1:
     return t
 
 
-cdef int _pool_shape(cf_pool2d_shape *s, cnp.ndarray big, cnp.ndarray small,
-                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                     Py_ssize_t pt, Py_ssize_t pl, int mode) except -1:
-    """Fill s from the input-sized and output-sized arrays and check it."""
+cdef int _pool_shape(cf_pool2d_shape *s, object spec, cnp.ndarray big, cnp.ndarray small,
+                     int mode) except -1:
+    """Fill s from the resolved pooling (cnnfast._spec.PoolSpec), check it in C
+    (geometry.h) and check the input-sized and output-sized arrays against it."""
+    s[0] = _pool_fields(spec)
+    cdef const char *err = cf_pool2d_shape_error(s, mode)
+    if err != NULL:
+        raise ValueError(f"pooling geometry {spec!r}: {err.decode()}")
     cdef cnp.npy_intp *bd = cnp.PyArray_DIMS(big)
     cdef cnp.npy_intp *sd = cnp.PyArray_DIMS(small)
-    s.n, s.h, s.w, s.c = bd[0], bd[1], bd[2], bd[3]
-    s.oh, s.ow = sd[1], sd[2]
-    s.kh, s.kw, s.sh, s.sw, s.pt, s.pl = kh, kw, sh, sw, pt, pl
-    if mode != CF_POOL_MAX and mode != CF_POOL_AVG and mode != CF_POOL_MIN:
-        raise ValueError(f"mode: expected 0 (max), 1 (avg) or 2 (min), got {mode}")
-    if sd[0] != bd[0] or sd[3] != bd[3]:
-        raise ValueError(
-            f"pooling arrays disagree on batch or channels: "
-            f"{(<object>big).shape} vs {(<object>small).shape}"
-        )
-    if min(kh, kw, sh, sw) < 1 or min(s.h, s.w, s.c, s.oh, s.ow) < 1:
-        raise ValueError(
-            f"pool_size/strides must be >= 1 and H, W, C, OH, OW >= 1, got window "
-            f"({kh}, {kw}), strides ({sh}, {sw}), input {(<object>big).shape}, "
-            f"output {(<object>small).shape}"
-        )
-    # pt < kh puts an in-bounds row in the first window; a last window that
-    # starts inside the image does the same for the last one.
-    # in Python integers: with huge strides the int64 products could wrap
-    if not (0 <= pt < kh and 0 <= pl < kw) or \
-            (int(s.oh) - 1) * int(sh) - int(pt) >= int(s.h) or \
-            (int(s.ow) - 1) * int(sw) - int(pl) >= int(s.w):
-        raise ValueError(
-            f"padding: geometry leaves a window without in-bounds cells (input "
-            f"{(<object>big).shape}, output {(<object>small).shape}, window ({kh}, {kw}), strides "
-            f"({sh}, {sw}), padding top/left ({pt}, {pl}))"
-        )
-    if s.h * s.w > 2147483647:
-        raise ValueError(f"x: plane {s.h}x{s.w} too large for int32 indices")
+    if bd[0] != s.n or bd[1] != s.h or bd[2] != s.w or bd[3] != s.c:
+        raise ValueError(f"input-sized array of shape {(<object>big).shape} does not match "
+                         f"{spec!r}")
+    if sd[0] != s.n or sd[1] != s.oh or sd[2] != s.ow or sd[3] != s.c:
+        raise ValueError(f"output-sized array of shape {(<object>small).shape} does not "
+                         f"match {spec!r}")
     return 0
 
 
-def pool2d_forward(x, y, argmax, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
-                   Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, int mode):
-    """y = pool(x) for x (N, H, W, C) and preallocated y (N, OH, OW, C).
-
-    mode: 0 max, 1 avg, 2 min. argmax: None or an int32 array shaped like y
-    that receives the flat index ih*W + iw of each winner (ignored for avg).
+def pool2d_forward(x, y, argmax, object spec):
+    """y = pool(x) for x (N, H, W, C) and preallocated y (N, OH, OW, C), as the
+    resolved pooling spec (cnnfast._spec.PoolSpec; its mode: 0 max, 1 avg, 2 min)
+    says. argmax: None or an int32 array shaped like y that receives the flat
+    index ih*W + iw of each winner (ignored for avg).
     """
+    cdef int mode = spec.mode
     cdef int t = _pool_float_type(x, "x")
     cdef cnp.ndarray xa = _pool_arg(x, "x", t, False)
     cdef cnp.ndarray ya = _pool_arg(y, "y", t, True)
     cdef cnp.ndarray aa
     cdef int32_t *ap = NULL
     cdef cf_pool2d_shape s
-    _pool_shape(&s, xa, ya, kh, kw, sh, sw, pt, pl, mode)
+    _pool_shape(&s, spec, xa, ya, mode)
     if argmax is not None and mode != CF_POOL_AVG:
         aa = _pool_arg(argmax, "indices", cnp.NPY_INT32, True)
         if not _pool_same_shape(aa, ya):
@@ -146,10 +139,9 @@ def pool2d_forward(x, y, argmax, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
             cf_call_end(&cs)
 
 
-def pool2d_backward(dy, x, argmax, dx, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
-                    Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, int mode,
-                    bint count_strays=False):
-    """dx = d pool / dx applied to dy; dx (N, H, W, C) is fully overwritten.
+def pool2d_backward(dy, x, argmax, dx, object spec, bint count_strays=False):
+    """dx = d pool / dx applied to dy; dx (N, H, W, C) is fully overwritten; spec:
+    the resolved pooling (cnnfast._spec.PoolSpec).
 
     x: the forward input, or None when mode is avg or argmax is given (then x
     is not read). argmax: None or the int32 indices of the forward on x.
@@ -163,7 +155,8 @@ def pool2d_backward(dy, x, argmax, dx, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t 
     cdef const void *xp = NULL
     cdef int32_t *ap = NULL
     cdef cf_pool2d_shape s
-    _pool_shape(&s, dxa, dya, kh, kw, sh, sw, pt, pl, mode)
+    cdef int mode = spec.mode
+    _pool_shape(&s, spec, dxa, dya, mode)
     if mode != CF_POOL_AVG:
         if argmax is not None:
             aa = _pool_arg(argmax, "indices", cnp.NPY_INT32, False)
@@ -203,20 +196,20 @@ def pool2d_backward(dy, x, argmax, dx, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t 
     return int(stray)
 
 
-def pool2d_first_stray_index(argmax, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh,
-                             Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
-                             Py_ssize_t pl):
+def pool2d_first_stray_index(argmax, object spec):
     """The flat position in argmax (N, OH, OW, C) of the first index that is not a
-    cell of its own window of an (H, W) plane, or -1 when every index is one."""
+    cell of its own window of the spec's (H, W) plane, or -1 when every index is one.
+
+    spec: the resolved pooling (cnnfast._spec.PoolSpec) whose windows the indices
+    pick from."""
     cdef cnp.ndarray aa = _pool_arg(argmax, "indices", cnp.NPY_INT32, False)
-    cdef cf_pool2d_shape s
-    s.n = cnp.PyArray_DIMS(aa)[0]
-    s.oh = cnp.PyArray_DIMS(aa)[1]
-    s.ow = cnp.PyArray_DIMS(aa)[2]
-    s.c = cnp.PyArray_DIMS(aa)[3]
-    s.h, s.w, s.kh, s.kw, s.sh, s.sw, s.pt, s.pl = h, w, kh, kw, sh, sw, pt, pl
-    if min(h, w, kh, kw, sh, sw) < 1 or pt < 0 or pl < 0:
-        raise ValueError("pool2d_first_stray_index: sizes must be >= 1, paddings >= 0")
+    cdef cf_pool2d_shape s = _pool_fields(spec)
+    cdef const char *err = cf_pool2d_shape_error(&s, spec.mode)
+    if err != NULL:
+        raise ValueError(f"pooling geometry {spec!r}: {err.decode()}")
+    cdef cnp.npy_intp *ad = cnp.PyArray_DIMS(aa)
+    if ad[0] != s.n or ad[1] != s.oh or ad[2] != s.ow or ad[3] != s.c:
+        raise ValueError(f"indices of shape {(<object>aa).shape} do not match {spec!r}")
     cdef int nt = cf_get_num_threads()
     cdef const int32_t *ap = <const int32_t *>cnp.PyArray_DATA(aa)
     cdef int64_t pos

@@ -172,3 +172,348 @@ def window_spec(
             f"{oh}x{ow}"
         )
     return WindowSpec(in_hw[0], in_hw[1], kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow)
+
+
+# ------------------------------------------------------ resolved problems --
+#
+# A resolved problem holds every number the kernels need, in NHWC / HWCF
+# order, after every geometry check: the functional API builds one per call
+# (cached per argument set), the layers one per input shape, and the Cython
+# boundary copies its fields into the C struct (cf_conv2d_shape,
+# cf_pool2d_shape) without deriving anything.
+
+# Every resolved size, stride, dilation and padding stays below MAX_DIM and
+# every array below MAX_ELEMS elements, so that the C kernels' index
+# arithmetic fits in int64 with room to spare.
+MAX_DIM = 2**31 - 1
+MAX_ELEMS = (2**63 - 1) // 8
+# The largest padded image (rows x columns x the larger channel count) the C
+# drivers index: their offsets, slack and phase images stay within a few
+# multiples of it. Real geometries are many orders of magnitude below.
+MAX_PADDED_ELEMS = 2**55
+# Pooling indices are int32 flat cells of an (H, W) plane.
+MAX_PLANE = 2**31 - 1
+
+POOL_MODES = {"max": 0, "avg": 1, "min": 2}
+POOL_MODE_NAMES = ("max", "avg", "min")
+
+_LAYOUTS = {
+    ("channels_last", "x"): "(N, H, W, C)",
+    ("channels_first", "x"): "(N, C, H, W)",
+    ("channels_last", "kernel"): "(KH, KW, C, F)",
+    ("channels_first", "kernel"): "(F, C, KH, KW)",
+}
+
+
+def layout_name(fmt: str, what: str) -> str:
+    """How ``what`` ("x" or "kernel") is laid out in data format ``fmt``, for messages."""
+    return _LAYOUTS[(fmt, what)]
+
+
+def check_sizes(name: str, *values: int) -> None:
+    """Refuse a size, stride, dilation or padding the kernels cannot index."""
+    for v in values:
+        if v > MAX_DIM:
+            raise ValueError(
+                f"{name}: size {v} is too large (would overflow the kernels' index arithmetic;"
+                f" limit {MAX_DIM})"
+            )
+
+
+def check_elems(name: str, shape: tuple) -> None:
+    """Refuse an array shape whose element count the kernels cannot index."""
+    total = 1
+    for s in shape:
+        total *= int(s)
+    if total > MAX_ELEMS:
+        raise ValueError(f"{name}: shape {shape} has {total} elements, which would overflow")
+
+
+def parse_activation(activation: object) -> bool:
+    """True for a fused ReLU, False for none / "linear"; anything else is refused."""
+    if activation is None:
+        return False
+    if not isinstance(activation, str) or activation.lower() not in ("linear", "relu"):
+        raise ValueError(
+            f"activation must be None, 'linear' or 'relu' (the fused ones), got {activation!r}"
+        )
+    return activation.lower() == "relu"
+
+
+def parse_pool_mode(mode: object, name: str = "mode") -> int:
+    """The kernels' pooling mode number (0 max, 1 avg, 2 min) of a mode name."""
+    if not isinstance(mode, str) or mode.lower() not in POOL_MODES:
+        raise ValueError(f"{name} must be 'max', 'avg' or 'min', got {mode!r}")
+    return POOL_MODES[mode.lower()]
+
+
+class ConvSpec:
+    """A resolved 2-D convolution: x (n, h, w, c) * kernel (kh, kw, c, f) -> (n, oh, ow, f).
+
+    ``fmt`` is the caller's data format; every size here is in NHWC / HWCF
+    terms. The field names are those of the C struct ``cf_conv2d_shape``.
+    """
+
+    __slots__ = ("fmt", "n", "h", "w", "c", "f", "kh", "kw", "sh", "sw", "dh", "dw",
+                 "pt", "pb", "pl", "pr", "oh", "ow")
+
+    def __init__(self, fmt: str, n: int, h: int, w: int, c: int, f: int, kh: int, kw: int,
+                 window: WindowSpec) -> None:
+        self.fmt, self.n, self.h, self.w, self.c, self.f = fmt, n, h, w, c, f
+        self.kh, self.kw = kh, kw
+        self.sh, self.sw, self.dh, self.dw = window.sh, window.sw, window.dh, window.dw
+        self.pt, self.pb, self.pl, self.pr = window.pt, window.pb, window.pl, window.pr
+        self.oh, self.ow = window.oh, window.ow
+
+    @property
+    def x_nhwc(self) -> tuple[int, int, int, int]:
+        return (self.n, self.h, self.w, self.c)
+
+    @property
+    def kernel_hwcf(self) -> tuple[int, int, int, int]:
+        return (self.kh, self.kw, self.c, self.f)
+
+    @property
+    def out_nhwc(self) -> tuple[int, int, int, int]:
+        return (self.n, self.oh, self.ow, self.f)
+
+    @property
+    def x_shape(self) -> tuple[int, int, int, int]:
+        """x's shape in the caller's layout."""
+        return _user_shape(self.x_nhwc, self.fmt)
+
+    @property
+    def kernel_shape(self) -> tuple[int, int, int, int]:
+        """The kernel's shape in the caller's layout."""
+        if self.fmt == "channels_last":
+            return self.kernel_hwcf
+        return (self.f, self.c, self.kh, self.kw)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        """The output's shape in the caller's layout."""
+        return _user_shape(self.out_nhwc, self.fmt)
+
+    @property
+    def padded_hw(self) -> tuple[int, int]:
+        """Rows and columns of the zero-padded image the output reads."""
+        return ((self.oh - 1) * self.sh + (self.kh - 1) * self.dh + 1,
+                (self.ow - 1) * self.sw + (self.kw - 1) * self.dw + 1)
+
+    def with_batch(self, n: int) -> ConvSpec:
+        """The same convolution on a batch of n images."""
+        spec = object.__new__(ConvSpec)
+        for name in ConvSpec.__slots__:
+            object.__setattr__(spec, name, getattr(self, name))
+        spec.n = n
+        return spec
+
+    def __repr__(self) -> str:
+        return (f"ConvSpec(x {self.x_nhwc}, kernel {self.kernel_hwcf}, out {self.out_nhwc}, "
+                f"strides ({self.sh}, {self.sw}), dilation ({self.dh}, {self.dw}), padding "
+                f"(({self.pt}, {self.pb}), ({self.pl}, {self.pr})), {self.fmt})")
+
+
+def _user_shape(nhwc: tuple, fmt: str) -> tuple:
+    if fmt == "channels_last":
+        return nhwc
+    n, h, w, c = nhwc
+    return (n, c, h, w)
+
+
+def conv_spec(x_shape: tuple, kernel_shape: tuple, strides: object = 1,
+              padding: object = "valid", dilation_rate: object = 1,
+              data_format: object = "channels_last") -> ConvSpec:
+    """Resolve and check a convolution of an x of ``x_shape`` with a kernel of
+    ``kernel_shape`` (both in ``data_format``'s layout)."""
+    fmt = check_data_format(data_format)
+    if len(x_shape) != 4:
+        raise ValueError(f"x must be 4-D {layout_name(fmt, 'x')}, got shape {tuple(x_shape)} "
+                         f"({len(x_shape)}-D)")
+    if len(kernel_shape) != 4:
+        raise ValueError(f"kernel must be 4-D {layout_name(fmt, 'kernel')}, got shape "
+                         f"{tuple(kernel_shape)} ({len(kernel_shape)}-D)")
+    if fmt == "channels_last":
+        n, h, w, c = (int(v) for v in x_shape)
+        kh, kw, kc, f = (int(v) for v in kernel_shape)
+    else:
+        n, c, h, w = (int(v) for v in x_shape)
+        f, kc, kh, kw = (int(v) for v in kernel_shape)
+    if kc != c:
+        raise ValueError(
+            f"kernel expects {kc} input channels but x has {c}: x shape {tuple(x_shape)}, "
+            f"kernel shape {tuple(kernel_shape)} ({fmt}: x {layout_name(fmt, 'x')}, kernel "
+            f"{layout_name(fmt, 'kernel')})"
+        )
+    if min(h, w, c) < 1:
+        raise ValueError(f"x must have non-zero H, W and C, got shape {tuple(x_shape)}")
+    if min(kh, kw, f) < 1:
+        raise ValueError(f"kernel must have non-zero KH, KW and F, got shape "
+                         f"{tuple(kernel_shape)}")
+    check_sizes("x", n, h, w, c)
+    check_sizes("kernel", kh, kw, f)
+    check_elems("x", tuple(x_shape))
+    sp = window_spec((h, w), (kh, kw), strides, padding, dilation_rate)
+    check_sizes("strides", sp.sh, sp.sw)
+    check_sizes("dilation_rate", sp.dh, sp.dw, (kh - 1) * sp.dh + 1, (kw - 1) * sp.dw + 1)
+    check_sizes("padding", sp.pt, sp.pb, sp.pl, sp.pr, h + sp.pt + sp.pb, w + sp.pl + sp.pr)
+    check_elems("output", (n, sp.oh, sp.ow, f))
+    check_elems("kernel", (kh, kw, c, f))
+    spec = ConvSpec(fmt, n, h, w, c, f, kh, kw, sp)
+    # Each factor alone fits, but the kernels index a padded image of hp x wp
+    # x channels: with huge dilations and paddings together that product
+    # would wrap int64 (a heap overflow in C, not an error).
+    hp, wp = spec.padded_hw
+    if hp * wp * max(c, f) > MAX_PADDED_ELEMS:
+        raise ValueError(
+            f"padding / dilation_rate / strides: the padded geometry they make, "
+            f"{hp} x {wp} x {max(c, f)} elements for x {tuple(x_shape)} and kernel "
+            f"{tuple(kernel_shape)}, is too large for the kernels' index arithmetic (limit "
+            f"2**55)"
+        )
+    return spec
+
+
+class PoolSpec:
+    """A resolved pooling of x (n, h, w, c) by (kh, kw) windows -> (n, oh, ow, c).
+
+    ``mode`` is the kernels' number (0 max, 1 avg, 2 min). The field names
+    are those of the C struct ``cf_pool2d_shape``.
+    """
+
+    __slots__ = ("fmt", "mode", "n", "h", "w", "c", "kh", "kw", "sh", "sw", "pt", "pb", "pl",
+                 "pr", "oh", "ow")
+
+    def __init__(self, fmt: str, mode: int, n: int, h: int, w: int, c: int,
+                 window: WindowSpec) -> None:
+        self.fmt, self.mode, self.n, self.h, self.w, self.c = fmt, mode, n, h, w, c
+        self.kh, self.kw, self.sh, self.sw = window.kh, window.kw, window.sh, window.sw
+        self.pt, self.pb, self.pl, self.pr = window.pt, window.pb, window.pl, window.pr
+        self.oh, self.ow = window.oh, window.ow
+
+    @property
+    def x_nhwc(self) -> tuple[int, int, int, int]:
+        return (self.n, self.h, self.w, self.c)
+
+    @property
+    def out_nhwc(self) -> tuple[int, int, int, int]:
+        return (self.n, self.oh, self.ow, self.c)
+
+    @property
+    def x_shape(self) -> tuple[int, int, int, int]:
+        return _user_shape(self.x_nhwc, self.fmt)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return _user_shape(self.out_nhwc, self.fmt)
+
+    @property
+    def plane_cells(self) -> int:
+        """Cells of one (H, W) plane: the range of the int32 indices."""
+        return self.h * self.w
+
+    @property
+    def tiles(self) -> bool:
+        """Unpadded windows that do not overlap (what the fused kernels take)."""
+        return (self.pt == self.pb == self.pl == self.pr == 0 and self.sh >= self.kh
+                and self.sw >= self.kw)
+
+    def window_bounds(self, oh: int, ow: int) -> tuple[int, int, int, int]:
+        """Rows [r0, r1) x columns [c0, c1) of the plane that window (oh, ow) covers."""
+        r0, c0 = oh * self.sh - self.pt, ow * self.sw - self.pl
+        return (max(r0, 0), min(r0 + self.kh, self.h), max(c0, 0), min(c0 + self.kw, self.w))
+
+    def with_batch(self, n: int) -> PoolSpec:
+        spec = object.__new__(PoolSpec)
+        for name in PoolSpec.__slots__:
+            object.__setattr__(spec, name, getattr(self, name))
+        spec.n = n
+        return spec
+
+    def __repr__(self) -> str:
+        return (f"PoolSpec({POOL_MODE_NAMES[self.mode]}, x {self.x_nhwc}, window "
+                f"({self.kh}, {self.kw}), strides ({self.sh}, {self.sw}), padding "
+                f"(({self.pt}, {self.pb}), ({self.pl}, {self.pr})), out {self.out_nhwc}, "
+                f"{self.fmt})")
+
+
+def _pool_window(in_hw: tuple[int, int], pool_size: object, strides: object, padding: object,
+                 names: tuple[str, str, str], input_name: str) -> WindowSpec:
+    size_name, strides_name, padding_name = names
+    kh, kw = as_pair(pool_size, size_name)
+    check_sizes(size_name, kh, kw)
+    if strides is None:
+        strides = (kh, kw)
+    sp = window_spec(in_hw, (kh, kw), strides, padding, 1, window_name=size_name,
+                     input_name=input_name, strides_name=strides_name,
+                     padding_name=padding_name)
+    check_sizes(strides_name, sp.sh, sp.sw)
+    if max(sp.pt, sp.pb) >= kh or max(sp.pl, sp.pr) >= kw:
+        raise ValueError(
+            f"{padding_name} (({sp.pt}, {sp.pb}), ({sp.pl}, {sp.pr})) must be smaller than "
+            f"{size_name} ({kh}, {kw}) on each side: a window would hold only padding"
+        )
+    return sp
+
+
+def pool_spec(x_shape: tuple, pool_size: object = 2, strides: object = None,
+              padding: object = "valid", mode: object = "max",
+              data_format: object = "channels_last") -> PoolSpec:
+    """Resolve and check a pooling of an x of ``x_shape`` (``data_format``'s layout)."""
+    fmt = check_data_format(data_format)
+    mode_id = parse_pool_mode(mode)
+    if len(x_shape) != 4:
+        raise ValueError(f"x must be 4-D {layout_name(fmt, 'x')}, got shape {tuple(x_shape)} "
+                         f"({len(x_shape)}-D)")
+    n, h, w, c = (int(v) for v in (x_shape if fmt == "channels_last" else
+                                   (x_shape[0], x_shape[2], x_shape[3], x_shape[1])))
+    if min(h, w, c) < 1:
+        raise ValueError(f"x must have non-zero H, W and C, got shape {tuple(x_shape)}")
+    check_sizes("x", n, h, w, c)
+    check_elems("x", tuple(x_shape))
+    sp = _pool_window((h, w), pool_size, strides, padding,
+                      ("pool_size", "strides", "padding"), "x")
+    if h * w > MAX_PLANE:
+        raise ValueError(f"x: plane {h}x{w} too large for int32 indices (overflow)")
+    return PoolSpec(fmt, mode_id, n, h, w, c, sp)
+
+
+class ConvPoolSpec:
+    """pool(act(conv(x))): the convolution, the pooling of its (NHWC) output, the
+    fused ReLU, and whether the fused kernels apply (``fused``: max/min pooling
+    by unpadded windows that do not overlap). The one owner of that rule."""
+
+    __slots__ = ("conv", "pool", "relu", "fused")
+
+    def __init__(self, conv: ConvSpec, pool: PoolSpec, relu: bool) -> None:
+        self.conv, self.pool, self.relu = conv, pool, relu
+        self.fused = pool.mode != POOL_MODES["avg"] and pool.tiles
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return _user_shape(self.pool.out_nhwc, self.conv.fmt)
+
+    def with_batch(self, n: int) -> ConvPoolSpec:
+        return ConvPoolSpec(self.conv.with_batch(n), self.pool.with_batch(n), self.relu)
+
+
+def conv_pool_spec(x_shape: tuple, kernel_shape: tuple, strides: object = 1,
+                   padding: object = "valid", dilation_rate: object = 1,
+                   data_format: object = "channels_last", activation: object = None,
+                   pool_size: object = 2, pool_strides: object = None,
+                   pool_padding: object = "valid", pool_mode: object = "max") -> ConvPoolSpec:
+    """Resolve and check pool(act(conv(x))) (see conv_spec and pool_spec)."""
+    conv = conv_spec(x_shape, kernel_shape, strides, padding, dilation_rate, data_format)
+    relu = parse_activation(activation)
+    mode_id = parse_pool_mode(pool_mode, "pool_mode")
+    try:
+        sp = _pool_window((conv.oh, conv.ow), pool_size, pool_strides, pool_padding,
+                          ("pool_size", "pool_strides", "pool_padding"),
+                          "the convolution output")
+    except ValueError as e:
+        raise ValueError(f"{e} (x {tuple(x_shape)}, kernel {tuple(kernel_shape)})") from None
+    if conv.oh * conv.ow > MAX_PLANE:
+        raise ValueError(f"convolution output plane {conv.oh}x{conv.ow} too large for int32 "
+                         "indices (overflow)")
+    pool = PoolSpec("channels_last", mode_id, conv.n, conv.oh, conv.ow, conv.f, sp)
+    return ConvPoolSpec(conv, pool, relu)

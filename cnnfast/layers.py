@@ -30,7 +30,8 @@ from itertools import count
 
 import numpy as np
 
-from . import _kernels, _spec, ops
+from . import _spec, ops
+from .ops import training as _training
 from . import activations as _activations
 from . import initializers as _initializers
 from . import utils as _utils
@@ -73,7 +74,7 @@ def _relu_mask_into(dy: np.ndarray, y: np.ndarray, ws, key: str) -> np.ndarray:
         np.copyto(buf, dy)
         dy = buf
     yc = np.require(y, requirements=("C", "A"))
-    _kernels.relu_mask(dy, yc)
+    _training.relu_mask(dy, yc)
     return dy
 
 
@@ -604,7 +605,7 @@ class Dropout(Layer):
         mask = self._ws.get("mask", x.shape, self.dtype)
         y = self._ws.get("y", x.shape, self.dtype)
         # mask = (u >= rate) / (1 - rate), y = x * mask
-        _kernels.dropout(x, key, self.rate, y, mask)
+        _training.dropout(x, key, self.rate, y, mask)
         self._mask = mask
         return y
 

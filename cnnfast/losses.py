@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
+from .ops import training as _training
 
 __all__ = [
     "Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "MeanSquaredError",
@@ -112,7 +112,7 @@ class CategoricalCrossentropy(Loss):
         if _one_pass_ok(logits, y_true, probs):
             # the same gradient, operation by operation, in one C pass per row
             grad = np.empty_like(logits)
-            return _kernels.softmax_xent(logits, y_true, probs, grad), grad
+            return _training.softmax_xent(logits, y_true, probs, grad), grad
         n = _loss_terms(logits)
         lse, zs = _log_softmax_parts(logits)
         ysum = np.sum(y_true, axis=-1, keepdims=True)

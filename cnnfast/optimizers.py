@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _kernels
 from .ops import empty_aligned
+from .ops import training as _training
 
 
 def _zeros_aligned(p: np.ndarray) -> np.ndarray:
@@ -136,8 +136,8 @@ class Adam(Optimizer):
         m, v = self._m[i], self._v[i]
         if _fusable(p, g, m, v):
             # one fused pass in C; the same operations in the same order as below
-            _kernels.adam_update(p, g, m, v, alpha, 1.0 - self.beta_1, 1.0 - self.beta_2,
-                                 self.epsilon)
+            _training.adam_update(p, g, m, v, alpha, 1.0 - self.beta_1, 1.0 - self.beta_2,
+                                  self.epsilon)
             return
         # m += (g - m) * (1 - b1)
         np.subtract(g, m, out=tmp)

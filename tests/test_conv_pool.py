@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnfast
-from cnnfast import _kernels, ops
+from cnnfast import _kernels, _spec
 from cnnfast import reference as ref
 
 LEVELS = simd_levels()
@@ -162,24 +162,21 @@ def test_dead_windows_in_the_indices_are_the_relu_mask(case, dtype):
     # biases centre each filter's outputs, so that ReLU zeroes some windows, not all
     z = cnnfast.conv2d(x, k, **conv)
     b = -np.median(z.reshape(-1, ks[-1]), axis=0).astype(dtype)
-    pp = ops._ConvPoolProblem(x, k, conv.get("strides", 1), conv["padding"],
+    pp = _spec.conv_pool_spec(x.shape, k.shape, conv.get("strides", 1), conv["padding"],
                               conv.get("dilation_rate", 1), "channels_last", "relu",
-                              pool["pool_size"], pool["strides"], pool["padding"], pool["mode"],
-                              (b,))
-    shape = pp.out_shape()
+                              pool["pool_size"], pool["strides"], pool["padding"], pool["mode"])
+    shape = pp.out_shape
     y1, y2 = np.empty(shape, dtype), np.empty(shape, dtype)
     i1, i2 = np.empty(shape, np.int32), np.empty(shape, np.int32)
-    _kernels.conv2d_pool2d_forward(x, k, b, y1, i1, pp.conv.shape, pp.pshape, pp.mode, True)
-    _kernels.conv2d_pool2d_forward(x, k, b, y2, i2, pp.conv.shape, pp.pshape, pp.mode, True,
-                                   True)
+    _kernels.conv2d_pool2d_forward(x, k, b, y1, i1, pp)
+    _kernels.conv2d_pool2d_forward(x, k, b, y2, i2, pp, True)
     assert np.array_equal(y1, y2)
     assert np.array_equal(i2, np.where(y1 > 0, i1, -1))
     dy = rng.standard_normal(shape).astype(dtype)
     grads = []
     for idx, mask in ((i1, y1), (i2, None)):
         g = (np.empty_like(x), np.empty_like(k), np.empty_like(b))
-        _kernels.conv2d_pool2d_backward(x, dy, idx, k, *g, pp.conv.shape, pp.pshape, pp.mode,
-                                        mask)
+        _kernels.conv2d_pool2d_backward(x, dy, idx, k, *g, pp, mask)
         grads.append(g)
     for a, w in zip(*grads):
         assert np.array_equal(a, w)
@@ -330,16 +327,16 @@ def test_garbage_indices_are_memory_safe_in_the_kernel():
     x = rng.standard_normal((4, 8, 8, 2)).astype(np.float32)
     k = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
     y = cnnfast.conv2d_pool2d(x, k, padding="same")
-    pp = ops._ConvPoolProblem(x, k, 1, "same", 1, "channels_last", None, 2, None, "valid",
-                              "max", ())
+    pp = _spec.conv_pool_spec(x.shape, k.shape, 1, "same", 1, "channels_last", None, 2, None,
+                              "valid", "max")
     for bad in _garbage_indices(y.shape, rng):
         for input_grad in (False, True):
             for ymask in (None, y):  # with the ReLU mask applied while unpooling
                 dx = np.zeros_like(x) if input_grad else None
                 dk = np.zeros_like(k)
                 db = np.zeros(4, np.float32)
-                _kernels.conv2d_pool2d_backward(x, np.ones_like(y), bad, k, dx, dk, db,
-                                                pp.conv.shape, pp.pshape, pp.mode, ymask)
+                _kernels.conv2d_pool2d_backward(x, np.ones_like(y), bad, k, dx, dk, db, pp,
+                                                ymask)
                 assert np.isfinite(dk).all() and np.isfinite(db).all()
 
 

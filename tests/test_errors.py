@@ -14,6 +14,7 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 
 import cnnfast
+from cnnfast import _spec
 
 X = np.zeros((2, 6, 6, 3))
 K = np.zeros((3, 3, 3, 4))
@@ -385,19 +386,36 @@ def test_private_wrappers_check_what_memory_safety_needs():
 
     f32 = np.float32
     x, k, y = np.ones((1, 4, 4, 1), f32), np.ones((2, 2, 1, 1), f32), np.zeros((1, 4, 4, 1), f32)
-    with pytest.raises(ValueError, match="paddings >= 0"):
-        _kernels.conv2d_forward(x, k, None, y, (1, 4, 4, 1, 4, 4, 1, 2, 2, 1, 1, -1000, -1000,
-                                                 0, 0), False)
+    # a spec the Python layer would never build, with fields set by hand
+    spec = _spec.conv_spec(x.shape, k.shape, 1, "same")
+    spec.dh = spec.dw = -1000
+    with pytest.raises(ValueError, match="dilations must be in"):
+        _kernels.conv2d_forward(x, k, None, y, spec, False)
+    spec = _spec.conv_spec((1, 1, 1, 16), (2, 2, 16, 1), 1, "same")
+    spec.dh = spec.dw = spec.pt = spec.pl = _D
     with pytest.raises(ValueError, match="too large for the kernels' index arithmetic"):
         _kernels.conv2d_forward(np.ones((1, 1, 1, 16), f32), np.ones((2, 2, 16, 1), f32), None,
-                                np.zeros((1, 1, 1, 1), f32),
-                                (1, 1, 1, 16, 1, 1, 1, 2, 2, 1, 1, _D, _D, _D, _D), False)
+                                np.zeros((1, 1, 1, 1), f32), spec, False)
+    spec = _spec.conv_spec(x.shape, k.shape, 1, "same")
+    with pytest.raises(ValueError, match="expected shape"):
+        _kernels.conv2d_forward(x, k, None, np.zeros((1, 3, 3, 1), f32), spec, False)
     with pytest.raises(ValueError, match="2-D arrays expected"):
         _kernels.gemm(np.ones((2, 1), f32), np.array(1.0, f32), np.zeros((2, 1), f32), False,
                       np.zeros(2, f32))
-    with pytest.raises(ValueError, match="window without in-bounds cells"):
+    pool = _spec.pool_spec((1, 1, 1, 1), 1)
+    pool.sw = 2**62 + 1
+    with pytest.raises(ValueError, match="strides must be in"):
+        _kernels.pool2d_forward(np.ones((1, 1, 1, 1), f32), np.zeros((1, 1, 1, 1), f32), None,
+                                pool)
+    pool = _spec.pool_spec((1, 1, 1, 1), 1)
+    pool.ow, pool.sw = 3, 2
+    with pytest.raises(ValueError, match="a window would hold only padding"):
         _kernels.pool2d_forward(np.ones((1, 1, 1, 1), f32), np.zeros((1, 1, 3, 1), f32), None,
-                                1, 1, 1, 2**62 + 1, 0, 0, 0)
+                                pool)
+    pool = _spec.pool_spec((1, 4, 4, 1), 2)
+    with pytest.raises(ValueError, match="does not match"):
+        _kernels.pool2d_forward(np.ones((1, 4, 4, 1), f32), np.zeros((1, 3, 3, 1), f32), None,
+                                pool)
 
 
 @pytest.mark.parametrize("fn", ["forward", "backward"])

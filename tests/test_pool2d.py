@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import cnnfast
 from cnnfast import _kernels
 from cnnfast import reference as ref
-from cnnfast._spec import window_spec
+from cnnfast._spec import pool_spec
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 MODES = ("max", "avg", "min")
@@ -420,8 +420,8 @@ def test_first_stray_index_kernel(data):
     x = np.random.default_rng(data.draw(st.integers(0, 99))).permutation(
         2 * h * w * 3).reshape(2, h, w, 3).astype(np.float64)
     _, idx = cnnfast.pool2d(x, (kh, kw), (sh, sw), padding, "max", return_indices=True)
-    sp = window_spec((h, w), (kh, kw), (sh, sw), padding, 1, window_name="pool_size")
-    args = (h, w, kh, kw, sh, sw, sp.pt, sp.pl)
+    spec = pool_spec(x.shape, (kh, kw), (sh, sw), padding, "max")
+    args = (h, w, kh, kw, sh, sw, spec.pt, spec.pl)
     bad = idx.copy()
     pos = data.draw(st.integers(0, idx.size - 1))
     bad.reshape(-1)[pos] = data.draw(st.sampled_from([-1, h * w, 2**31 - 1, -2**31,
@@ -431,8 +431,8 @@ def test_first_stray_index_kernel(data):
     try:
         for threads in (1, 2, 3):
             cnnfast.set_num_threads(threads)
-            assert _kernels.pool2d_first_stray_index(idx, *args) == -1
-            assert _kernels.pool2d_first_stray_index(bad, *args) == _first_stray_oracle(
+            assert _kernels.pool2d_first_stray_index(idx, spec) == -1
+            assert _kernels.pool2d_first_stray_index(bad, spec) == _first_stray_oracle(
                 bad, *args)
     finally:
         cnnfast.set_num_threads(None)
@@ -454,19 +454,19 @@ def test_backward_kernel_counts_stray_indices_at_every_simd_level(dtype, geo):
                 x = rng.permutation(2 * 9 * 8 * c).reshape(2, 9, 8, c).astype(dtype)
                 padding = ((pad, pad), (pad, pad))
                 y, idx = cnnfast.pool2d(x, k, s, padding, "max", return_indices=True)
-                sp = window_spec((9, 8), (k, k), (s, s), padding, 1, window_name="pool_size")
-                shape = (k, k, s, s, sp.pt, sp.pl)
+                spec = pool_spec(x.shape, k, s, padding, "max")
+                shape = (k, k, s, s, spec.pt, spec.pl)
                 dx = np.empty_like(x)
                 dy = np.ones_like(y)
-                assert _kernels.pool2d_backward(dy, None, idx, dx, *shape, 0, True) == 0, level
+                assert _kernels.pool2d_backward(dy, None, idx, dx, spec, True) == 0, level
                 bad = idx.copy()
                 flat = bad.reshape(-1)
                 picks = rng.choice(flat.size, 5, replace=False)
                 flat[picks] = rng.integers(-3, 9 * 8 + 3, 5)
                 strays = len(_stray_oracle(bad, 9, 8, *shape))
-                assert _kernels.pool2d_backward(dy, None, bad, dx, *shape, 0, True) == strays, level
-                assert _kernels.pool2d_backward(dy, None, bad, dx, *shape, 0) == 0  # not asked
-                assert (_kernels.pool2d_first_stray_index(bad, 9, 8, *shape) >= 0) == (strays > 0)
+                assert _kernels.pool2d_backward(dy, None, bad, dx, spec, True) == strays, level
+                assert _kernels.pool2d_backward(dy, None, bad, dx, spec) == 0  # not asked
+                assert (_kernels.pool2d_first_stray_index(bad, spec) >= 0) == (strays > 0)
     finally:
         _kernels.set_simd_cap(_START)
 

@@ -1,0 +1,58 @@
+"""The kernels of a training step, for callers that prepare their own arrays: the
+layers, the losses and the optimizers of the layer API.
+
+These take arrays that are already C-contiguous, aligned and of one float dtype,
+and resolved specs (``cnnfast._spec``) that the caller built once and keeps per
+input shape; they do no argument resolution, only the boundary's memory-safety
+checks (a wrong array is a ValueError there, never a crash). The numpy-friendly
+functions for everyone else are the rest of ``cnnfast.ops``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _kernels
+
+
+def relu_mask(dy: np.ndarray, y: np.ndarray) -> None:
+    """ReLU backward in place: ``dy = where(y > 0, dy, 0)``, one OpenMP pass."""
+    _kernels.relu_mask(dy, y)
+
+
+def dropout(x: np.ndarray, key: int, rate: float, y: np.ndarray, mask: np.ndarray) -> None:
+    """Inverted dropout forward into ``y`` and ``mask`` (``mask = (u >= rate) / (1 - rate)``,
+    ``y = x * mask``), each element's ``u`` drawn from ``(key, index)``: the same bits
+    for any thread count."""
+    _kernels.dropout(x, key, rate, y, mask)
+
+
+def softmax_xent(logits: np.ndarray, y_true: np.ndarray, probs: np.ndarray | None,
+                 grad: np.ndarray) -> float:
+    """Mean softmax cross-entropy of ``logits`` (n, k) against ``y_true``, its gradient
+    with respect to the logits written into ``grad``; ``probs`` is softmax(logits)
+    when the caller has it, else None."""
+    return float(_kernels.softmax_xent(logits, y_true, probs, grad))
+
+
+def adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, alpha: float,
+                one_minus_beta_1: float, one_minus_beta_2: float, epsilon: float) -> None:
+    """One fused Adam step in place on the parameter ``p`` and the moments ``m``, ``v``."""
+    _kernels.adam_update(p, g, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
+
+
+def conv2d_pool2d_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None,
+                          y: np.ndarray, indices: np.ndarray | None, spec,
+                          mark_dead: bool) -> None:
+    """A fused convolution + max/min pooling (``spec``: a ConvPoolSpec with
+    ``fused`` true) into ``y`` and ``indices``. ``mark_dead`` (with the spec's ReLU)
+    stores -1 for windows ReLU zeroed: the backward's ReLU mask then travels in
+    the indices and needs no activations."""
+    _kernels.conv2d_pool2d_forward(x, kernel, bias, y, indices, spec, mark_dead)
+
+
+def conv2d_pool2d_backward(x: np.ndarray, dy: np.ndarray, indices: np.ndarray,
+                           kernel: np.ndarray, dx: np.ndarray | None, dkernel: np.ndarray,
+                           dbias: np.ndarray | None, spec) -> None:
+    """Gradients of :func:`conv2d_pool2d_forward` from its indices (-1: no gradient)."""
+    _kernels.conv2d_pool2d_backward(x, dy, indices, kernel, dx, dkernel, dbias, spec, None)
