@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _spec
-from .ops import training as _training
 from .layers import Conv2D, MaxPooling2D, MinPooling2D
+from .ops import training as _training
 
 _MODES = {"max": 0, "min": 2}
 

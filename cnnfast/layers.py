@@ -31,10 +31,10 @@ from itertools import count
 import numpy as np
 
 from . import _spec, ops
-from .ops import training as _training
 from . import activations as _activations
 from . import initializers as _initializers
 from . import utils as _utils
+from .ops import training as _training
 
 __all__ = [
     "Layer", "InputLayer", "Input", "Conv2D", "MaxPooling2D", "AveragePooling2D",

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _kernels
 
+
 def empty_aligned(shape: int | tuple[int, ...], dtype: Any = np.float32,
                   alignment: int = 64) -> np.ndarray:
     """``np.empty(shape, dtype)`` whose data starts on an ``alignment``-byte boundary.
