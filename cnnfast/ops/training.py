@@ -41,6 +41,37 @@ def adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, alph
     _kernels.adam_update(p, g, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon)
 
 
+def conv2d_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None,
+                   y: np.ndarray, spec, relu: bool) -> None:
+    """``y = conv(x, kernel) (+ bias) (relu)`` for NHWC ``x``, HWCF ``kernel`` and
+    ``y`` of the resolved convolution ``spec`` (ConvSpec)."""
+    _kernels.conv2d_forward(x, kernel, bias, y, spec, relu)
+
+
+def conv2d_backward_input(dy: np.ndarray, kernel: np.ndarray, dx: np.ndarray, spec) -> None:
+    """The input gradient ``dx`` (NHWC) of a convolution from ``dy``."""
+    _kernels.conv2d_backward_input(dy, kernel, dx, spec)
+
+
+def conv2d_backward_kernel(x: np.ndarray, dy: np.ndarray, dkernel: np.ndarray,
+                           dbias: np.ndarray | None, spec) -> None:
+    """The kernel and bias gradients of a convolution (fixed summation order)."""
+    _kernels.conv2d_backward_kernel(x, dy, dkernel, dbias, spec)
+
+
+def pool2d_forward(x: np.ndarray, y: np.ndarray, indices: np.ndarray | None, spec) -> None:
+    """Pooling of NHWC ``x`` into ``y`` (and the winners' ``indices``, max/min) as the
+    resolved ``spec`` (PoolSpec) says."""
+    _kernels.pool2d_forward(x, y, indices, spec)
+
+
+def pool2d_backward(dy: np.ndarray, x: np.ndarray | None, indices: np.ndarray | None,
+                    dx: np.ndarray, spec) -> None:
+    """The pooling gradient into ``dx`` (``x`` is read only by max/min without
+    ``indices``); indices the caller made are memory-safe whatever their values."""
+    _kernels.pool2d_backward(dy, x, indices, dx, spec)
+
+
 def conv2d_pool2d_forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None,
                           y: np.ndarray, indices: np.ndarray | None, spec,
                           mark_dead: bool) -> None:
