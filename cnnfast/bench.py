@@ -596,7 +596,7 @@ def copy_case(nbytes: int, threads: int, pool: ThreadPoolExecutor) -> Case:
 
 def _cnnfast_model():
     """The tutorial CNN, built as ``cnnfast train`` builds it."""
-    from cnnfast.cli import build_tutorial_model
+    from cnnfast.tutorial import build_tutorial_model
 
     model = build_tutorial_model()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
