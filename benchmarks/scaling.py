@@ -56,8 +56,8 @@ def _fma_case() -> dict:
 
 
 def _train_case() -> dict:
-    from cnnfast.cli import build_tutorial_model
     from cnnfast.optimizers import Adam
+    from cnnfast.tutorial import build_tutorial_model
 
     rng = np.random.default_rng(0)
     x = rng.random((128, 28, 28, 1), dtype=np.float32)

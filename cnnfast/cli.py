@@ -11,14 +11,14 @@ scikit-learn). It prints progress, the time of every epoch and the accuracy on t
 ``--dataset digits`` runs the same architecture on scikit-learn's bundled 8x8
 digits, offline (that one needs scikit-learn).
 
-``cnnfast bench`` is ``cnnfast.bench.main``; ``cnnfast info`` prints
-``cnnfast.show_config()``.
+The model and the split live in ``cnnfast.tutorial`` (``cnnfast bench`` times the same
+model); this module re-exports them. ``cnnfast bench`` is ``cnnfast.bench.main``,
+imported only when that command runs; ``cnnfast info`` prints ``cnnfast.show_config()``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -28,6 +28,7 @@ import numpy as np
 
 from ._cli_args import int_in, matplotlib_missing, output_path, thread_count
 from ._fileio import save_figure
+from .tutorial import build_tutorial_model, tutorial_split
 
 __all__ = ["main", "build_tutorial_model", "tutorial_split"]
 
@@ -76,24 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def build_tutorial_model(input_shape=(28, 28, 1), num_classes: int = 10, dtype="float32"):
-    """The tutorial's CNN, written with the Keras-style API."""
-    from .layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
-    from .models import Sequential
-
-    return Sequential([
-        Conv2D(32, kernel_size=(3, 3), padding="same", activation="relu",
-               input_shape=input_shape),
-        MaxPooling2D(pool_size=(2, 2)),
-        Conv2D(64, kernel_size=(3, 3), padding="same", activation="relu"),
-        MaxPooling2D(pool_size=(2, 2)),
-        Flatten(),
-        Dense(128, activation="relu"),
-        Dropout(0.5),
-        Dense(num_classes, activation="softmax"),
-    ], dtype=dtype)
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cnnfast train",
@@ -139,18 +122,6 @@ def _load(args) -> tuple:
     x = np.concatenate([x_tr, x_te])
     y = np.concatenate([y_tr, y_te]).astype(np.int64)
     return x, y, "MNIST (28x28)"
-
-
-def tutorial_split(n: int, test_size: float = 0.3, seed: int = 1) -> tuple:
-    """(train indices, test indices) of n samples, the ones scikit-learn's
-    ``train_test_split(np.arange(n), test_size=test_size, random_state=seed)`` returns:
-    a permutation from ``RandomState(seed)``, its first ceil(test_size * n) entries the
-    test set, the rest the training set."""
-    n_test = math.ceil(test_size * n)
-    if not 0 < n_test < n:
-        raise ValueError(f"a {test_size:g} test split of {n} samples leaves a set empty")
-    perm = np.random.RandomState(seed).permutation(n)
-    return perm[n_test:], perm[:n_test]
 
 
 def train_main(argv: Sequence[str]) -> int:

@@ -285,3 +285,41 @@ def test_torch_ratio_spread_pairs_samples_round_by_round():
     task.rows = [fast, ref]  # no torch
     rows = {d["impl"]: d for d in bench.task_summary(task, 100.0, 200.0)}
     assert rows["cnnfast"]["torch_ratio_iqr"] is None
+
+
+def test_latency_rows_are_in_the_default_set_but_not_in_tinys():
+    from cnnfast.bench.command import _select
+
+    assert "latency" in _select(None) and "latency" in _select("all")
+    assert "latency" not in _select(None, tiny=True)
+    assert _select("latency", tiny=True) == ["latency"]
+
+
+def test_bench_latency_rows(tmp_path, capsys):
+    path = tmp_path / "lat.json"
+    code, out = _run_main(["--tiny", "--threads", "1", "--workloads", "latency",
+                           "--json", str(path)], capsys)
+    assert code == 0
+    doc = json.loads(path.read_text())
+    assert [t["key"] for t in doc["tasks"]] == ["latency-conv", "latency-predict"]
+    conv, predict = ({r["impl"]: r for r in t["rows"]} for t in doc["tasks"])
+    # the kernel row's prebuilt arguments gave ops.conv2d's result, so it was timed
+    assert conv["kernel"]["skipped"] is None, conv["kernel"]
+    assert len(conv["cnnfast"]["samples_ms"]) == doc["config"]["latency_conv_calls"]
+    assert conv["overhead"]["median_us"] == pytest.approx(
+        conv["cnnfast"]["median_us"] - conv["kernel"]["median_us"])
+    assert conv["overhead"]["target_us"] == 15.0
+    assert predict["cnnfast"]["median_us"] > 0 and predict["cnnfast"]["target_us"] == 150.0
+    torch, _ = bench.torch_or_reason()
+    assert (predict["torch"]["skipped"] is None) == (torch is not None)
+    ort = predict["onnxruntime"]
+    assert ort["skipped"] or ort["max_abs_err"] < 1e-4
+    assert "latency: conv2d (1, 28, 28, 1) -> 32 filters" in out
+    assert "Python overhead" in out and "median us" in out
+
+
+def test_bench_latency_without_torch(capsys):
+    code, out = _run_main(["--tiny", "--no-torch", "--workloads", "latency"], capsys)
+    assert code == 0
+    assert "torch eager             skipped: --no-torch given" in out
+    assert "onnxruntime             skipped: needs torch to export the model" in out

@@ -1,0 +1,161 @@
+"""The tables of ``cnnfast bench``'s throughput workloads: conv, pool and model tasks.
+
+Each function builds every implementation's case of one workload (a row per
+implementation; one that cannot run here is a skipped row with the reason), checks each
+result against the float64 reference on a small batch, and times them interleaved.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .cases import (
+    Unavailable,
+    conv_case,
+    conv_inputs,
+    conv_reference64,
+    conv_reference64_bwd,
+    copy_case,
+    model_case,
+    pool_case,
+    pool_inputs,
+    pool_reference64,
+)
+from .timing import Config, Row, Task, result_error, time_round_robin, timed_call
+from .workloads import (
+    CONV_IMPLS,
+    IMPL_LABELS,
+    MODEL_IMPLS,
+    POOL_IMPLS,
+    ConvWorkload,
+    ModelWorkload,
+    PoolWorkload,
+)
+
+TORCH_IMPLS = ("torch", "torch-cl")
+
+
+def run_conv_task(wl: ConvWorkload, direction: str, cfg: Config, ref_cache: dict,
+                  torch_skip: str | None = None) -> Task:
+    """The table of conv workload ``wl`` in ``direction``; ``ref_cache`` keeps the float64
+    references between directions; ``torch_skip``: why the torch rows are left out."""
+    task = Task(f"conv-{wl.key}-{direction}", "conv",
+                f"conv {wl.key}) {wl.title} -- {direction}", flops=wl.flops())
+    full = conv_inputs(wl)
+    small = conv_inputs(wl, wl.n_small)
+
+    def ref64(padding):
+        # one float64 reference backward serves both gradient directions
+        kind = "fwd" if direction == "fwd" else "bwd"
+        key = (wl, kind, padding)
+        if key not in ref_cache:
+            if kind == "fwd":
+                ref_cache[key] = conv_reference64(wl, "fwd", small, padding)
+            else:
+                ref_cache[key] = conv_reference64_bwd(wl, small, padding)
+        got = ref_cache[key]
+        return got if kind == "fwd" else got[0 if direction == "bwd-input" else 1]
+
+    entries = []
+    for impl in CONV_IMPLS:
+        row = Row(impl, IMPL_LABELS[impl])
+        task.rows.append(row)
+        if torch_skip and impl in TORCH_IMPLS:
+            row.skipped = torch_skip
+            continue
+        use_small = impl == "reference"
+        try:
+            case = conv_case(impl, wl, direction, small if use_small else full)
+            err_case = case if use_small else conv_case(impl, wl, direction, small)
+        except Unavailable as exc:
+            row.skipped = str(exc)
+            continue
+        row.label, row.note = case.label, case.note
+        row.batch = wl.n_small if use_small else wl.n
+        row.scale = wl.n / row.batch
+        try:
+            out, secs = timed_call(err_case.fn)
+            if use_small:
+                row.samples_ms.append(secs * 1e3)  # the naive loops: this call is a sample
+            row.max_abs_err = result_error(out, err_case,
+                                       ref64("same" if err_case.ref_key is None
+                                             else err_case.ref_key))
+        except Exception as exc:  # report a failing implementation, keep benchmarking
+            row.skipped = f"failed: {type(exc).__name__}: {exc}"
+            continue
+        if err_case.uses_blas:
+            time.sleep(cfg.settle)
+        entries.append((row, case, cfg.ref_repeats if use_small else cfg.repeats))
+    time_round_robin(entries, cfg)
+    return task
+
+
+def run_pool_task(wl: PoolWorkload, mode: str, direction: str, cfg: Config,
+                  pool: ThreadPoolExecutor, torch_skip: str | None = None) -> Task:
+    """The table of pooling ``mode`` / ``direction`` on ``wl``, with the copy row (the
+    memory bound, its threads from ``pool``); ``torch_skip`` as in run_conv_task."""
+    nbytes = wl.nbytes(mode, direction)
+    task = Task(f"pool-{wl.key}-{mode}-{direction}", "pool",
+                f"{mode} pool {wl.title} -- {direction}", nbytes=nbytes)
+    full = pool_inputs(wl)
+    small = pool_inputs(wl, wl.n_small)
+    ref64 = pool_reference64(mode, direction, small, wl.pool)
+    entries = []
+    for impl in POOL_IMPLS:
+        row = Row(impl, IMPL_LABELS[impl])
+        task.rows.append(row)
+        if torch_skip and impl in TORCH_IMPLS:
+            row.skipped = torch_skip
+            continue
+        try:
+            use_small = impl == "reference"
+            case = pool_case(impl, wl, mode, direction, small if use_small else full)
+            err_case = case if use_small else pool_case(impl, wl, mode, direction, small)
+        except Unavailable as exc:
+            row.skipped = str(exc)
+            continue
+        row.label, row.note = case.label, case.note
+        row.batch = wl.n_small if use_small else wl.n
+        row.scale = wl.n / row.batch
+        try:
+            out, secs = timed_call(err_case.fn)
+            if use_small:
+                row.samples_ms.append(secs * 1e3)
+            row.max_abs_err = result_error(out, err_case, ref64)
+        except Exception as exc:
+            row.skipped = f"failed: {type(exc).__name__}: {exc}"
+            continue
+        entries.append((row, case, cfg.ref_repeats if use_small else cfg.repeats))
+    copy = copy_case(nbytes, cfg.threads, pool)
+    row = Row("copy", copy.label, note=copy.note, batch=wl.n)
+    task.rows.append(row)
+    entries.append((row, copy, cfg.repeats))
+    time_round_robin(entries, cfg)
+    return task
+
+
+def run_model_task(wl: ModelWorkload, cfg: Config, torch_skip: str | None = None) -> Task:
+    """The table of the tutorial CNN's training step or inference; ``torch_skip`` as in
+    run_conv_task."""
+    task = Task(f"model-{wl.key}", "model", wl.title, flops=wl.flops(), batch=wl.batch)
+    entries = []
+    for impl in MODEL_IMPLS:
+        row = Row(impl, IMPL_LABELS[impl], batch=wl.batch)
+        task.rows.append(row)
+        if torch_skip and impl in TORCH_IMPLS:
+            row.skipped = torch_skip
+            continue
+        try:
+            case = model_case(impl, wl)
+            case.fn()  # fails here rather than inside the timing loop
+        except Unavailable as exc:
+            row.skipped = str(exc)
+            continue
+        except Exception as exc:
+            row.skipped = f"failed: {type(exc).__name__}: {exc}"
+            continue
+        row.note = case.note
+        entries.append((row, case, cfg.model_repeats if wl.key == "train" else cfg.repeats))
+    time_round_robin(entries, cfg)
+    return task

@@ -1,0 +1,155 @@
+"""The package's shape (issue 15): no import loop among cnnfast's modules, no huge module.
+
+The import graph is read from the source with ``ast``, not by importing: every
+``import`` and ``from ... import`` counts, relative ones and the ones inside functions
+included (a loop hidden in a function is still a loop: each module then needs the other
+to be importable first). ``from pkg import name`` is an edge to ``pkg.name`` when that
+is a module, else to ``pkg``. The implicit import of a parent package when a submodule
+is imported is not an edge (every submodule would otherwise loop with its package).
+
+Known offenders owned by other work are listed below, each with its file and the issue;
+their tests xfail while the offence stands and fail once it is gone, so that the entry
+is removed. Every other module is checked strictly.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "cnnfast"
+MAX_LINES = 700
+
+# (importer, imported): the import that closes a known loop, to be removed by its owner.
+KNOWN_LOOP_EDGES = {
+    ("cnnfast._config", "cnnfast"):
+        "cnnfast/_config.py: show_config() imports __version__ from the package that "
+        "imports _config (issue 15)",
+}
+# modules over MAX_LINES, to be split by their owners.
+KNOWN_LONG_MODULES = {
+    "cnnfast/ops.py": "issue 15: split the functional API by concern",
+    "cnnfast/models.py": "issue 15: split the model API by concern",
+}
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    """Dotted name -> (file, is a package __init__), for every module of cnnfast."""
+    mods: dict[str, tuple[Path, bool]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")) + sorted(PACKAGE.rglob("*.pyx")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        if is_pkg:
+            parts = parts[:-1]
+        mods.setdefault(".".join(parts), (path, is_pkg))
+    return mods
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the cnnfast modules it imports anywhere in its source (.py files)."""
+    mods = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_pkg) in mods.items():
+        if path.suffix != ".py":
+            continue
+        package = name if is_pkg else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[:len(base) - (node.level - 1)]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                for alias in node.names:
+                    sub = f"{module}.{alias.name}"
+                    deps.add(sub if sub in mods else module)
+        graph[name] = {d for d in deps if d in mods and d != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import loop as [a, b, ..., a], or None when the graph is acyclic."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return path[path.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_the_graph_sees_imports_inside_functions_and_relative_ones():
+    graph = import_graph()
+    # cli imports the bench package lazily, inside main()
+    assert "cnnfast.bench" in graph["cnnfast.cli"]
+    # relative imports between the bench modules
+    assert "cnnfast.bench.workloads" in graph["cnnfast.bench.cases"]
+    assert "cnnfast.tutorial" in graph["cnnfast.bench.cases"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_loop():
+    graph = import_graph()
+    for importer, imported in KNOWN_LOOP_EDGES:
+        graph.get(importer, set()).discard(imported)
+    cycle = find_cycle(graph)
+    assert cycle is None, "import loop: " + " -> ".join(cycle)
+
+
+def test_nothing_under_bench_imports_cli():
+    graph = import_graph()
+    for name, deps in graph.items():
+        if name == "cnnfast.bench" or name.startswith("cnnfast.bench."):
+            assert "cnnfast.cli" not in deps, name
+
+
+@pytest.mark.parametrize("edge", sorted(KNOWN_LOOP_EDGES))
+def test_known_import_loops(edge):
+    importer, imported = edge
+    if imported in import_graph().get(importer, set()):
+        pytest.xfail(KNOWN_LOOP_EDGES[edge])
+    pytest.fail(f"{importer} no longer imports {imported}: remove it from KNOWN_LOOP_EDGES")
+
+
+def _line_counts() -> dict[str, int]:
+    root = PACKAGE.parent
+    return {path.relative_to(root).as_posix(): len(path.read_text(encoding="utf-8")
+                                                   .splitlines())
+            for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_no_module_over_the_line_limit():
+    long = {path: n for path, n in _line_counts().items()
+            if n > MAX_LINES and path not in KNOWN_LONG_MODULES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+@pytest.mark.parametrize("path", sorted(KNOWN_LONG_MODULES))
+def test_known_long_modules(path):
+    n = _line_counts().get(path)
+    if n is not None and n > MAX_LINES:
+        pytest.xfail(f"{path}: {n} lines > {MAX_LINES} ({KNOWN_LONG_MODULES[path]})")
+    pytest.fail(f"{path} is within {MAX_LINES} lines now: remove it from KNOWN_LONG_MODULES")
