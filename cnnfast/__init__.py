@@ -6,8 +6,6 @@ boundary; a functional API (numpy in, numpy out); and a Keras-like layer API
 (``cnnfast.models``, ``cnnfast.layers``).
 """
 
-__version__ = "0.1.0"
-
 from ._config import (  # noqa: E402
     get_flush_denormal,
     get_num_threads,
@@ -18,6 +16,7 @@ from ._config import (  # noqa: E402
     show_config,
     simd_level,
 )
+from ._version import __version__
 from .ops import (  # noqa: E402
     avg_pool2d,
     avg_pool2d_backward,

@@ -8,6 +8,7 @@ import sys
 import warnings
 
 from ._openmp_env import short_spin
+from ._version import __version__
 
 with short_spin():  # libgomp loads with the extension and reads its settings then
     from . import _kernels
@@ -125,7 +126,6 @@ _OPENMP_VERSIONS = {
 
 def config_dict() -> dict:
     """The build and run-time configuration as a dict (what show_config prints)."""
-    from . import __version__
 
     omp_ver = int(_kernels.openmp_version())
     return {

@@ -3,7 +3,7 @@
 Two tables (workload key ``latency``):
 
 - ``latency-conv``: ``ops.conv2d`` on one 28x28x1 float32 image, 3x3 'same', 32 filters
-  -- the whole call; the C kernel alone (``_kernels.conv2d_forward`` with arguments
+  -- the whole call; the C kernel alone (``ops.training.conv2d_forward`` with arguments
   built once, as ``ops.conv2d`` builds them per call); and their difference, the Python
   overhead outside the kernel (argument checks, the padding geometry, the output
   allocation), with its target.
@@ -55,18 +55,16 @@ LATENCY_WORKLOADS: dict[str, LatencyWorkload] = {
 
 def kernel_conv_call(wl: ConvWorkload, x: np.ndarray, kernel: np.ndarray,
                      y: np.ndarray) -> Callable[[], Any]:
-    """A call of the C kernel ``_kernels.conv2d_forward`` alone, its arguments prebuilt:
-    NHWC x, HWCF kernel, no bias, the output y, the geometry tuple that ``ops.conv2d``
-    passes (N, H, W, C, OH, OW, F, KH, KW, stride h/w, dilation h/w, pad top/left),
-    no fused ReLU."""
-    from .. import _kernels
+    """A call of the C kernel alone, its arguments prebuilt: NHWC x, HWCF kernel, no
+    bias, the output y and the resolved spec that ``ops.conv2d`` resolves (through
+    ``ops.training.conv2d_forward``, the layers' door to the same kernel), no fused
+    ReLU."""
+    from .. import _spec
+    from ..ops import training
 
-    oh, ow = wl.out_hw()
-    (pt, _), (pl, _) = wl.same_pads()
-    shape = (wl.n, wl.h, wl.w, wl.c, oh, ow, wl.f, wl.k, wl.k, wl.stride, wl.stride, 1, 1,
-             pt, pl)
-    forward = _kernels.conv2d_forward
-    return lambda: forward(x, kernel, None, y, shape, False)
+    spec = _spec.conv_spec(x.shape, kernel.shape, wl.stride, "same")
+    forward = training.conv2d_forward
+    return lambda: forward(x, kernel, None, y, spec, False)
 
 
 def run_latency_conv_task(lw: LatencyWorkload, cfg: Config) -> Task:
@@ -85,7 +83,7 @@ def run_latency_conv_task(lw: LatencyWorkload, cfg: Config) -> Task:
     total = Row("cnnfast", "cnnfast ops.conv2d", note="whole call (allocates its output)",
                 batch=wl.n)
     kern = Row("kernel", "C kernel alone",
-               note="_kernels.conv2d_forward, arguments prebuilt", batch=wl.n)
+               note="ops.training.conv2d_forward, arguments prebuilt", batch=wl.n)
     overhead = Row("overhead", "Python overhead", note="ops.conv2d median - kernel median",
                    batch=wl.n, target_us=lw.conv_target_us)
     task.rows = [total, kern, overhead]
