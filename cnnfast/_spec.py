@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from typing import Any
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
@@ -247,7 +248,32 @@ def parse_pool_mode(mode: object, name: str = "mode") -> int:
     return POOL_MODES[mode.lower()]
 
 
-class ConvSpec:
+class _Resolved:
+    """Immutable after construction: resolved problems are cached and shared (by the
+    functional API's cache and by the layers), so nothing may change one in place."""
+
+    __slots__ = ()
+
+    def _set(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable (set {name!r})")
+
+    def with_batch(self, n: int):
+        """The same problem on a batch of n images."""
+        copy = object.__new__(type(self))
+        for name in type(self).__slots__:
+            object.__setattr__(copy, name, getattr(self, name))
+        copy._rebatch(n)
+        return copy
+
+    def _rebatch(self, n: int) -> None:
+        object.__setattr__(self, "n", n)
+
+
+class ConvSpec(_Resolved):
     """A resolved 2-D convolution: x (n, h, w, c) * kernel (kh, kw, c, f) -> (n, oh, ow, f).
 
     ``fmt`` is the caller's data format; every size here is in NHWC / HWCF
@@ -259,11 +285,9 @@ class ConvSpec:
 
     def __init__(self, fmt: str, n: int, h: int, w: int, c: int, f: int, kh: int, kw: int,
                  window: WindowSpec) -> None:
-        self.fmt, self.n, self.h, self.w, self.c, self.f = fmt, n, h, w, c, f
-        self.kh, self.kw = kh, kw
-        self.sh, self.sw, self.dh, self.dw = window.sh, window.sw, window.dh, window.dw
-        self.pt, self.pb, self.pl, self.pr = window.pt, window.pb, window.pl, window.pr
-        self.oh, self.ow = window.oh, window.ow
+        self._set(fmt=fmt, n=n, h=h, w=w, c=c, f=f, kh=kh, kw=kw, sh=window.sh, sw=window.sw,
+                  dh=window.dh, dw=window.dw, pt=window.pt, pb=window.pb, pl=window.pl,
+                  pr=window.pr, oh=window.oh, ow=window.ow)
 
     @property
     def x_nhwc(self) -> tuple[int, int, int, int]:
@@ -299,14 +323,6 @@ class ConvSpec:
         """Rows and columns of the zero-padded image the output reads."""
         return ((self.oh - 1) * self.sh + (self.kh - 1) * self.dh + 1,
                 (self.ow - 1) * self.sw + (self.kw - 1) * self.dw + 1)
-
-    def with_batch(self, n: int) -> ConvSpec:
-        """The same convolution on a batch of n images."""
-        spec = object.__new__(ConvSpec)
-        for name in ConvSpec.__slots__:
-            object.__setattr__(spec, name, getattr(self, name))
-        spec.n = n
-        return spec
 
     def __repr__(self) -> str:
         return (f"ConvSpec(x {self.x_nhwc}, kernel {self.kernel_hwcf}, out {self.out_nhwc}, "
@@ -374,7 +390,7 @@ def conv_spec(x_shape: tuple, kernel_shape: tuple, strides: object = 1,
     return spec
 
 
-class PoolSpec:
+class PoolSpec(_Resolved):
     """A resolved pooling of x (n, h, w, c) by (kh, kw) windows -> (n, oh, ow, c).
 
     ``mode`` is the kernels' number (0 max, 1 avg, 2 min). The field names
@@ -386,10 +402,9 @@ class PoolSpec:
 
     def __init__(self, fmt: str, mode: int, n: int, h: int, w: int, c: int,
                  window: WindowSpec) -> None:
-        self.fmt, self.mode, self.n, self.h, self.w, self.c = fmt, mode, n, h, w, c
-        self.kh, self.kw, self.sh, self.sw = window.kh, window.kw, window.sh, window.sw
-        self.pt, self.pb, self.pl, self.pr = window.pt, window.pb, window.pl, window.pr
-        self.oh, self.ow = window.oh, window.ow
+        self._set(fmt=fmt, mode=mode, n=n, h=h, w=w, c=c, kh=window.kh, kw=window.kw,
+                  sh=window.sh, sw=window.sw, pt=window.pt, pb=window.pb, pl=window.pl,
+                  pr=window.pr, oh=window.oh, ow=window.ow)
 
     @property
     def x_nhwc(self) -> tuple[int, int, int, int]:
@@ -422,13 +437,6 @@ class PoolSpec:
         """Rows [r0, r1) x columns [c0, c1) of the plane that window (oh, ow) covers."""
         r0, c0 = oh * self.sh - self.pt, ow * self.sw - self.pl
         return (max(r0, 0), min(r0 + self.kh, self.h), max(c0, 0), min(c0 + self.kw, self.w))
-
-    def with_batch(self, n: int) -> PoolSpec:
-        spec = object.__new__(PoolSpec)
-        for name in PoolSpec.__slots__:
-            object.__setattr__(spec, name, getattr(self, name))
-        spec.n = n
-        return spec
 
     def __repr__(self) -> str:
         return (f"PoolSpec({POOL_MODE_NAMES[self.mode]}, x {self.x_nhwc}, window "
@@ -478,7 +486,7 @@ def pool_spec(x_shape: tuple, pool_size: object = 2, strides: object = None,
     return PoolSpec(fmt, mode_id, n, h, w, c, sp)
 
 
-class ConvPoolSpec:
+class ConvPoolSpec(_Resolved):
     """pool(act(conv(x))): the convolution, the pooling of its (NHWC) output, the
     fused ReLU, and whether the fused kernels apply (``fused``: max/min pooling
     by unpadded windows that do not overlap). The one owner of that rule."""
@@ -486,14 +494,15 @@ class ConvPoolSpec:
     __slots__ = ("conv", "pool", "relu", "fused")
 
     def __init__(self, conv: ConvSpec, pool: PoolSpec, relu: bool) -> None:
-        self.conv, self.pool, self.relu = conv, pool, relu
-        self.fused = pool.mode != POOL_MODES["avg"] and pool.tiles
+        self._set(conv=conv, pool=pool, relu=relu,
+                  fused=pool.mode != POOL_MODES["avg"] and pool.tiles)
 
     @property
     def out_shape(self) -> tuple[int, int, int, int]:
         return _user_shape(self.pool.out_nhwc, self.conv.fmt)
 
     def with_batch(self, n: int) -> ConvPoolSpec:
+        """The same problem on a batch of n images."""
         return ConvPoolSpec(self.conv.with_batch(n), self.pool.with_batch(n), self.relu)
 
 

@@ -8,6 +8,7 @@ exist): they must be refused up front, never crash, never return garbage.
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -379,6 +380,19 @@ def test_padded_geometry_too_large_for_int64_refused(call):
                                   pool_size=1, **geo)
 
 
+def _forged(spec, **fields) -> SimpleNamespace:
+    """A stand-in for a resolved spec: its fields, some replaced."""
+    values = {name: getattr(spec, name) for name in type(spec).__slots__}
+    return SimpleNamespace(**{**values, **fields})
+
+
+def test_resolved_specs_are_immutable():
+    spec = _spec.conv_spec((1, 4, 4, 1), (2, 2, 1, 1))
+    with pytest.raises(AttributeError, match="immutable"):
+        spec.dh = 2
+    assert spec.with_batch(7).n == 7 and spec.n == 1
+
+
 def test_private_wrappers_check_what_memory_safety_needs():
     """cnnfast._kernels is private, but its wrappers still refuse geometries the C
     drivers would index out of bounds with, and malformed arrays, instead of crashing."""
@@ -386,13 +400,13 @@ def test_private_wrappers_check_what_memory_safety_needs():
 
     f32 = np.float32
     x, k, y = np.ones((1, 4, 4, 1), f32), np.ones((2, 2, 1, 1), f32), np.zeros((1, 4, 4, 1), f32)
-    # a spec the Python layer would never build, with fields set by hand
-    spec = _spec.conv_spec(x.shape, k.shape, 1, "same")
-    spec.dh = spec.dw = -1000
+    # specs the Python layer would never build: the fields of a real one, some set by
+    # hand (the wrappers read fields by name)
+    spec = _forged(_spec.conv_spec(x.shape, k.shape, 1, "same"), dh=-1000, dw=-1000)
     with pytest.raises(ValueError, match="dilations must be in"):
         _kernels.conv2d_forward(x, k, None, y, spec, False)
-    spec = _spec.conv_spec((1, 1, 1, 16), (2, 2, 16, 1), 1, "same")
-    spec.dh = spec.dw = spec.pt = spec.pl = _D
+    spec = _forged(_spec.conv_spec((1, 1, 1, 16), (2, 2, 16, 1), 1, "same"), dh=_D, dw=_D,
+                   pt=_D, pl=_D)
     with pytest.raises(ValueError, match="too large for the kernels' index arithmetic"):
         _kernels.conv2d_forward(np.ones((1, 1, 1, 16), f32), np.ones((2, 2, 16, 1), f32), None,
                                 np.zeros((1, 1, 1, 1), f32), spec, False)
@@ -402,13 +416,11 @@ def test_private_wrappers_check_what_memory_safety_needs():
     with pytest.raises(ValueError, match="2-D arrays expected"):
         _kernels.gemm(np.ones((2, 1), f32), np.array(1.0, f32), np.zeros((2, 1), f32), False,
                       np.zeros(2, f32))
-    pool = _spec.pool_spec((1, 1, 1, 1), 1)
-    pool.sw = 2**62 + 1
+    pool = _forged(_spec.pool_spec((1, 1, 1, 1), 1), sw=2**62 + 1)
     with pytest.raises(ValueError, match="strides must be in"):
         _kernels.pool2d_forward(np.ones((1, 1, 1, 1), f32), np.zeros((1, 1, 1, 1), f32), None,
                                 pool)
-    pool = _spec.pool_spec((1, 1, 1, 1), 1)
-    pool.ow, pool.sw = 3, 2
+    pool = _forged(_spec.pool_spec((1, 1, 1, 1), 1), ow=3, sw=2)
     with pytest.raises(ValueError, match="a window would hold only padding"):
         _kernels.pool2d_forward(np.ones((1, 1, 1, 1), f32), np.zeros((1, 1, 3, 1), f32), None,
                                 pool)

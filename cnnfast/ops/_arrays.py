@@ -57,7 +57,16 @@ def _as_real_array(a: Any, name: str) -> np.ndarray:
     return arr
 
 
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+
 def _compute_dtype(*arrays: np.ndarray) -> np.dtype:
+    """numpy's promotion of the inputs' dtypes with float32 (float16 computes in
+    float32); float32 or float64, else TypeError."""
+    first = arrays[0].dtype
+    if (first == _FLOAT32 or first == _FLOAT64) and all(a.dtype == first for a in arrays):
+        return first  # the usual case, without np.result_type's cost (about 2 us)
     dt = np.result_type(*[a.dtype for a in arrays], np.float32)
     if dt == np.float16:
         dt = np.dtype(np.float32)

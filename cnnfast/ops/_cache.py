@@ -3,73 +3,60 @@
 A call such as ``conv2d(x, k, padding="same")`` resolves its geometry
 (``cnnfast._spec``) from the shapes and the arguments; a training loop or a
 server makes the same call with the same shapes many times. The resolved spec
-is a pure function of those values, so it is cached on them (a bounded LRU):
-a repeated call pays a dictionary lookup instead of the resolution and its
-checks. Arguments that are not hashable (a padding given as a list) are made
-tuples; anything still unhashable is resolved afresh, with the same result.
+is a pure function of those values, so it is kept in a dictionary keyed on
+them: a repeated call pays a lookup instead of the resolution and its checks.
+
+Only plain argument values are keys: ints, strings, None, and tuples of ints.
+A bool or a float compares equal to an int (``True == 1``) but is an error
+where an int is right, so such values, like lists and nested paddings, are
+resolved afresh each time (with the same result, or the same error). The
+dictionary is emptied when it reaches ``MAX_ENTRIES``: a bound, not an LRU,
+since a program uses a handful of shapes.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 from .. import _spec
 
+MAX_ENTRIES = 1024
 
-def _hashable(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_hashable(v) for v in value)
-    return value
+_PLAIN = (int, str, type(None))
 
 
-def _cached(resolve: Callable[..., Any]) -> Callable[..., Any]:
-    cached = functools.lru_cache(maxsize=512)(resolve)
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    return kind is tuple and all(type(v) is int for v in value)
 
-    @functools.wraps(resolve)
+
+def _cached(resolve: Callable[..., Any], n_shapes: int) -> Callable[..., Any]:
+    """``resolve`` (whose first ``n_shapes`` arguments are array shapes: tuples of
+    ints by construction) with its results kept per plain argument set."""
+    entries: dict[tuple, Any] = {}
+
     def lookup(*args: Any) -> Any:
-        try:
-            return cached(*args)
-        except TypeError:  # an unhashable argument (a list, an array as padding)
-            try:
-                key = tuple(_hashable(a) for a in args)
-                hash(key)
-            except TypeError:
+        for a in args[n_shapes:]:
+            if not _plain(a):
                 return resolve(*args)
-            return cached(*key)
+        try:
+            return entries[args]
+        except KeyError:
+            pass
+        spec = resolve(*args)
+        if len(entries) >= MAX_ENTRIES:
+            entries.clear()
+        entries[args] = spec
+        return spec
 
-    lookup.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
-    lookup.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    lookup.__doc__ = resolve.__doc__
+    lookup.__name__ = resolve.__name__
+    lookup.cache_clear = entries.clear  # type: ignore[attr-defined]
     return lookup
 
 
-# The argument values the cache keys on must compare equal exactly when they
-# resolve alike; True == 1 would conflate a bool argument (refused) with 1, so
-# the key carries each argument's type alongside it.
-def _typed(resolve: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(resolve)
-    def on_typed(*typed_args: Any) -> Any:
-        return resolve(*typed_args[::2])
-
-    cached = _cached(on_typed)
-
-    @functools.wraps(resolve)
-    def lookup(*args: Any) -> Any:
-        key = []
-        for a in args:
-            key += (a, _type_key(a))
-        return cached(*key)
-
-    lookup.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
-    return lookup
-
-
-def _type_key(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return (type(value), tuple(_type_key(v) for v in value))
-    return type(value)
-
-
-conv_spec = _typed(_spec.conv_spec)
-pool_spec = _typed(_spec.pool_spec)
-conv_pool_spec = _typed(_spec.conv_pool_spec)
+conv_spec = _cached(_spec.conv_spec, 2)
+pool_spec = _cached(_spec.pool_spec, 1)
+conv_pool_spec = _cached(_spec.conv_pool_spec, 2)
