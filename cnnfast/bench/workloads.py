@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _spec
+
 
 @dataclass(frozen=True)
 class ConvWorkload:
@@ -35,9 +37,15 @@ class ConvWorkload:
             f"s{self.stride} same"
         )
 
+    def spec(self) -> _spec.ConvSpec:
+        """The resolved convolution ('same' padding at this stride, NHWC)."""
+        return _spec.conv_spec((self.n, self.h, self.w, self.c), (self.k, self.k, self.c, self.f),
+                               self.stride, "same")
+
     def out_hw(self) -> tuple[int, int]:
         """(OH, OW) of 'same' padding at this stride."""
-        return -(-self.h // self.stride), -(-self.w // self.stride)
+        spec = self.spec()
+        return spec.oh, spec.ow
 
     def flops(self, n: int | None = None) -> float:
         """2*N*OH*OW*F*C*KH*KW: the count of each direction."""
@@ -46,10 +54,8 @@ class ConvWorkload:
 
     def same_pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """((top, bottom), (left, right)): TF/Keras 'same' padding, the extra row below."""
-        oh, ow = self.out_hw()
-        th = max((oh - 1) * self.stride + self.k - self.h, 0)
-        tw = max((ow - 1) * self.stride + self.k - self.w, 0)
-        return (th // 2, th - th // 2), (tw // 2, tw - tw // 2)
+        spec = self.spec()
+        return (spec.pt, spec.pb), (spec.pl, spec.pr)
 
     def torch_padding(self) -> tuple[Any, tuple[int, int]]:
         """PyTorch only pads symmetrically: the 'same' pads, or (k-1)//2 when they are not.
@@ -84,12 +90,8 @@ class PoolWorkload:
 
     def out_shape(self, n: int | None = None) -> tuple[int, int, int, int]:
         """The pooled NHWC shape for batch n (the workload's batch by default)."""
-        return (
-            self.n if n is None else n,
-            (self.h - self.pool) // self.pool + 1,
-            (self.w - self.pool) // self.pool + 1,
-            self.c,
-        )
+        return _spec.pool_spec((self.n if n is None else n, self.h, self.w, self.c),
+                               self.pool).out_nhwc
 
     def nbytes(self, mode: str, direction: str) -> int:
         """Bytes that must move: read the input(s) once, write the output once."""
