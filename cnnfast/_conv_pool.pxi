@@ -7,27 +7,6 @@
 # convolution output's) and the arrays against them, then release the GIL and
 # call C.
 
-cdef extern from "conv2d.h" nogil:
-    int cf_conv2d_pool_forward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
-                                   int mode, const float *x, const float *kernel,
-                                   const float *bias, int relu, float *y, int32_t *argmax,
-                                   int mark_dead, int nthreads)
-    int cf_conv2d_pool_forward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
-                                   int mode, const double *x, const double *kernel,
-                                   const double *bias, int relu, double *y,
-                                   int32_t *argmax, int mark_dead, int nthreads)
-    int cf_conv2d_pool_backward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
-                                    int mode, const float *x, const float *dyp,
-                                    const float *ymask, const int32_t *argmax,
-                                    const float *kernel, float *dx, float *dkernel,
-                                    float *dbias, int nthreads)
-    int cf_conv2d_pool_backward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
-                                    int mode, const double *x, const double *dyp,
-                                    const double *ymask, const int32_t *argmax,
-                                    const double *kernel, double *dx, double *dkernel,
-                                    double *dbias, int nthreads)
-
-
 cdef extern from "geometry.h" nogil:
     const char *cf_conv_pool_shape_error(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                          int mode)
@@ -78,26 +57,16 @@ def conv2d_pool2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.nd
         am = argmax
         _check_out(am, np.int32, (p.n, p.oh, p.ow, p.c), "indices")
         ap = <int32_t *>cnp.PyArray_DATA(am)
+    cdef cf_dtype edt = _element_type(x, "x")
+    cdef const void *xp = _data(x)
+    cdef const void *kp = _data(kernel)
+    cdef void *yp = _data(y)
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_pool_forward_f32(&s, &p, mode, <const float *>cnp.PyArray_DATA(x),
-                                            <const float *>cnp.PyArray_DATA(kernel),
-                                            <const float *>bp, relu,
-                                            <float *>cnp.PyArray_DATA(y), ap, mark_dead, nt)
-            cf_call_end(&cs)
-    elif dt == np.float64:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_pool_forward_f64(&s, &p, mode, <const double *>cnp.PyArray_DATA(x),
-                                            <const double *>cnp.PyArray_DATA(kernel),
-                                            <const double *>bp, relu,
-                                            <double *>cnp.PyArray_DATA(y), ap, mark_dead,
-                                            nt)
-            cf_call_end(&cs)
-    else:
-        raise TypeError(f"x: unsupported dtype {dt}")
+    with nogil:
+        cf_call_begin(&cs)
+        rc = cf_conv2d_pool_forward_by_dtype(edt, &s, &p, mode, xp, kp, bp, relu, yp, ap,
+                                             mark_dead, nt)
+        cf_call_end(&cs)
     if rc != 0:
         raise MemoryError("cnnfast: could not allocate convolution workspace")
 
@@ -137,26 +106,16 @@ def conv2d_pool2d_backward(cnp.ndarray x, cnp.ndarray dyp, cnp.ndarray argmax,
         _check_out(db, dt, (s.f,), "dbias")
         dbp = cnp.PyArray_DATA(db)
     cdef const int32_t *ap = <const int32_t *>cnp.PyArray_DATA(argmax)
+    cdef cf_dtype edt = _element_type(x, "x")
+    cdef const void *xp = _data(x)
+    cdef const void *dy_data = _data(dyp)
+    cdef const void *kp = _data(kernel)
+    cdef void *dkp = _data(dkernel)
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_pool_backward_f32(
-                &s, &p, mode, <const float *>cnp.PyArray_DATA(x),
-                <const float *>cnp.PyArray_DATA(dyp), <const float *>ymp, ap,
-                <const float *>cnp.PyArray_DATA(kernel), <float *>dxp,
-                <float *>cnp.PyArray_DATA(dkernel), <float *>dbp, nt)
-            cf_call_end(&cs)
-    elif dt == np.float64:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_pool_backward_f64(
-                &s, &p, mode, <const double *>cnp.PyArray_DATA(x),
-                <const double *>cnp.PyArray_DATA(dyp), <const double *>ymp, ap,
-                <const double *>cnp.PyArray_DATA(kernel), <double *>dxp,
-                <double *>cnp.PyArray_DATA(dkernel), <double *>dbp, nt)
-            cf_call_end(&cs)
-    else:
-        raise TypeError(f"x: unsupported dtype {dt}")
+    with nogil:
+        cf_call_begin(&cs)
+        rc = cf_conv2d_pool_backward_by_dtype(edt, &s, &p, mode, xp, dy_data, ymp, ap, kp, dxp,
+                                              dkp, dbp, nt)
+        cf_call_end(&cs)
     if rc != 0:
         raise MemoryError("cnnfast: could not allocate convolution workspace")

@@ -56,55 +56,61 @@ cdef extern from "conv2d.h" nogil:
         int64_t sh, sw
         int64_t dh, dw
         int64_t pt, pl
-    int cf_conv2d_forward_f32(const cf_conv2d_shape *s, const float *x,
-                              const float *kernel, const float *bias, int relu,
-                              float *y, int nthreads)
-    int cf_conv2d_forward_f64(const cf_conv2d_shape *s, const double *x,
-                              const double *kernel, const double *bias, int relu,
-                              double *y, int nthreads)
-    int cf_conv2d_backward_input_f32(const cf_conv2d_shape *s, const float *dy,
-                                     const float *kernel, float *dx, int nthreads)
-    int cf_conv2d_backward_input_f64(const cf_conv2d_shape *s, const double *dy,
-                                     const double *kernel, double *dx, int nthreads)
-    int cf_conv2d_backward_kernel_f32(const cf_conv2d_shape *s, const float *x,
-                                      const float *dy, float *dkernel, float *dbias,
-                                      int nthreads)
-    int cf_conv2d_backward_kernel_f64(const cf_conv2d_shape *s, const double *x,
-                                      const double *dy, double *dkernel,
-                                      double *dbias, int nthreads)
+
+cdef extern from "pool2d.h" nogil:
+    enum: CF_POOL_MAX, CF_POOL_AVG, CF_POOL_MIN
+    ctypedef struct cf_pool2d_shape:
+        int64_t n, h, w, c
+        int64_t oh, ow
+        int64_t kh, kw
+        int64_t sh, sw
+        int64_t pt, pl
+    int64_t cf_pool2d_first_stray_index(const cf_pool2d_shape *s, const int32_t *argmax,
+                                        int nthreads)
 
 cdef extern from "calibrate.h" nogil:
     double cf_fma_ceiling(int64_t iters, int nthreads)
 
-cdef extern from "gemm.h" nogil:
-    int cf_gemm_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t a_is,
-                    int64_t a_ks, const float *b, int64_t b_ks, int64_t b_js, float *c,
-                    int64_t ldc, int accumulate, const float *bias, int relu, int nthreads)
-    int cf_gemm_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t a_is,
-                    int64_t a_ks, const double *b, int64_t b_ks, int64_t b_js, double *c,
-                    int64_t ldc, int accumulate, const double *bias, int relu,
-                    int nthreads)
-
-cdef extern from "elementwise.h" nogil:
-    void cf_relu_mask_f32(int64_t n, float *dy, const float *y, int nthreads)
-    void cf_relu_mask_f64(int64_t n, double *dy, const double *y, int nthreads)
-    void cf_dropout_f32(int64_t n, uint64_t key, double rate, float scale, const float *x,
-                        float *y, float *mask, int nthreads)
-    void cf_dropout_f64(int64_t n, uint64_t key, double rate, double scale, const double *x,
-                        double *y, double *mask, int nthreads)
-
-cdef extern from "softmax_xent.h" nogil:
-    double cf_softmax_xent_f32(int64_t n, int64_t k, const float *z, const float *y,
-                               const float *probs, float *grad)
-    double cf_softmax_xent_f64(int64_t n, int64_t k, const double *z, const double *y,
-                               const double *probs, double *grad)
-
-cdef extern from "optim.h" nogil:
-    void cf_adam_f32(int64_t n, float *p, const float *g, float *m, float *v, float alpha,
-                     float one_minus_b1, float one_minus_b2, float eps, int nthreads)
-    void cf_adam_f64(int64_t n, double *p, const double *g, double *m, double *v,
-                     double alpha, double one_minus_b1, double one_minus_b2, double eps,
-                     int nthreads)
+# One entry point per kernel, the element type an argument (csrc/dispatch.h).
+cdef extern from "dispatch.h" nogil:
+    ctypedef enum cf_dtype:
+        CF_FLOAT32
+        CF_FLOAT64
+    int cf_conv2d_forward_by_dtype(cf_dtype dt, const cf_conv2d_shape *s, const void *x,
+                                   const void *kernel, const void *bias, int relu, void *y,
+                                   int nthreads)
+    int cf_conv2d_backward_input_by_dtype(cf_dtype dt, const cf_conv2d_shape *s,
+                                          const void *dy, const void *kernel, void *dx,
+                                          int nthreads)
+    int cf_conv2d_backward_kernel_by_dtype(cf_dtype dt, const cf_conv2d_shape *s,
+                                           const void *x, const void *dy, void *dkernel,
+                                           void *dbias, int nthreads)
+    int cf_conv2d_pool_forward_by_dtype(cf_dtype dt, const cf_conv2d_shape *s,
+                                        const cf_pool2d_shape *p, int mode, const void *x,
+                                        const void *kernel, const void *bias, int relu,
+                                        void *y, int32_t *argmax, int mark_dead, int nthreads)
+    int cf_conv2d_pool_backward_by_dtype(cf_dtype dt, const cf_conv2d_shape *s,
+                                         const cf_pool2d_shape *p, int mode, const void *x,
+                                         const void *dyp, const void *ymask,
+                                         const int32_t *argmax, const void *kernel, void *dx,
+                                         void *dkernel, void *dbias, int nthreads)
+    void cf_pool2d_forward_by_dtype(cf_dtype dt, const cf_pool2d_shape *s, int mode,
+                                    const void *x, void *y, int32_t *argmax, int nthreads)
+    int64_t cf_pool2d_backward_by_dtype(cf_dtype dt, const cf_pool2d_shape *s, int mode,
+                                        const void *dy, const void *x, const int32_t *argmax,
+                                        void *dx, int count_strays, int nthreads)
+    int cf_gemm_by_dtype(cf_dtype dt, int64_t m, int64_t n, int64_t k, const void *a,
+                         int64_t a_is, int64_t a_ks, const void *b, int64_t b_ks, int64_t b_js,
+                         void *c, int64_t ldc, int accumulate, const void *bias, int relu,
+                         int nthreads)
+    void cf_relu_mask_by_dtype(cf_dtype dt, int64_t n, void *dy, const void *y, int nthreads)
+    void cf_dropout_by_dtype(cf_dtype dt, int64_t n, uint64_t key, double rate, const void *x,
+                             void *y, void *mask, int nthreads)
+    double cf_softmax_xent_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z,
+                                    const void *y, const void *probs, void *grad)
+    void cf_adam_by_dtype(cf_dtype dt, int64_t n, void *p, const void *g, void *m, void *v,
+                          double alpha, double one_minus_b1, double one_minus_b2, double eps,
+                          int nthreads)
 
 cdef extern from *:
     """
@@ -211,6 +217,21 @@ def compiler():
 
 # ---------------------------------------------------------------- helpers --
 
+cdef cf_dtype _element_type(cnp.ndarray a, str name) except *:
+    """The C element type of a float32 / float64 array; TypeError for any other."""
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_FLOAT32:
+        return CF_FLOAT32
+    if t == cnp.NPY_FLOAT64:
+        return CF_FLOAT64
+    raise TypeError(f"{name}: unsupported dtype {a.dtype} (float32 or float64)")
+
+
+cdef inline void *_data(object a):
+    """The data pointer of an ndarray, or NULL for None (an optional argument)."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
 cdef inline void _check(cnp.ndarray a, object dtype, tuple shape, str name) except *:
     if a.dtype != dtype:
         raise ValueError(f"{name}: expected dtype {dtype}, got {a.dtype}")
@@ -251,37 +272,24 @@ def conv2d_forward(cnp.ndarray x, cnp.ndarray kernel, object bias, cnp.ndarray y
     """y[n, oh, ow, f] = conv(x NHWC, kernel (kh, kw, c, f)) (+ bias) (relu);
     spec: the resolved convolution (cnnfast._spec.ConvSpec)."""
     cdef cf_conv2d_shape s = _conv_struct(spec)
-    cdef int nt = cf_get_num_threads()
-    cdef int rc = 0
-    cdef cnp.ndarray b
-    cdef void *bp = NULL
-    dt = x.dtype
-    _check(x, dt, (s.n, s.h, s.w, s.c), "x")
-    _check(kernel, dt, (s.kh, s.kw, s.c, s.f), "kernel")
-    _check_out(y, dt, (s.n, s.oh, s.ow, s.f), "y")
+    cdef cf_dtype dt = _element_type(x, "x")
+    dtype = x.dtype
+    _check(x, dtype, (s.n, s.h, s.w, s.c), "x")
+    _check(kernel, dtype, (s.kh, s.kw, s.c, s.f), "kernel")
+    _check_out(y, dtype, (s.n, s.oh, s.ow, s.f), "y")
     if bias is not None:
-        b = bias
-        _check(b, dt, (s.f,), "bias")
-        bp = cnp.PyArray_DATA(b)
+        _check(bias, dtype, (s.f,), "bias")
+    cdef const void *xp = _data(x)
+    cdef const void *kp = _data(kernel)
+    cdef const void *bp = _data(bias)
+    cdef void *yp = _data(y)
+    cdef int nt = cf_get_num_threads()
+    cdef int rc
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_forward_f32(&s, <const float *>cnp.PyArray_DATA(x),
-                                       <const float *>cnp.PyArray_DATA(kernel),
-                                       <const float *>bp, relu,
-                                       <float *>cnp.PyArray_DATA(y), nt)
-            cf_call_end(&cs)
-    elif dt == np.float64:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_forward_f64(&s, <const double *>cnp.PyArray_DATA(x),
-                                       <const double *>cnp.PyArray_DATA(kernel),
-                                       <const double *>bp, relu,
-                                       <double *>cnp.PyArray_DATA(y), nt)
-            cf_call_end(&cs)
-    else:
-        raise TypeError(f"x: unsupported dtype {dt}")
+    with nogil:
+        cf_call_begin(&cs)
+        rc = cf_conv2d_forward_by_dtype(dt, &s, xp, kp, bp, relu, yp, nt)
+        cf_call_end(&cs)
     if rc != 0:
         raise MemoryError("cnnfast: could not allocate convolution workspace")
 
@@ -290,29 +298,21 @@ def conv2d_backward_input(cnp.ndarray dy, cnp.ndarray kernel, cnp.ndarray dx,
                           object spec):
     """dx (n, h, w, c) from dy (n, oh, ow, f) and kernel (kh, kw, c, f)."""
     cdef cf_conv2d_shape s = _conv_struct(spec)
+    cdef cf_dtype dt = _element_type(dy, "dy")
+    dtype = dy.dtype
+    _check(dy, dtype, (s.n, s.oh, s.ow, s.f), "dy")
+    _check(kernel, dtype, (s.kh, s.kw, s.c, s.f), "kernel")
+    _check_out(dx, dtype, (s.n, s.h, s.w, s.c), "dx")
+    cdef const void *dyp = _data(dy)
+    cdef const void *kp = _data(kernel)
+    cdef void *dxp = _data(dx)
     cdef int nt = cf_get_num_threads()
-    cdef int rc = 0
-    dt = dy.dtype
-    _check(dy, dt, (s.n, s.oh, s.ow, s.f), "dy")
-    _check(kernel, dt, (s.kh, s.kw, s.c, s.f), "kernel")
-    _check_out(dx, dt, (s.n, s.h, s.w, s.c), "dx")
+    cdef int rc
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_backward_input_f32(&s, <const float *>cnp.PyArray_DATA(dy),
-                                              <const float *>cnp.PyArray_DATA(kernel),
-                                              <float *>cnp.PyArray_DATA(dx), nt)
-            cf_call_end(&cs)
-    elif dt == np.float64:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_backward_input_f64(&s, <const double *>cnp.PyArray_DATA(dy),
-                                              <const double *>cnp.PyArray_DATA(kernel),
-                                              <double *>cnp.PyArray_DATA(dx), nt)
-            cf_call_end(&cs)
-    else:
-        raise TypeError(f"dy: unsupported dtype {dt}")
+    with nogil:
+        cf_call_begin(&cs)
+        rc = cf_conv2d_backward_input_by_dtype(dt, &s, dyp, kp, dxp, nt)
+        cf_call_end(&cs)
     if rc != 0:
         raise MemoryError("cnnfast: could not allocate convolution workspace")
 
@@ -321,37 +321,24 @@ def conv2d_backward_kernel(cnp.ndarray x, cnp.ndarray dy, cnp.ndarray dkernel,
                            object dbias, object spec):
     """dkernel (kh, kw, c, f) and dbias (f,) (or None) from x and dy."""
     cdef cf_conv2d_shape s = _conv_struct(spec)
-    cdef int nt = cf_get_num_threads()
-    cdef int rc = 0
-    cdef cnp.ndarray db
-    cdef void *dbp = NULL
-    dt = x.dtype
-    _check(x, dt, (s.n, s.h, s.w, s.c), "x")
-    _check(dy, dt, (s.n, s.oh, s.ow, s.f), "dy")
-    _check_out(dkernel, dt, (s.kh, s.kw, s.c, s.f), "dkernel")
+    cdef cf_dtype dt = _element_type(x, "x")
+    dtype = x.dtype
+    _check(x, dtype, (s.n, s.h, s.w, s.c), "x")
+    _check(dy, dtype, (s.n, s.oh, s.ow, s.f), "dy")
+    _check_out(dkernel, dtype, (s.kh, s.kw, s.c, s.f), "dkernel")
     if dbias is not None:
-        db = dbias
-        _check_out(db, dt, (s.f,), "dbias")
-        dbp = cnp.PyArray_DATA(db)
+        _check_out(dbias, dtype, (s.f,), "dbias")
+    cdef const void *xp = _data(x)
+    cdef const void *dyp = _data(dy)
+    cdef void *dkp = _data(dkernel)
+    cdef void *dbp = _data(dbias)
+    cdef int nt = cf_get_num_threads()
+    cdef int rc
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_backward_kernel_f32(&s, <const float *>cnp.PyArray_DATA(x),
-                                               <const float *>cnp.PyArray_DATA(dy),
-                                               <float *>cnp.PyArray_DATA(dkernel),
-                                               <float *>dbp, nt)
-            cf_call_end(&cs)
-    elif dt == np.float64:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_conv2d_backward_kernel_f64(&s, <const double *>cnp.PyArray_DATA(x),
-                                               <const double *>cnp.PyArray_DATA(dy),
-                                               <double *>cnp.PyArray_DATA(dkernel),
-                                               <double *>dbp, nt)
-            cf_call_end(&cs)
-    else:
-        raise TypeError(f"x: unsupported dtype {dt}")
+    with nogil:
+        cf_call_begin(&cs)
+        rc = cf_conv2d_backward_kernel_by_dtype(dt, &s, xp, dyp, dkp, dbp, nt)
+        cf_call_end(&cs)
     if rc != 0:
         raise MemoryError("cnnfast: could not allocate convolution workspace")
 
@@ -386,27 +373,18 @@ def gemm(cnp.ndarray a, cnp.ndarray b, cnp.ndarray c, bint accumulate, object bi
             or b.strides[1] % isz):
         raise ValueError("gemm: strides must be whole elements")
     cdef int64_t ldc = n
+    cdef cf_dtype edt = _element_type(c, "c")
+    cdef const void *ap = _data(a)
+    cdef const void *bmp = _data(b)
+    cdef void *cp = _data(c)
     cdef int nt = cf_get_num_threads()
-    cdef int rc = 0
+    cdef int rc
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_gemm_f32(m, n, k, <const float *>cnp.PyArray_DATA(a), a_is, a_ks,
-                             <const float *>cnp.PyArray_DATA(b), b_ks, b_js,
-                             <float *>cnp.PyArray_DATA(c), ldc, accumulate,
-                             <const float *>bp, relu, nt)
-            cf_call_end(&cs)
-    elif dt == np.float64:
-        with nogil:
-            cf_call_begin(&cs)
-            rc = cf_gemm_f64(m, n, k, <const double *>cnp.PyArray_DATA(a), a_is, a_ks,
-                             <const double *>cnp.PyArray_DATA(b), b_ks, b_js,
-                             <double *>cnp.PyArray_DATA(c), ldc, accumulate,
-                             <const double *>bp, relu, nt)
-            cf_call_end(&cs)
-    else:
-        raise TypeError(f"gemm: unsupported dtype {dt}")
+    with nogil:
+        cf_call_begin(&cs)
+        rc = cf_gemm_by_dtype(edt, m, n, k, ap, a_is, a_ks, bmp, b_ks, b_js, cp, ldc, accumulate,
+                              bp, relu, nt)
+        cf_call_end(&cs)
     if rc != 0:
         raise MemoryError("cnnfast: could not allocate matmul workspace")
 
@@ -423,21 +401,16 @@ def relu_mask(cnp.ndarray dy, cnp.ndarray y):
             raise ValueError("relu_mask: arrays must be aligned and C-contiguous")
     if not dy.flags.writeable:
         raise ValueError("relu_mask: dy is read-only")
+    cdef cf_dtype edt = _element_type(dy, "relu_mask: dy")
     cdef int64_t n = dy.size
+    cdef void *dyp = _data(dy)
+    cdef const void *yp = _data(y)
     cdef int nt = cf_get_num_threads()
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            cf_relu_mask_f32(n, <float *>cnp.PyArray_DATA(dy), <const float *>cnp.PyArray_DATA(y), nt)
-            cf_call_end(&cs)
-    elif dt == np.float64:
-        with nogil:
-            cf_call_begin(&cs)
-            cf_relu_mask_f64(n, <double *>cnp.PyArray_DATA(dy), <const double *>cnp.PyArray_DATA(y), nt)
-            cf_call_end(&cs)
-    else:
-        raise TypeError(f"relu_mask: unsupported dtype {dt}")
+    with nogil:
+        cf_call_begin(&cs)
+        cf_relu_mask_by_dtype(edt, n, dyp, yp, nt)
+        cf_call_end(&cs)
 
 
 def dropout(cnp.ndarray x, uint64_t key, double rate, cnp.ndarray y, cnp.ndarray mask):
@@ -456,25 +429,17 @@ def dropout(cnp.ndarray x, uint64_t key, double rate, cnp.ndarray y, cnp.ndarray
     for a in (x, y, mask):
         if not a.flags.c_contiguous or not a.flags.aligned:
             raise ValueError("dropout: arrays must be aligned and C-contiguous")
+    cdef cf_dtype edt = _element_type(x, "dropout: x")
     cdef int64_t n = x.size
+    cdef const void *xp = _data(x)
+    cdef void *yp = _data(y)
+    cdef void *mp = _data(mask)
     cdef int nt = cf_get_num_threads()
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            cf_dropout_f32(n, key, rate, <float>(1.0 / (1.0 - rate)),
-                           <const float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(y),
-                           <float *>cnp.PyArray_DATA(mask), nt)
-            cf_call_end(&cs)
-    elif dt == np.float64:
-        with nogil:
-            cf_call_begin(&cs)
-            cf_dropout_f64(n, key, rate, 1.0 / (1.0 - rate),
-                           <const double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(y),
-                           <double *>cnp.PyArray_DATA(mask), nt)
-            cf_call_end(&cs)
-    else:
-        raise TypeError(f"dropout: unsupported dtype {dt}")
+    with nogil:
+        cf_call_begin(&cs)
+        cf_dropout_by_dtype(edt, n, key, rate, xp, yp, mp, nt)
+        cf_call_end(&cs)
 
 
 def softmax_xent(cnp.ndarray z, cnp.ndarray y, object probs, cnp.ndarray grad):
@@ -500,25 +465,18 @@ def softmax_xent(cnp.ndarray z, cnp.ndarray y, object probs, cnp.ndarray grad):
             raise ValueError(f"softmax_xent: {name} must be aligned and C-contiguous")
     if not grad.flags.writeable:
         raise ValueError("softmax_xent: grad is read-only")
+    cdef cf_dtype edt = _element_type(z, "softmax_xent: logits")
     cdef int64_t n = z.shape[0], k = z.shape[1]
+    cdef const void *zp = _data(z)
+    cdef const void *yp = _data(y)
+    cdef const void *pp = _data(p)
+    cdef void *gp = _data(grad)
     cdef double loss
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            loss = cf_softmax_xent_f32(n, k, <const float *>cnp.PyArray_DATA(z),
-                                       <const float *>cnp.PyArray_DATA(y),
-                                       <const float *>(cnp.PyArray_DATA(p) if p is not None else NULL),
-                                       <float *>cnp.PyArray_DATA(grad))
-            cf_call_end(&cs)
-    else:
-        with nogil:
-            cf_call_begin(&cs)
-            loss = cf_softmax_xent_f64(n, k, <const double *>cnp.PyArray_DATA(z),
-                                       <const double *>cnp.PyArray_DATA(y),
-                                       <const double *>(cnp.PyArray_DATA(p) if p is not None else NULL),
-                                       <double *>cnp.PyArray_DATA(grad))
-            cf_call_end(&cs)
+    with nogil:
+        cf_call_begin(&cs)
+        loss = cf_softmax_xent_by_dtype(edt, n, k, zp, yp, pp, gp)
+        cf_call_end(&cs)
     return loss
 
 
@@ -537,25 +495,18 @@ def adam_update(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v,
     for a, name in ((p, "p"), (m, "m"), (v, "v")):
         if not a.flags.writeable:
             raise ValueError(f"adam_update: {name} is read-only")
+    cdef cf_dtype edt = _element_type(p, "adam_update: p")
     cdef int64_t n = p.size
+    cdef void *pp = _data(p)
+    cdef const void *gp = _data(g)
+    cdef void *mp = _data(m)
+    cdef void *vp = _data(v)
     cdef int nt = cf_get_num_threads()
     cdef cf_call_state cs
-    if dt == np.float32:
-        with nogil:
-            cf_call_begin(&cs)
-            cf_adam_f32(n, <float *>cnp.PyArray_DATA(p), <const float *>cnp.PyArray_DATA(g),
-                        <float *>cnp.PyArray_DATA(m), <float *>cnp.PyArray_DATA(v),
-                        <float>alpha, <float>one_minus_b1, <float>one_minus_b2, <float>eps, nt)
-            cf_call_end(&cs)
-    elif dt == np.float64:
-        with nogil:
-            cf_call_begin(&cs)
-            cf_adam_f64(n, <double *>cnp.PyArray_DATA(p), <const double *>cnp.PyArray_DATA(g),
-                        <double *>cnp.PyArray_DATA(m), <double *>cnp.PyArray_DATA(v),
-                        alpha, one_minus_b1, one_minus_b2, eps, nt)
-            cf_call_end(&cs)
-    else:
-        raise TypeError(f"adam_update: unsupported dtype {dt}")
+    with nogil:
+        cf_call_begin(&cs)
+        cf_adam_by_dtype(edt, n, pp, gp, mp, vp, alpha, one_minus_b1, one_minus_b2, eps, nt)
+        cf_call_end(&cs)
 
 
 # ---------------------------------------------------------------- pooling --

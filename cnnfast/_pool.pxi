@@ -1,38 +1,13 @@
 # Pooling wrappers, included into _kernels.pyx (``include "_pool.pxi"``).
 #
-# cnnfast.ops validates the user's arguments and allocates the outputs; these
-# wrappers re-check only what memory safety needs: dtypes, C-contiguity, 4-D
-# shapes that agree with each other, and a window geometry under which every
-# window holds an in-bounds cell (the C kernels read the first in-bounds cell
-# of each window unconditionally). Then they release the GIL and call C.
+# cnnfast.ops validates the user's arguments, resolves the pooling once
+# (cnnfast._spec.PoolSpec) and allocates the outputs; these wrappers copy the
+# spec into the C struct and re-check only what memory safety needs: dtypes,
+# C-contiguity, arrays of the spec's shapes, and (in C, geometry.h) a window
+# geometry under which every window holds an in-bounds cell. Then they release
+# the GIL and call C.
 
-from libc.stdint cimport int32_t, int64_t
-
-cimport numpy as cnp
-
-cdef extern from "pool2d.h" nogil:
-    enum: CF_POOL_MAX, CF_POOL_AVG, CF_POOL_MIN
-    ctypedef struct cf_pool2d_shape:
-        int64_t n, h, w, c
-        int64_t oh, ow
-        int64_t kh, kw
-        int64_t sh, sw
-        int64_t pt, pl
-    void cf_pool2d_forward_f32(const cf_pool2d_shape *s, int mode, const float *x,
-                               float *y, int32_t *argmax, int nthreads)
-    void cf_pool2d_forward_f64(const cf_pool2d_shape *s, int mode, const double *x,
-                               double *y, int32_t *argmax, int nthreads)
-    int64_t cf_pool2d_backward_f32(const cf_pool2d_shape *s, int mode, const float *dy,
-                                   const float *x, const int32_t *argmax, float *dx,
-                                   int count_strays, int nthreads)
-    int64_t cf_pool2d_backward_f64(const cf_pool2d_shape *s, int mode, const double *dy,
-                                   const double *x, const int32_t *argmax, double *dx,
-                                   int count_strays, int nthreads)
-    int64_t cf_pool2d_first_stray_index(const cf_pool2d_shape *s, const int32_t *argmax,
-                                        int nthreads)
-
-cdef extern from "threads.h" nogil:
-    int cf_get_num_threads()
+# (the pool2d.h struct and the kernels' dispatch entries are declared in _kernels.pyx)
 
 cdef extern from "geometry.h" nogil:
     const char *cf_pool2d_shape_error(const cf_pool2d_shape *p, int mode)
@@ -123,20 +98,15 @@ def pool2d_forward(x, y, argmax, object spec):
                 f"indices: shape {(<object>aa).shape} differs from y's {(<object>ya).shape}"
             )
         ap = <int32_t *>cnp.PyArray_DATA(aa)
+    cdef cf_dtype dt = _element_type(xa, "x")
     cdef int nt = cf_get_num_threads()
-    cdef void *xp = cnp.PyArray_DATA(xa)
+    cdef const void *xp = cnp.PyArray_DATA(xa)
     cdef void *yp = cnp.PyArray_DATA(ya)
     cdef cf_call_state cs
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            cf_call_begin(&cs)
-            cf_pool2d_forward_f32(&s, mode, <const float *>xp, <float *>yp, ap, nt)
-            cf_call_end(&cs)
-    else:
-        with nogil:
-            cf_call_begin(&cs)
-            cf_pool2d_forward_f64(&s, mode, <const double *>xp, <double *>yp, ap, nt)
-            cf_call_end(&cs)
+    with nogil:
+        cf_call_begin(&cs)
+        cf_pool2d_forward_by_dtype(dt, &s, mode, xp, yp, ap, nt)
+        cf_call_end(&cs)
 
 
 def pool2d_backward(dy, x, argmax, dx, object spec, bint count_strays=False):
@@ -175,24 +145,16 @@ def pool2d_backward(dy, x, argmax, dx, object spec, bint count_strays=False):
                     f"x: shape {(<object>xa).shape} differs from dx's {(<object>dxa).shape}"
                 )
             xp = cnp.PyArray_DATA(xa)
+    cdef cf_dtype dt = _element_type(dya, "dy")
     cdef int nt = cf_get_num_threads()
-    cdef void *dyp = cnp.PyArray_DATA(dya)
+    cdef const void *dyp = cnp.PyArray_DATA(dya)
     cdef void *dxp = cnp.PyArray_DATA(dxa)
     cdef int64_t stray
     cdef cf_call_state cs
-    if t == cnp.NPY_FLOAT32:
-        with nogil:
-            cf_call_begin(&cs)
-            stray = cf_pool2d_backward_f32(&s, mode, <const float *>dyp, <const float *>xp,
-                                           ap, <float *>dxp, count_strays, nt)
-            cf_call_end(&cs)
-    else:
-        with nogil:
-            cf_call_begin(&cs)
-            stray = cf_pool2d_backward_f64(&s, mode, <const double *>dyp,
-                                           <const double *>xp, ap, <double *>dxp,
-                                           count_strays, nt)
-            cf_call_end(&cs)
+    with nogil:
+        cf_call_begin(&cs)
+        stray = cf_pool2d_backward_by_dtype(dt, &s, mode, dyp, xp, ap, dxp, count_strays, nt)
+        cf_call_end(&cs)
     return int(stray)
 
 
