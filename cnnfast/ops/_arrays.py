@@ -37,13 +37,41 @@ def empty_aligned(shape: int | tuple[int, ...], dtype: Any = np.float32,
 
 # ----------------------------------------------------------------- checks --
 
+_DLPACK_CPU = 1  # kDLCPU in DLPack's device enumeration
+
+
+def _from_dlpack(a: Any, name: str) -> np.ndarray:
+    """A CPU tensor of another library (torch, JAX, CuPy...) as a numpy array that
+    shares its memory (``np.from_dlpack``): no copy where the layout allows."""
+    if getattr(a, "requires_grad", False):
+        raise TypeError(
+            f"{name} is a tensor that requires grad: cnnfast's functional API computes on "
+            f"plain arrays; pass {name}.detach(), or use cnnfast.torch for autograd"
+        )
+    device = a.__dlpack_device__() if hasattr(a, "__dlpack_device__") else None
+    if device is not None and int(device[0]) != _DLPACK_CPU:
+        raise TypeError(
+            f"{name} lives on a non-CPU device (DLPack device {tuple(device)}): cnnfast "
+            f"computes on the CPU; copy it there first (e.g. {name}.cpu())"
+        )
+    try:
+        return np.from_dlpack(a)
+    except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+        raise TypeError(f"{name} could not be read through DLPack: {exc}") from None
+
+
 def _as_real_array(a: Any, name: str) -> np.ndarray:
     if a is None:
         raise TypeError(f"{name} must be an array of real numbers, got None")
-    try:
-        arr = np.asarray(a)
-    except ValueError as exc:  # ragged nested sequences
-        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    if type(a) is np.ndarray:
+        arr = a  # the usual case
+    elif hasattr(a, "__dlpack__") and not isinstance(a, np.ndarray):
+        arr = _from_dlpack(a, name)
+    else:
+        try:
+            arr = np.asarray(a)
+        except ValueError as exc:  # ragged nested sequences
+            raise ValueError(f"{name} could not be converted to an array: {exc}") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(
             f"{name} must hold real numbers (float32/float64, or integers), "
