@@ -1,4 +1,5 @@
-"""The README's functional-API and threads examples run as written."""
+"""The README's functional-API and threads examples, and the full functional-API example of
+notes/functional-api.md, run as written."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+FUNCTIONAL_NOTES = ROOT / "notes" / "functional-api.md"
 
 
-def _python_blocks() -> list[str]:
-    if not README.exists():
-        pytest.skip("README.md is not next to the tests (installed without the source tree)")
-    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+def _python_blocks(path: Path = README) -> list[str]:
+    if not path.exists():
+        pytest.skip(f"{path.name} is not next to the tests (installed without the source tree)")
+    return re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
 
 
 def test_functional_and_threads_examples_run():
@@ -28,3 +31,9 @@ def test_functional_and_threads_examples_run():
         import cnnfast
 
         cnnfast.set_num_threads(None)
+
+
+def test_functional_notes_example_runs():
+    blocks = _python_blocks(FUNCTIONAL_NOTES)
+    example = next(b for b in blocks if "cnnfast.conv2d_pool2d_backward(" in b)
+    exec(compile(example, "notes/functional-api.md example", "exec"), {})
