@@ -70,7 +70,7 @@ def _models() -> dict[str, callable]:
             Dense(5, activation="softmax"),
         ]),
         "last_even_same_stride2": lambda: Sequential([
-            Conv2D(3, (4, 2), strides=2, padding="same", input_shape=(8, 6, 1)),
+            Conv2D(3, (3, 4), strides=2, padding="same", input_shape=(8, 6, 1)),
             MaxPooling2D(3, strides=2, padding="same"),
             Flatten(),
             Dense(3),
@@ -225,6 +225,12 @@ def test_same_pads_are_explicit_and_bottom_right(tmp_path):
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in pool.attribute}
     # 4x5 input, pool 2 stride 2: rows need no pad, columns one on the right
     assert attrs["pads"] == [0, 0, 0, 1]
+    conv = next(n for n in to_onnx(_models()["last_even_same_stride2"]()).graph.node
+                if n.op_type == "Conv")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+    # 8 rows, k 3, s 2: total 1 -> (0, 1), the odd pixel at the bottom; 6 columns, k 4:
+    # total 2 -> (1, 1). ONNX order: [top, left, bottom, right]
+    assert attrs["pads"] == [0, 1, 1, 1]
 
 
 def test_average_pool_excludes_pads(tmp_path):
