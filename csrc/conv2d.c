@@ -58,6 +58,14 @@ static int64_t cf_dw_chunks(int64_t items, int64_t want, int64_t partial, int64_
     return (items + *chunk - 1) / *chunk;
 }
 
+/* The drivers, one instantiation per element type: conv2d_common_impl.h
+ * (padding, im2col, unpooling), then the forward, the input gradient, the
+ * kernel gradient and the fused convolution + pooling entry points, each
+ * using the ones before it. CV_FN(name) is name_f32 / name_f64. */
+#define CV_CAT2(a, b) a##_##b
+#define CV_CAT(a, b) CV_CAT2(a, b)
+#define CV_FN(name) CV_CAT(name, CV_SFX)
+
 #define CV_T float
 #define CV_SFX f32
 #define CV_UK cf_ukernel_f32
@@ -66,7 +74,10 @@ static int64_t cf_dw_chunks(int64_t items, int64_t want, int64_t partial, int64_
 #define CF_POOL_BWD cf_pool2d_backward_f32
 #define CF_POOL_BAND_FWD cf_pool2d_band_forward_f32
 #define CF_POOL_BAND_BWD cf_pool2d_band_backward_f32
-#include "conv2d_impl.h"
+#include "conv2d_common_impl.h"
+#include "conv2d_forward_impl.h"
+#include "conv2d_input_grad_impl.h"
+#include "conv2d_kernel_grad_impl.h"
 #include "conv2d_pool_impl.h"
 #undef CF_POOL_FWD
 #undef CF_POOL_BWD
@@ -85,7 +96,10 @@ static int64_t cf_dw_chunks(int64_t items, int64_t want, int64_t partial, int64_
 #define CF_POOL_BWD cf_pool2d_backward_f64
 #define CF_POOL_BAND_FWD cf_pool2d_band_forward_f64
 #define CF_POOL_BAND_BWD cf_pool2d_band_backward_f64
-#include "conv2d_impl.h"
+#include "conv2d_common_impl.h"
+#include "conv2d_forward_impl.h"
+#include "conv2d_input_grad_impl.h"
+#include "conv2d_kernel_grad_impl.h"
 #include "conv2d_pool_impl.h"
 #undef CF_POOL_FWD
 #undef CF_POOL_BWD
@@ -95,3 +109,7 @@ static int64_t cf_dw_chunks(int64_t items, int64_t want, int64_t partial, int64_
 #undef CV_SFX
 #undef CV_UK
 #undef CV_SELECT
+
+#undef CV_FN
+#undef CV_CAT
+#undef CV_CAT2

@@ -1,21 +1,17 @@
 /* Fused convolution + max/min pooling entry points for one element type;
- * see conv2d.h for the contract. Instantiated by conv2d.c after
- * conv2d_impl.h, whose drivers do the work, with the same macros.
+ * see conv2d.h for the contract. Instantiated by conv2d.c after the
+ * conv2d_*_impl.h drivers, which do the work, with the same macros.
  *
  * Why: a convolution followed by pooling writes its whole output (12.8 MB
  * for the MNIST model's first layer at batch 128) only for the pooling to read
  * it back, and the backward pass writes the unpooled gradient of the same size
  * only for the kernel gradient to read it back. Here the forward driver
- * (conv2d_impl.h's forward_src with a pool_out) makes the convolution output
+ * (conv2d_forward_impl.h's forward_src with a pool_out) makes the convolution output
  * one pooling band (kh rows) at a time in per-thread scratch and pools it at
  * once; rows in no pooling window are never computed. The backward unpools
  * one block of rows at a time in front of the kernel-gradient micro-kernel
  * and, for stride-1 convolutions, one image at a time as the input
- * gradient's forward convolution pads it (conv2d_impl.h's dy_source). */
-
-#define CV_CAT2(a, b) a##_##b
-#define CV_CAT(a, b) CV_CAT2(a, b)
-#define CV_FN(name) CV_CAT(name, CV_SFX)
+ * gradient's forward convolution pads it (conv2d_common_impl.h's dy_source). */
 
 int CV_FN(cf_conv2d_pool_forward)(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
                                   int mode, const CV_T *x, const CV_T *kernel,
@@ -67,7 +63,3 @@ int CV_FN(cf_conv2d_pool_backward)(const cf_conv2d_shape *s, const cf_pool2d_sha
     free(dy);
     return rc;
 }
-
-#undef CV_FN
-#undef CV_CAT
-#undef CV_CAT2
