@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocking.h"
 #include "cpu_features.h"
 #include "pool2d.h"
 #include "prefetch.h"
@@ -12,35 +13,6 @@
 #include "threads.h"
 #include "ukernel.h"
 #include "workspace.h"
-
-/* Tunables (measured on a 2-core AVX-512 machine; see the benchmark notes):
- * micro-panels per backward-input tile, kernel-gradient chunking. */
-#define CF_CONV_TILE_PANELS 8
-#define CF_CONV_NARROW_MAX_F 4
-/* filters from which the forward uses the 6 x 64 tile (AVX-512 float32) */
-#define CF_CONV_WIDE_MIN_F 48
-/* scratch for the convolution rows of a group of pooled rows (fused pooling) */
-#define CF_CONV_BAND_BYTES (int64_t)(96 * 1024)
-/* elements a padded image copy may exceed 4x the input by before the
- * im2col path is used instead */
-#define CF_CONV_PAD_ALLOWANCE (int64_t)(1 << 20)
-#define CF_CONV_DW_CHUNK 512
-#define CF_CONV_DW_DIRECT_MIN_N 4
-#define CF_CONV_DW_BLOCK_PIXELS 512
-/* strided input gradients by phases up to this many (sh * sw) */
-#define CF_CONV_MAX_PHASES 16
-#define CF_CONV_DW_MAX_CHUNKS 32
-#define CF_CONV_DW_MAX_PARTIAL (int64_t)(16 * 1024 * 1024)
-/* output pixels a kernel-gradient chunk covers at least (whole images): each
- * chunk's partial is written and read back once, so small images make few,
- * larger chunks (conv b: 8 images of 14 x 14, 16 chunks instead of 32, +5%
- * at 2 threads, +7% on one core; d +2-6%) */
-#define CF_CONV_DW_MIN_PIXELS 1536
-/* Prefetch the next image of a kernel-gradient chunk (prefetch.h) when its
- * inputs take at most this many bytes and each image makes at least this
- * many tile calls to spread the requests over. */
-#define CF_CONV_DW_PREFETCH_MAX_BYTES (int64_t)(256 * 1024)
-#define CF_CONV_DW_PREFETCH_MIN_CALLS 16
 
 /* Split `items` (images or pixels) into at most `want` chunks (also capped by
  * CF_CONV_DW_MAX_CHUNKS and by the memory of one `partial`-element partial

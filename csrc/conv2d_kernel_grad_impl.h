@@ -21,7 +21,7 @@ static void CV_FN(reduce_partials)(const CV_T *part, int64_t nchunks, int64_t kf
     /* Blocks of elements, each summed over the chunks in chunk order (the
      * same order, hence the same bits, for any thread count): one contiguous
      * pass per chunk instead of a strided gather per element. */
-    enum { RBLK = 512 };
+    enum { RBLK = CF_CONV_DW_REDUCE_BLOCK };
     const int64_t total = kf + f, nblk = (total + RBLK - 1) / RBLK;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -75,17 +75,18 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
      * - the 6 x 64 tile when at least 48 filters fill it;
      * - the 10 x 32 one when it holds all K rows (a 3x3 kernel on 1
      *   channel); else the 14 x 32 one. */
-    const int krow = uk->krow != NULL && s->dw == 1 && C <= 32 &&
-                     s->kw * C > 64;
+    const int krow = uk->krow != NULL && s->dw == 1 && C <= CF_CONV_DW_KROW_MAX_C &&
+                     s->kw * C > CF_CONV_DW_KROW_MIN_ROW;
     const int64_t rowlen = s->kw * C, nseg = (rowlen + CF_UKERNEL_KROW_LEN - 1) / CF_UKERNEL_KROW_LEN;
-    const int t16 = !krow && uk->taps16 != NULL && C % CF_UKERNEL_T16 == 0 && (C <= 32 || F < 48);
-    const int wide = !krow && !t16 && uk->taps_wide != NULL && F >= 48;
+    const int t16 = !krow && uk->taps16 != NULL && C % CF_UKERNEL_CHANNEL_BLOCK == 0 &&
+                    (C <= CF_CONV_DW_CHANNEL_BLOCK_MAX_C || F < CF_CONV_DW_WIDE_MIN_F);
+    const int wide = !krow && !t16 && uk->taps_wide != NULL && F >= CF_CONV_DW_WIDE_MIN_F;
     const int shrt = !krow && !t16 && !wide && uk->taps_short != NULL && K <= CF_UKERNEL_SHORT_MR;
-    const int64_t MR = t16    ? CF_UKERNEL_T16
+    const int64_t MR = t16    ? CF_UKERNEL_CHANNEL_BLOCK
                        : wide ? CF_UKERNEL_WIDE_MR
                        : shrt ? CF_UKERNEL_SHORT_MR
                               : uk->mr;
-    const int64_t NR = t16 ? CF_UKERNEL_T16 : wide ? 2 * uk->nr : uk->nr;
+    const int64_t NR = t16 ? CF_UKERNEL_CHANNEL_BLOCK : wide ? 2 * uk->nr : uk->nr;
     const CV_CAT(CV_CAT(cf_ukernel_taps, CV_SFX), fn) taps =
         t16 ? uk->taps16 : wide ? uk->taps_wide : shrt ? uk->taps_short : uk->taps;
     /* The bias gradient rides in a spare row of the last block of rows of
@@ -287,10 +288,12 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
     int64_t chunk;
     const int64_t nchunks = cf_dw_chunks(P, (P + CF_CONV_DW_CHUNK - 1) / CF_CONV_DW_CHUNK,
                                          KF + F, &chunk);
-    /* Pixels per im2col sub-tile: about 512 KiB of patches, in L2. */
+    /* Pixels per im2col sub-tile: about 512 KiB of float32 patches, in L2. */
     const int64_t K1 = K + 1; /* im2col rows carry a ones column for dbias */
-    int64_t SP = (int64_t)(131072 / K1);
-    SP = SP < 32 ? 32 : SP > 512 ? 512 : SP;
+    int64_t SP = (int64_t)(CF_CONV_DW_IM2COL_ELEMS / K1);
+    SP = SP < CF_CONV_DW_IM2COL_MIN_PIXELS   ? CF_CONV_DW_IM2COL_MIN_PIXELS
+         : SP > CF_CONV_DW_IM2COL_MAX_PIXELS ? CF_CONV_DW_IM2COL_MAX_PIXELS
+                                             : SP;
 
     CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (KF + F)) * sizeof(CV_T));
     if (part == NULL)

@@ -13,8 +13,8 @@
 /* ------------------------------------------------------------------------ */
 /* Portable scalar kernels: the readable definition and the fallback.       */
 
-#define SC_MR 4
-#define SC_NR 8
+#define SC_MR CF_SCALAR_MR
+#define SC_NR CF_SCALAR_NR
 
 #define DEFINE_SCALAR_UKERNEL(NAME, T)                                              \
     static void NAME(int64_t kc, const T *restrict a, int64_t a_ks,                 \
@@ -133,6 +133,13 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #define UK_UNROLL4
 #endif
 
+/* Compile-time checks that the X-macro row lists below have the lengths
+ * blocking.h gives their tiles: UK_COUNT_ROWS(LIST) is the list's length. */
+#define UK_COUNT_ONE(i) +1
+#define UK_COUNT_ROWS(LIST) (0 LIST(UK_COUNT_ONE))
+#define UK_CHECK_ROWS(name, LIST, n) typedef char name[UK_COUNT_ROWS(LIST) == (n) ? 1 : -1];
+#define UK_CHECK_ROWS_HERE(LIST, n) (void)sizeof(char[UK_COUNT_ROWS(LIST) == (n) ? 1 : -1])
+
 /* ------------------------------------------------------------------------ */
 /* AVX-512: 14 x 32 (f32) / 14 x 16 (f64) tiles: 28 zmm accumulators, two B  */
 /* vectors per k step, A broadcast straight from memory.                    */
@@ -157,6 +164,7 @@ AVX512_TARGET static void ukt16_avx512_f32(int64_t nrows, int64_t kc, const int6
     const float *a0 = a + off[0];
 #define T16_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
 #define T16_DECL(i) __m512 c##i = _mm512_setzero_ps();
+    UK_CHECK_ROWS_HERE(T16_ROWS, CF_UKERNEL_CHANNEL_BLOCK);
     T16_ROWS(T16_DECL)
 #undef T16_DECL
 #define T16_STEP(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(ak[i]), d, c##i);
@@ -217,6 +225,7 @@ AVX512_TARGET static void ukkr_avx512_f32(int64_t nrows, int64_t kc, const float
     __m512 c##f##_0 = _mm512_setzero_ps(), c##f##_1 = _mm512_setzero_ps(),     \
            c##f##_2 = _mm512_setzero_ps(), c##f##_3 = _mm512_setzero_ps(),     \
            c##f##_4 = _mm512_setzero_ps(), c##f##_5 = _mm512_setzero_ps();
+    UK_CHECK_ROWS_HERE(KR_FILTERS, CF_UKERNEL_KROW_NF);
     KR_FILTERS(KR_DECL)
 #undef KR_DECL
     const int64_t fo0 = 0, fo1 = f1, fo2 = f2, fo3 = f3;
@@ -244,7 +253,7 @@ AVX512_TARGET static void ukkr_avx512_f32(int64_t nrows, int64_t kc, const float
 #define KR_LOADF(p, mk) _mm512_loadu_ps(p)
 #define KR_LOADM(p, mk) _mm512_maskz_loadu_ps((mk), (p))
     const float *bk = b;
-    if (len == 96) {
+    if (len == CF_UKERNEL_KROW_LEN) {
         KR_LOOP(KR_LOADF)
     } else {
         KR_LOOP(KR_LOADM)
@@ -295,6 +304,7 @@ AVX512_TARGET static void ukdw_avx512_f32(int64_t ntaps, const int64_t *restrict
     __m512 c##i##_0 = _mm512_setzero_ps(), c##i##_1 = _mm512_setzero_ps(),     \
            c##i##_2 = _mm512_setzero_ps(), c##i##_3 = _mm512_setzero_ps();     \
     const int64_t o##i = px_off[i];
+    UK_CHECK_ROWS_HERE(DW_ROWS, CF_UKERNEL_WIDE_MR);
     DW_ROWS(DW_DECL)
 #undef DW_DECL
     /* the sum goes on from y's values: blocks of a split reduction round
@@ -397,6 +407,7 @@ AVX512_TARGET static void ukpt_avx512_f32(int64_t kc, int64_t nr, const float *r
 #define UK_NAME uk_avx512_f32
 #define UK_T float
 #define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+UK_CHECK_ROWS(uk_rows_check_avx512, UK_ROWS, CF_AVX512_MR)
 #define UK_VW 16
 #define UK_V __m512
 #define UK_M __mmask16
@@ -417,6 +428,7 @@ AVX512_TARGET static void ukpt_avx512_f32(int64_t kc, int64_t nr, const float *r
  * (3x3 kernels on 1 channel) would leave 5 of 14 rows idle */
 #undef UK_ROWS
 #define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9)
+UK_CHECK_ROWS(uk_rows_check_avx512_short, UK_ROWS, CF_UKERNEL_SHORT_MR)
 #define UK_TNAME ukts_avx512_f32
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
@@ -575,6 +587,7 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #define UK_NAME uk_avx2_f32
 #define UK_T float
 #define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+UK_CHECK_ROWS(uk_rows_check_avx2, UK_ROWS, CF_AVX2_MR)
 #define UK_VW 8
 #define UK_V __m256
 #define UK_M __m256i
@@ -639,38 +652,63 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 
 #endif /* CF_HAVE_X86_DISPATCH */
 
+/* ------------------------------------------------------------------------ */
+/* The micro-kernel tables: which kernel of each family runs at each SIMD    */
+/* level (NULL: none at that level; the drivers then take another tile).     */
+/* Tile sizes come from blocking.h; levels the build cannot produce fall     */
+/* back to the highest one it has.                                           */
+
+static const cf_ukernel_f32 uk_table_f32[] = {
+    [CF_SIMD_SCALAR] = {.fn = uk_scalar_f32, .direct = ukd_scalar_f32, .narrow = NULL,
+                        .taps = ukt_scalar_f32, .taps_wide = NULL, .taps_short = NULL,
+                        .taps16 = NULL, .krow = NULL, .colsum = ukc_scalar_f32,
+                        .direct_wide = NULL, .pack_t = NULL,
+                        .mr = CF_SCALAR_MR, .nr = CF_SCALAR_NR, .vw = CF_SCALAR_VW},
+#if CF_HAVE_X86_DISPATCH
+    [CF_SIMD_AVX2] = {.fn = uk_avx2_f32, .direct = ukd_avx2_f32, .narrow = NULL,
+                      .taps = ukt_avx2_f32, .taps_wide = NULL, .taps_short = NULL,
+                      .taps16 = NULL, .krow = NULL, .colsum = ukc_avx2_f32,
+                      .direct_wide = NULL, .pack_t = NULL,
+                      .mr = CF_AVX2_MR, .nr = CF_AVX2_NR_F32, .vw = CF_AVX2_VW_F32},
+    [CF_SIMD_AVX512] = {.fn = uk_avx512_f32, .direct = ukd_avx512_f32, .narrow = ukn_avx512_f32,
+                        .taps = ukt_avx512_f32, .taps_wide = uktw_avx512_f32,
+                        .taps_short = ukts_avx512_f32, .taps16 = ukt16_avx512_f32,
+                        .krow = ukkr_avx512_f32, .colsum = ukc_avx512_f32,
+                        .direct_wide = ukdw_avx512_f32, .pack_t = ukpt_avx512_f32,
+                        .mr = CF_AVX512_MR, .nr = CF_AVX512_NR_F32, .vw = CF_AVX512_VW_F32},
+#endif
+};
+
+static const cf_ukernel_f64 uk_table_f64[] = {
+    [CF_SIMD_SCALAR] = {.fn = uk_scalar_f64, .direct = ukd_scalar_f64, .narrow = NULL,
+                        .taps = ukt_scalar_f64, .taps_wide = NULL, .taps_short = NULL,
+                        .taps16 = NULL, .krow = NULL, .colsum = ukc_scalar_f64,
+                        .direct_wide = NULL, .pack_t = NULL,
+                        .mr = CF_SCALAR_MR, .nr = CF_SCALAR_NR, .vw = CF_SCALAR_VW},
+#if CF_HAVE_X86_DISPATCH
+    [CF_SIMD_AVX2] = {.fn = uk_avx2_f64, .direct = ukd_avx2_f64, .narrow = NULL,
+                      .taps = ukt_avx2_f64, .taps_wide = NULL, .taps_short = NULL,
+                      .taps16 = NULL, .krow = NULL, .colsum = ukc_avx2_f64,
+                      .direct_wide = NULL, .pack_t = NULL,
+                      .mr = CF_AVX2_MR, .nr = CF_AVX2_NR_F64, .vw = CF_AVX2_VW_F64},
+    [CF_SIMD_AVX512] = {.fn = uk_avx512_f64, .direct = ukd_avx512_f64, .narrow = ukn_avx512_f64,
+                        .taps = ukt_avx512_f64, .taps_wide = uktw_avx512_f64,
+                        .taps_short = ukts_avx512_f64, .taps16 = NULL, .krow = NULL,
+                        .colsum = ukc_avx512_f64, .direct_wide = NULL, .pack_t = NULL,
+                        .mr = CF_AVX512_MR, .nr = CF_AVX512_NR_F64, .vw = CF_AVX512_VW_F64},
+#endif
+};
+
+#define UK_TABLE_TOP(t) ((int)(sizeof(t) / sizeof((t)[0])) - 1)
+
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
-    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, NULL, NULL, NULL, ukc_scalar_f32, NULL, NULL, SC_MR, SC_NR, 1};
-#if CF_HAVE_X86_DISPATCH
-    if (level >= CF_SIMD_AVX512) {
-        k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.narrow = ukn_avx512_f32;
-        k.taps = ukt_avx512_f32; k.taps_short = ukts_avx512_f32; k.taps16 = ukt16_avx512_f32; k.krow = ukkr_avx512_f32; k.colsum = ukc_avx512_f32;
-        k.taps_wide = uktw_avx512_f32; k.direct_wide = ukdw_avx512_f32; k.pack_t = ukpt_avx512_f32;
-        k.vw = 16; k.mr = 14; k.nr = 32;
-    } else if (level >= CF_SIMD_AVX2) {
-        k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.taps = ukt_avx2_f32; k.colsum = ukc_avx2_f32; k.mr = 6; k.nr = 16;
-    }
-#else
-    (void)level;
-#endif
-    return k;
+    const int top = UK_TABLE_TOP(uk_table_f32);
+    return uk_table_f32[level < 0 ? 0 : level > top ? top : level];
 }
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
-    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, NULL, NULL, NULL, ukc_scalar_f64, NULL, NULL, SC_MR, SC_NR, 1};
-#if CF_HAVE_X86_DISPATCH
-    if (level >= CF_SIMD_AVX512) {
-        k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.narrow = ukn_avx512_f64;
-        k.taps = ukt_avx512_f64; k.taps_short = ukts_avx512_f64; k.colsum = ukc_avx512_f64;
-        k.taps_wide = uktw_avx512_f64;
-        k.vw = 8; k.mr = 14; k.nr = 16;
-    } else if (level >= CF_SIMD_AVX2) {
-        k.fn = uk_avx2_f64; k.direct = ukd_avx2_f64; k.taps = ukt_avx2_f64; k.colsum = ukc_avx2_f64; k.mr = 6; k.nr = 8;
-    }
-#else
-    (void)level;
-#endif
-    return k;
+    const int top = UK_TABLE_TOP(uk_table_f64);
+    return uk_table_f64[level < 0 ? 0 : level > top ? top : level];
 }
