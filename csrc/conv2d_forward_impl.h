@@ -116,7 +116,7 @@ static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
 #endif
     {
         CF_REGION_FP_ENTER();
-        CV_T *col = (CV_T *)cf_workspace_or_flag(0, (size_t)((MT + MR) * K1) * sizeof(CV_T), &failed);
+        CV_T *col = (CV_T *)cf_workspace_or_flag(CF_WS_IM2COL_TILE, (size_t)((MT + MR) * K1) * sizeof(CV_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
@@ -144,13 +144,14 @@ static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
 }
 
 /* Everything direct_row needs that depends on the kernel only: tap offsets
- * into the padded image (slot 2) and the weights in the chosen micro-kernel's
- * order (slot 4 or 5), in the calling thread's workspace. */
+ * into the padded image (CF_WS_TAP_OFFSETS) and the weights in the chosen
+ * micro-kernel's order (CF_WS_NARROW_KERNEL or CF_WS_PACKED_KERNEL), in the
+ * calling thread's workspace. */
 static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_t wp,
                                const CV_T *kernel, CV_FN(row_plan) *plan)
 {
     const int64_t C = s->c, F = s->f, ntaps = s->kh * s->kw;
-    int64_t *tap_off = (int64_t *)cf_workspace(2, (size_t)ntaps * sizeof(int64_t));
+    int64_t *tap_off = (int64_t *)cf_workspace(CF_WS_TAP_OFFSETS, (size_t)ntaps * sizeof(int64_t));
     if (tap_off == NULL)
         return -1;
     for (int64_t a = 0; a < s->kh; a++)
@@ -167,7 +168,7 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
      * narrow kernel when there are enough channels to fill its vectors. */
     if (uk->narrow != NULL && F <= CF_CONV_NARROW_MAX_F && 2 * C >= uk->vw) {
         const int64_t cpad = (C + uk->vw - 1) / uk->vw * uk->vw;
-        CV_T *wt = (CV_T *)cf_workspace(4, (size_t)(F * ntaps * cpad) * sizeof(CV_T));
+        CV_T *wt = (CV_T *)cf_workspace(CF_WS_NARROW_KERNEL, (size_t)(F * ntaps * cpad) * sizeof(CV_T));
         if (wt == NULL)
             return -1;
         for (int64_t j = 0; j < F; j++)
@@ -185,7 +186,7 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     plan->wide = uk->direct_wide != NULL && F >= CF_CONV_WIDE_MIN_F;
     const int64_t NR = plan->wide ? 4 * uk->vw : uk->nr;
     const int64_t K = ntaps * C, npan = (F + NR - 1) / NR;
-    CV_T *wpk = (CV_T *)cf_workspace(5, (size_t)(npan * K * NR) * sizeof(CV_T));
+    CV_T *wpk = (CV_T *)cf_workspace(CF_WS_PACKED_KERNEL, (size_t)(npan * K * NR) * sizeof(CV_T));
     if (wpk == NULL)
         return -1;
     for (int64_t jp = 0; jp < npan; jp++)
@@ -335,8 +336,9 @@ static int CV_FN(conv_pool_forward_unfused)(const cf_conv2d_shape *s,
 
 /* The forward convolution, of x or (src != NULL: no bias, no relu) of an
  * unpooled gradient, into y or (po != NULL) pooled into y. src and po are
- * never both given: per thread, workspace slot 6 holds the unpooled image
- * (src) or the pooling band (po), slot 7 unpool_rows' scratch. */
+ * never both given: per thread, CF_WS_UNPOOLED holds the unpooled image
+ * (src) or CF_WS_POOL_BAND the pooling band (po), one slot, and
+ * CF_WS_UNPOOL_SCRATCH unpool_rows' scratch. */
 static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                               const CV_FN(dy_source) *src, const CV_FN(pool_out) *po,
                               const CV_T *kernel, const CV_T *bias, int relu, CV_T *y,
@@ -372,7 +374,8 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
         grp = CF_CONV_BAND_BYTES / per;
         grp = grp < 1 ? 1 : grp > orows ? orows : grp;
     }
-    /* slot 6: the unpooled image (src) or the pooling band (po) */
+    /* the unpooled image (src) or the pooling band (po): one slot */
+    const int s6_slot = src ? CF_WS_UNPOOLED : CF_WS_POOL_BAND;
     const size_t s6_bytes = src ? (size_t)(s->h * s->w * C) * sizeof(CV_T)
                             : po ? (size_t)(grp * po->p->kh * s->ow * F) * sizeof(CV_T)
                                  : 0;
@@ -394,9 +397,9 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
         {
             CF_REGION_FP_ENTER();
-            CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + slack) * sizeof(CV_T), &failed);
-            CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(6, s6_bytes, &failed) : NULL;
-            void *uscratch = src ? cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
+            CV_T *xp = (CV_T *)cf_workspace_or_flag(CF_WS_PADDED_IMAGE, (size_t)(img + slack) * sizeof(CV_T), &failed);
+            CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(s6_slot, s6_bytes, &failed) : NULL;
+            void *uscratch = src ? cf_workspace_or_flag(CF_WS_UNPOOL_SCRATCH, am_bytes, &failed) : NULL;
             if (xp != NULL) {
                 memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
             }
@@ -424,7 +427,7 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
     }
 
     /* Few images: pad them all into one shared buffer, then split the rows. */
-    CV_T *xp = (CV_T *)cf_workspace(1, (size_t)(s->n * img + slack) * sizeof(CV_T));
+    CV_T *xp = (CV_T *)cf_workspace(CF_WS_PADDED_BATCH, (size_t)(s->n * img + slack) * sizeof(CV_T));
     if (xp == NULL)
         return -1;
     memset(xp + s->n * img, 0, (size_t)slack * sizeof(CV_T));
@@ -436,8 +439,8 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
     {
         CF_REGION_FP_ENTER();
-        CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(6, s6_bytes, &failed) : NULL;
-        void *uscratch = src ? cf_workspace_or_flag(7, am_bytes, &failed) : NULL;
+        CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(s6_slot, s6_bytes, &failed) : NULL;
+        void *uscratch = src ? cf_workspace_or_flag(CF_WS_UNPOOL_SCRATCH, am_bytes, &failed) : NULL;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif

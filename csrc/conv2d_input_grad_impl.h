@@ -17,7 +17,7 @@ static int CV_FN(backward_input_stride1)(const cf_conv2d_shape *s, const CV_T *d
                                          CV_T *dx, int nthreads)
 {
     const int64_t KH = s->kh, KW = s->kw, C = s->c, F = s->f;
-    CV_T *wf = (CV_T *)cf_workspace(3, (size_t)(KH * KW * C * F) * sizeof(CV_T));
+    CV_T *wf = (CV_T *)cf_workspace(CF_WS_FLIPPED_KERNEL, (size_t)(KH * KW * C * F) * sizeof(CV_T));
     if (wf == NULL)
         return -1;
     /* wf[kh', kw', f, c] = kernel[KH-1-kh', KW-1-kw', c, f] */
@@ -59,7 +59,7 @@ static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy
     const int64_t C = s->c, F = s->f, K = s->kh * s->kw * s->c;
     const int64_t ohw = s->oh * s->ow, hwc = s->h * s->w * C;
     const int64_t MT = MR * CF_CONV_TILE_PANELS;
-    CV_T *wt = (CV_T *)cf_workspace(1, (size_t)(K * F) * sizeof(CV_T));
+    CV_T *wt = (CV_T *)cf_workspace(CF_WS_TRANSPOSED_KERNEL, (size_t)(K * F) * sizeof(CV_T));
     if (wt == NULL)
         return -1;
     for (int64_t k = 0; k < K; k++)
@@ -74,8 +74,8 @@ static int CV_FN(backward_input_col2im)(const cf_conv2d_shape *s, const CV_T *dy
 #endif
     {
         CF_REGION_FP_ENTER();
-        CV_T *panel = (CV_T *)cf_workspace_or_flag(0, (size_t)(MT * F) * sizeof(CV_T), &failed);
-        CV_T *dcol = (CV_T *)cf_workspace_or_flag(2, (size_t)(MT * K) * sizeof(CV_T), &failed);
+        CV_T *panel = (CV_T *)cf_workspace_or_flag(CF_WS_DY_PANEL, (size_t)(MT * F) * sizeof(CV_T), &failed);
+        CV_T *dcol = (CV_T *)cf_workspace_or_flag(CF_WS_DCOL, (size_t)(MT * K) * sizeof(CV_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -172,13 +172,13 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
     /* per phase: its taps' dy offsets and its sub-kernel packed as
      * [C/NR][taps*F][NR] (zero past C); phase ph*sw+pw owns slots
      * [phase*T, phase*T + ntap[phase]) */
-    int64_t *meta = (int64_t *)cf_workspace(2, (size_t)(nph * (T + 1)) * sizeof(int64_t));
-    CV_T *wpk = (CV_T *)cf_workspace(5, (size_t)(npan * T * F * NR) * sizeof(CV_T));
+    int64_t *meta = (int64_t *)cf_workspace(CF_WS_TAP_OFFSETS, (size_t)(nph * (T + 1)) * sizeof(int64_t));
+    CV_T *wpk = (CV_T *)cf_workspace(CF_WS_PACKED_KERNEL, (size_t)(npan * T * F * NR) * sizeof(CV_T));
     if (meta == NULL || wpk == NULL)
         return -1;
     int64_t *ntap = meta, *toff = meta + nph;
     int64_t woff = 0;
-    int64_t *wbase = (int64_t *)cf_workspace(3, (size_t)nph * sizeof(int64_t));
+    int64_t *wbase = (int64_t *)cf_workspace(CF_WS_PHASE_WEIGHTS_AT, (size_t)nph * sizeof(int64_t));
     if (wbase == NULL)
         return -1;
     for (int64_t ph = 0; ph < s->sh; ph++)
@@ -220,7 +220,7 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
 #endif
     {
         CF_REGION_FP_ENTER();
-        CV_T *yp = (CV_T *)cf_workspace_or_flag(0, (size_t)(img + slack) * sizeof(CV_T), &failed);
+        CV_T *yp = (CV_T *)cf_workspace_or_flag(CF_WS_PADDED_IMAGE, (size_t)(img + slack) * sizeof(CV_T), &failed);
         if (yp != NULL)
             memset(yp + img, 0, (size_t)slack * sizeof(CV_T));
 #ifdef _OPENMP

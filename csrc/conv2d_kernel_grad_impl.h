@@ -121,7 +121,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
     int64_t chunk;
     const int64_t per = (CF_CONV_DW_MIN_PIXELS + ohw - 1) / ohw;
     const int64_t nchunks = cf_dw_chunks(s->n, (s->n + per - 1) / per, FK + F, &chunk);
-    CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (FK + F)) * sizeof(CV_T));
+    CV_T *part = (CV_T *)cf_workspace(CF_WS_DW_PARTIALS, (size_t)(nchunks * (FK + F)) * sizeof(CV_T));
     if (part == NULL)
         return -1;
     int nt = cf_team_size(nthreads, nchunks);
@@ -135,14 +135,14 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
         CF_REGION_FP_ENTER();
         /* the padded image; the taps kernel reads dy only through masked
          * loads and the image only at valid tap offsets: no slack needed */
-        CV_T *xp = (CV_T *)cf_workspace_or_flag(0, (size_t)xp_elems * sizeof(CV_T), &failed);
+        CV_T *xp = (CV_T *)cf_workspace_or_flag(CF_WS_PADDED_IMAGE, (size_t)xp_elems * sizeof(CV_T), &failed);
         int zeroed = 0; /* xp holds the zero borders */
         CV_T *blk = NULL;
         void *uscratch = NULL;
         if (src->dy == NULL) {
-            blk = (CV_T *)cf_workspace_or_flag(6, (size_t)(RB * s->ow * F) * sizeof(CV_T),
+            blk = (CV_T *)cf_workspace_or_flag(CF_WS_UNPOOLED, (size_t)(RB * s->ow * F) * sizeof(CV_T),
                                                &failed);
-            uscratch = cf_workspace_or_flag(7, CV_FN(unpool_scratch_bytes)(src->p), &failed);
+            uscratch = cf_workspace_or_flag(CF_WS_UNPOOL_SCRATCH, CV_FN(unpool_scratch_bytes)(src->p), &failed);
         }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -295,7 +295,7 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
          : SP > CF_CONV_DW_IM2COL_MAX_PIXELS ? CF_CONV_DW_IM2COL_MAX_PIXELS
                                              : SP;
 
-    CV_T *part = (CV_T *)cf_workspace(1, (size_t)(nchunks * (KF + F)) * sizeof(CV_T));
+    CV_T *part = (CV_T *)cf_workspace(CF_WS_DW_PARTIALS, (size_t)(nchunks * (KF + F)) * sizeof(CV_T));
     if (part == NULL)
         return -1;
     int nt = cf_team_size(nthreads, nchunks);
@@ -307,7 +307,7 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
     {
         CF_REGION_FP_ENTER();
-        CV_T *col = (CV_T *)cf_workspace_or_flag(0, (size_t)(SP * K1 + MR) * sizeof(CV_T), &failed);
+        CV_T *col = (CV_T *)cf_workspace_or_flag(CF_WS_IM2COL_TILE, (size_t)(SP * K1 + MR) * sizeof(CV_T), &failed);
         if (col != NULL) {
             /* the micro-kernel reads up to MR-1 values past the last row */
             memset(col + SP * K1, 0, (size_t)MR * sizeof(CV_T));

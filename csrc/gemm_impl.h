@@ -26,7 +26,7 @@ static int GM_FN(gemm_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k, co
         CF_REGION_FP_ENTER();
         GM_T *rest = NULL;
         if (m % MR)
-            rest = (GM_T *)cf_workspace_or_flag(0, (size_t)(MR * k) * sizeof(GM_T), &failed);
+            rest = (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_A_PANEL, (size_t)(MR * k) * sizeof(GM_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -142,7 +142,7 @@ static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
         CF_REGION_FP_ENTER();
         GM_T *bp = NULL;
         if (packed)
-            bp = (GM_T *)cf_workspace_or_flag(1, (size_t)(CF_GEMM_KC * WN) * sizeof(GM_T), &failed);
+            bp = (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_B_PANEL, (size_t)(CF_GEMM_KC * WN) * sizeof(GM_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -214,7 +214,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                                                                             (4 * uk.vw)));
     GM_T *bp = NULL;
     if (b_js != 1 && !wide) {
-        bp = (GM_T *)cf_workspace(3, (size_t)(k * n) * sizeof(GM_T));
+        bp = (GM_T *)cf_workspace(CF_WS_GEMM_B_COPY, (size_t)(k * n) * sizeof(GM_T));
         if (bp == NULL)
             return -1;
         b = bp;
@@ -230,13 +230,13 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     const int64_t AW = MR * CF_GEMM_AT_PANELS;
     GM_T *bpk = NULL;
     if (at_blocks) {
-        bpk = (GM_T *)cf_workspace(6, (size_t)(((n + NR - 1) / NR) * KC * NR) * sizeof(GM_T));
+        bpk = (GM_T *)cf_workspace(CF_WS_GEMM_B_PACKED, (size_t)(((n + NR - 1) / NR) * KC * NR) * sizeof(GM_T));
         if (bpk == NULL)
             return -1;
     }
     GM_T *apack = NULL;
     if (wide) {
-        apack = (GM_T *)cf_workspace(4, (size_t)(panels * MR * KC) * sizeof(GM_T));
+        apack = (GM_T *)cf_workspace(CF_WS_GEMM_A_PACKED, (size_t)(panels * MR * KC) * sizeof(GM_T));
         if (apack == NULL)
             return -1;
         /* no thread team larger than the number of B panels */
@@ -261,8 +261,8 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                             bp[kk * n + j] = b_src[kk * b_src_ks + j * b_js];
         }
         GM_T *panel = at_blocks ? NULL
-                                : (GM_T *)cf_workspace_or_flag(0, (size_t)(MR * KC + MR) * sizeof(GM_T), &failed);
-        GM_T *ablock = at_blocks ? (GM_T *)cf_workspace_or_flag(0, (size_t)(AW * KC + MR) * sizeof(GM_T), &failed)
+                                : (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_A_PANEL, (size_t)(MR * KC + MR) * sizeof(GM_T), &failed);
+        GM_T *ablock = at_blocks ? (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_A_PANEL, (size_t)(AW * KC + MR) * sizeof(GM_T), &failed)
                                  : NULL;
         /* wide products with B not row-contiguous (a transposed view, like
          * the Dense input gradient's kernel.T): each thread packs the KC x NR
@@ -270,7 +270,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
          * transpose before the product */
         GM_T *bpanel = NULL;
         if (wide && b_src_js != 1)
-            bpanel = (GM_T *)cf_workspace_or_flag(1, (size_t)(KC * NR) * sizeof(GM_T), &failed);
+            bpanel = (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_B_PANEL, (size_t)(KC * NR) * sizeof(GM_T), &failed);
         for (int64_t k0 = 0; k0 < k; k0 += KC) {
             const int64_t kc = k - k0 < KC ? k - k0 : KC;
             const int acc = accumulate || k0 > 0;
