@@ -181,7 +181,7 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     }
     /* The weights as one contiguous [K][NR] stream per panel of NR filters
      * (zero past F): the micro-kernel then reads them sequentially instead
-     * of at a stride of F (measured ~10% faster). */
+     * of at a stride of F, which is faster. */
     /* The wide kernel when there are filters to fill most of its 4 vectors. */
     plan->wide = uk->direct_wide != NULL && F >= CF_CONV_WIDE_MIN_F;
     const int64_t NR = plan->wide ? 4 * uk->vw : uk->nr;
@@ -290,8 +290,9 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                               int nthreads);
 
 /* A pooled-gradient source on a geometry the direct path does not take:
- * unpool it whole into a temporary (ReLU mask included: it was once left
- * out here, and dx came out wrong), then the plain forward. */
+ * unpool it whole into a temporary (ReLU mask included, as unpool_rows
+ * applies it: dx must not count the gradient of dead windows), then the
+ * plain forward. */
 static int CV_FN(forward_unpooled)(const cf_conv2d_shape *s, const CV_FN(dy_source) *src,
                                    const CV_T *kernel, int nthreads, CV_T *y)
 {
@@ -374,16 +375,16 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
         grp = CF_CONV_BAND_BYTES / per;
         grp = grp < 1 ? 1 : grp > orows ? orows : grp;
     }
-    /* the unpooled image (src) or the pooling band (po): one slot */
-    const int s6_slot = src ? CF_WS_UNPOOLED : CF_WS_POOL_BAND;
-    const size_t s6_bytes = src ? (size_t)(s->h * s->w * C) * sizeof(CV_T)
+    /* per thread, the staging rows: the unpooled image (src) or the
+     * pooling band (po), one slot */
+    const int stage_slot = src ? CF_WS_UNPOOLED : CF_WS_POOL_BAND;
+    const size_t stage_bytes = src ? (size_t)(s->h * s->w * C) * sizeof(CV_T)
                             : po ? (size_t)(grp * po->p->kh * s->ow * F) * sizeof(CV_T)
                                  : 0;
     const size_t am_bytes = src ? CV_FN(unpool_scratch_bytes)(src->p) : 0;
 
-    /* Geometries that pad nothing: the tiles read x in place. Measured
-     * against the copy (conv c, d, b shapes with "valid" padding, 2
-     * threads): 1.03-1.09x. The 6 x 64 tile reads no pixel past a tile; the
+    /* Geometries that pad nothing: the tiles read x in place, which saves
+     * the copy. The 6 x 64 tile reads no pixel past a tile; the
      * others may read up to `slack` values past an image's end, which must
      * then still be inside x. */
     const int in_place = src == NULL && CV_FN(pads_nothing)(s, hp, wp);
@@ -398,7 +399,9 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
         {
             CF_REGION_FP_ENTER();
             CV_T *xp = (CV_T *)cf_workspace_or_flag(CF_WS_PADDED_IMAGE, (size_t)(img + slack) * sizeof(CV_T), &failed);
-            CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(s6_slot, s6_bytes, &failed) : NULL;
+            CV_T *stage = stage_bytes
+                              ? (CV_T *)cf_workspace_or_flag(stage_slot, stage_bytes, &failed)
+                              : NULL;
             void *uscratch = src ? cf_workspace_or_flag(CF_WS_UNPOOL_SCRATCH, am_bytes, &failed) : NULL;
             if (xp != NULL) {
                 memset(xp + img, 0, (size_t)slack * sizeof(CV_T));
@@ -408,18 +411,18 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t n = 0; n < s->n; n++) {
-                if (xp == NULL || (s6_bytes && s6 == NULL) || (src != NULL && uscratch == NULL))
+                if (xp == NULL || (stage_bytes && stage == NULL) || (src != NULL && uscratch == NULL))
                     continue;
                 const CV_T *xn = xp;
                 if (in_place && (plan.wide || (s->n - 1 - n) * xs >= slack)) {
                     xn = x + n * xs;
                 } else {
-                    CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, zeroed, s6, uscratch);
+                    CV_FN(fill_padded)(s, x, src, n, hp, wp, xp, zeroed, stage, uscratch);
                     zeroed = 1;
                 }
                 for (int64_t r = 0; r < orows; r += grp)
                     CV_FN(emit_rows)(s, &plan, po, xn, wp, n, r,
-                                     orows - r < grp ? orows - r : grp, bias, relu, y, s6);
+                                     orows - r < grp ? orows - r : grp, bias, relu, y, stage);
             }
             CF_REGION_FP_LEAVE();
         }
@@ -439,14 +442,16 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #endif
     {
         CF_REGION_FP_ENTER();
-        CV_T *s6 = s6_bytes ? (CV_T *)cf_workspace_or_flag(s6_slot, s6_bytes, &failed) : NULL;
+        CV_T *stage = stage_bytes
+                          ? (CV_T *)cf_workspace_or_flag(stage_slot, stage_bytes, &failed)
+                          : NULL;
         void *uscratch = src ? cf_workspace_or_flag(CF_WS_UNPOOL_SCRATCH, am_bytes, &failed) : NULL;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t n = 0; n < s->n; n++)
-            if (src == NULL || (s6 != NULL && uscratch != NULL))
-                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, 0, s6, uscratch);
+            if (src == NULL || (stage != NULL && uscratch != NULL))
+                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, 0, stage, uscratch);
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
@@ -455,7 +460,7 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                 continue;
             const int64_t n = r / orows;
             CV_FN(emit_rows)(s, &plan, po, xp + n * img, wp, n, r % orows, 1, bias, relu, y,
-                             s6);
+                             stage);
         }
         CF_REGION_FP_LEAVE();
     }

@@ -54,8 +54,8 @@ static void CV_FN(reduce_partials)(const CV_T *part, int64_t nchunks, int64_t kf
  * ~98% of its rows are used for 3x3 layers of 32 or 64 channels), the dy
  * rows stream across; a block of output rows per call keeps the accumulators
  * in registers and the touched rows in L2. Images are reduced in fixed
- * chunks, summed in a fixed order. (Measured against dy-as-rows with a
- * transpose at the end: as fast or faster on every shape tried.) */
+ * chunks, summed in a fixed order. (Tile rows over dy instead would need a
+ * transpose at the end, and are no faster.) */
 static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *uk,
                                          const CV_T *x, const CV_FN(dy_source) *src,
                                          CV_T *dkernel, CV_T *dbias, int nthreads)
@@ -65,9 +65,8 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
     /* Tiles, in order of preference:
      * - the kernel-row tile (vectors along one kernel row's taps x channels,
      *   contiguous when the column dilation is 1; partials F x K) for at
-     *   most 32 channels whose kernel row has more than 64 values (conv b:
-     *   +3-10% over the 16 x 16 tile, same bits; with 64 channels it lost,
-     *   c 0.98x, d 0.92x);
+     *   most 32 channels whose kernel row has more than 64 values (faster
+     *   than the 16 x 16 tile there, same bits; slower with 64 channels);
      * - the 16 x 16 tile (one tap's channels x 16 filters) for whole blocks
      *   of 16 channels when there are at most 32 channels or fewer than 48
      *   filters; its rows are consecutive channels of one tap
@@ -75,29 +74,35 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
      * - the 6 x 64 tile when at least 48 filters fill it;
      * - the 10 x 32 one when it holds all K rows (a 3x3 kernel on 1
      *   channel); else the 14 x 32 one. */
-    const int krow = uk->krow != NULL && s->dw == 1 && C <= CF_CONV_DW_KROW_MAX_C &&
-                     s->kw * C > CF_CONV_DW_KROW_MIN_ROW;
+    const int krow_tile = uk->taps_krow != NULL && s->dw == 1 &&
+                          C <= CF_CONV_DW_KROW_MAX_C && s->kw * C > CF_CONV_DW_KROW_MIN_ROW;
     const int64_t rowlen = s->kw * C, nseg = (rowlen + CF_UKERNEL_KROW_LEN - 1) / CF_UKERNEL_KROW_LEN;
-    const int t16 = !krow && uk->taps16 != NULL && C % CF_UKERNEL_CHANNEL_BLOCK == 0 &&
-                    (C <= CF_CONV_DW_CHANNEL_BLOCK_MAX_C || F < CF_CONV_DW_WIDE_MIN_F);
-    const int wide = !krow && !t16 && uk->taps_wide != NULL && F >= CF_CONV_DW_WIDE_MIN_F;
-    const int shrt = !krow && !t16 && !wide && uk->taps_short != NULL && K <= CF_UKERNEL_SHORT_MR;
-    const int64_t MR = t16    ? CF_UKERNEL_CHANNEL_BLOCK
-                       : wide ? CF_UKERNEL_WIDE_MR
-                       : shrt ? CF_UKERNEL_SHORT_MR
-                              : uk->mr;
-    const int64_t NR = t16 ? CF_UKERNEL_CHANNEL_BLOCK : wide ? 2 * uk->nr : uk->nr;
+    const int channel_tile = !krow_tile && uk->taps_channels != NULL &&
+                             C % CF_UKERNEL_CHANNEL_BLOCK == 0 &&
+                             (C <= CF_CONV_DW_CHANNEL_BLOCK_MAX_C || F < CF_CONV_DW_WIDE_MIN_F);
+    const int wide_tile = !krow_tile && !channel_tile && uk->taps_wide != NULL &&
+                          F >= CF_CONV_DW_WIDE_MIN_F;
+    const int short_tile = !krow_tile && !channel_tile && !wide_tile && uk->taps_short != NULL &&
+                           K <= CF_UKERNEL_SHORT_MR;
+    const int64_t MR = channel_tile ? CF_UKERNEL_CHANNEL_BLOCK
+                       : wide_tile  ? CF_UKERNEL_WIDE_MR
+                       : short_tile ? CF_UKERNEL_SHORT_MR
+                                    : uk->mr;
+    const int64_t NR = channel_tile ? CF_UKERNEL_CHANNEL_BLOCK : wide_tile ? 2 * uk->nr : uk->nr;
     const CV_CAT(CV_CAT(cf_ukernel_taps, CV_SFX), fn) taps =
-        t16 ? uk->taps16 : wide ? uk->taps_wide : shrt ? uk->taps_short : uk->taps;
+        channel_tile ? uk->taps_channels
+        : wide_tile  ? uk->taps_wide
+        : short_tile ? uk->taps_short
+                     : uk->taps;
     /* The bias gradient rides in a spare row of the last block of rows of
      * the 14- or 10-row tile (rows at any offsets), reading a run of ones
      * laid after the padded image: its tile output row is the partial's
-     * bias entry. A separate column sum of dy, a chain of dependent adds
-     * per column, cost 13-15% of conv e's kernel gradient and 19-23% of
-     * a's. Each block's sum runs in pixel order and is added to the
+     * bias entry: a separate column sum of dy, a chain of dependent adds
+     * per column, would cost a large share of a small kernel gradient.
+     * Each block's sum runs in pixel order and is added to the
      * chunk's partial, as the kernel entries are: fixed for a shape,
      * whatever the thread count. */
-    const int bias_row = !krow && !t16 && !wide && K % MR != 0;
+    const int bias_row = !krow_tile && !channel_tile && !wide_tile && K % MR != 0;
     const int64_t hp = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
     const int64_t wp = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
     const int64_t img = hp * wp * C, ohw = s->oh * s->ow;
@@ -116,7 +121,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
         RB = src->dy == NULL ? src->p->sh : 1;
     const int64_t calls_per_image =
         ((s->oh + RB - 1) / RB) *
-        (krow ? s->kh * nseg * ((F + CF_UKERNEL_KROW_NF - 1) / CF_UKERNEL_KROW_NF)
+        (krow_tile ? s->kh * nseg * ((F + CF_UKERNEL_KROW_NF - 1) / CF_UKERNEL_KROW_NF)
               : ((K + MR - 1) / MR) * ((F + NR - 1) / NR));
     int64_t chunk;
     const int64_t per = (CF_CONV_DW_MIN_PIXELS + ohw - 1) / ohw;
@@ -168,11 +173,10 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                     zeroed = 1;
                 }
                 /* The next image's inputs come in while this one computes:
-                 * where an image is small and read by many tile calls
-                 * (measured on b: +2-6%). Larger images would push this
-                 * one's rows out of L2 (c, d: 0.95-1.0x); with few calls
-                 * per image the bursts stall the tile (a, e: 0.8-0.9x) and
-                 * the hardware streamers already cover one pass. */
+                 * where an image is small and read by many tile calls.
+                 * Larger images would push this one's rows out of L2; with
+                 * few calls per image the bursts stall the tile and the
+                 * hardware streamers already cover one pass. */
                 cf_prefetcher pf;
                 cf_pf_reset(&pf);
                 if (n + 1 < n1 && calls_per_image >= CF_CONV_DW_PREFETCH_MIN_CALLS) {
@@ -204,7 +208,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                         dyb = blk;
                     }
                     const CV_T *xb = xn + r0 * s->sh * wp * C;
-                    for (int64_t ky = 0; krow && ky < s->kh; ky++) {
+                    for (int64_t ky = 0; krow_tile && ky < s->kh; ky++) {
                         const CV_T *xr = xb + ky * s->dh * wp * C;
                         for (int64_t e0 = 0; e0 < rowlen; e0 += CF_UKERNEL_KROW_LEN) {
                             const int64_t len = rowlen - e0 < CF_UKERNEL_KROW_LEN
@@ -212,14 +216,14 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
                             for (int64_t f0 = 0; f0 < F; f0 += CF_UKERNEL_KROW_NF) {
                                 const int64_t nf = F - f0 < CF_UKERNEL_KROW_NF
                                                        ? F - f0 : CF_UKERNEL_KROW_NF;
-                                uk->krow(nrow, s->ow, xr + e0, s->sw * C, s->sh * wp * C,
+                                uk->taps_krow(nrow, s->ow, xr + e0, s->sw * C, s->sh * wp * C,
                                          len, dyb + f0, F, pk + f0 * K + ky * rowlen + e0,
                                          K, (int)nf, acc);
                                 cf_pf_step(&pf);
                             }
                         }
                     }
-                    for (int64_t i0 = 0; !krow && i0 < K; i0 += MR) {
+                    for (int64_t i0 = 0; !krow_tile && i0 < K; i0 += MR) {
                         const int64_t mr = K - i0 < MR ? K - i0 : MR;
                         const int64_t ones = bias_row && mr < MR; /* 1: row mr is the bias */
                         int64_t off[CF_UKERNEL_MAX_MR];
@@ -248,7 +252,7 @@ static int CV_FN(backward_kernel_direct)(const cf_conv2d_shape *s, const CV_UK *
             }
         }
         if (!failed)
-            CV_FN(reduce_partials)(part, nchunks, FK, F, krow ? K : 0, dkernel, dbias);
+            CV_FN(reduce_partials)(part, nchunks, FK, F, krow_tile ? K : 0, dkernel, dbias);
         CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;

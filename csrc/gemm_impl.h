@@ -85,8 +85,7 @@ static void GM_FN(wide_tile)(const GM_UK *uk, int64_t m, int64_t i0, const GM_T 
  * after the first block, so every element is one chain of FMAs in k order:
  * the same bits as the unblocked kernels. Each thread owns a fixed range of
  * row tiles (schedule(static), same trip count in every block), so it reads
- * back only the C rows it wrote. Measured on one core, 128 x 3136 x 128 (a
- * Dense forward): 88 -> 130 GFLOP/s; at 2 threads 175 -> 248. */
+ * back only the C rows it wrote. */
 static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t k,
                                  const GM_T *a, int64_t a_is, const GM_T *b, int64_t b_ks,
                                  GM_T *c, int64_t ldc, const GM_T *bias, int relu, int nt)
@@ -123,8 +122,7 @@ static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
  * (packed by transposing gathers when B is a transposed view) stays in L1
  * while all the 6-row tiles pass over it. Accumulators start from C after
  * the first block, so each element is one chain of FMAs in k order, as in
- * gemm_rows_wide. Measured on one core, 128 x 128 x 3136 with B = kernel.T:
- * 100-113 -> 130 GFLOP/s; at 2 threads 160-190 -> 203-213. */
+ * gemm_rows_wide. */
 static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t k,
                                  const GM_T *a, int64_t a_is, const GM_T *b, int64_t b_ks,
                                  int64_t b_js, GM_T *c, int64_t ldc, const GM_T *bias,
@@ -329,8 +327,8 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                 /* Read in place, each k step of a panel sits a row of the
                  * source (a page, for a Dense input) away from the last, and
                  * B's rows of 128 floats map onto an eighth of L1's sets:
-                 * copying both measured 1.16-1.24x on x.T @ dz at 1 and 2
-                 * threads (the same tile, the same sums: same bits). */
+                 * copying both is faster (the same tile, the same sums:
+                 * same bits). */
                 const int64_t njp = (n + NR - 1) / NR;
 #ifdef _OPENMP
 #pragma omp for schedule(static)

@@ -148,8 +148,8 @@ typedef struct {
     cf_ukernel_taps_f32_fn taps;
     cf_ukernel_taps_f32_fn taps_wide; /* 6 x 4 vectors; NULL where none */
     cf_ukernel_taps_f32_fn taps_short; /* CF_UKERNEL_SHORT_MR x 2 vectors; or NULL */
-    cf_ukernel_taps_f32_fn taps16;     /* 16 x 16, one tap's channels; or NULL */
-    cf_ukernel_krow_f32_fn krow;       /* kernel rows x 4 filters; or NULL */
+    cf_ukernel_taps_f32_fn taps_channels; /* 16 x 16, one tap's channels; or NULL */
+    cf_ukernel_krow_f32_fn taps_krow;     /* kernel rows x 4 filters; or NULL */
     cf_ukernel_colsum_f32_fn colsum;
     cf_ukernel_direct_px_f32_fn direct_wide; /* 6 pixels x 4 vectors; or NULL */
     cf_ukernel_pack_t_f32_fn pack_t;         /* B panels for direct_wide; or NULL */
@@ -163,8 +163,8 @@ typedef struct {
     cf_ukernel_taps_f64_fn taps;
     cf_ukernel_taps_f64_fn taps_wide;
     cf_ukernel_taps_f64_fn taps_short;
-    cf_ukernel_taps_f64_fn taps16;
-    cf_ukernel_krow_f64_fn krow;       /* none for float64: always NULL */
+    cf_ukernel_taps_f64_fn taps_channels;
+    cf_ukernel_krow_f64_fn taps_krow;     /* none for float64: always NULL */
     cf_ukernel_colsum_f64_fn colsum;
     cf_ukernel_direct_px_f64_fn direct_wide; /* none for float64: always NULL */
     cf_ukernel_pack_t_f64_fn pack_t;         /* always NULL */

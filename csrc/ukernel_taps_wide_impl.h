@@ -45,7 +45,7 @@ UK_TARGET static void UK_TWNAME(int64_t nrows, int64_t kc, const int64_t *restri
         }                                                                      \
     }
     const UK_T *bk = b;
-    /* full-width dy rows: plain loads (masked ones measured 4-12% slower) */
+    /* full-width dy rows: plain loads (masked ones are slower) */
     if (nr == 4 * UK_VW) {
         UK_LOOP(UK_LOADF)
     } else {
