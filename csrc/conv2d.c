@@ -2,6 +2,7 @@
  * convolution + pooling drivers: see conv2d.h. */
 #include "conv2d.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -268,11 +268,31 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
     return failed ? -1 : 0;
 }
 
+/* Whether every kernel value is finite. The stride-1 and phase drivers
+ * multiply every tap by a zero padding of dy as well as by dy itself: a NaN
+ * or infinite tap then makes 0 * tap = NaN in dx cells that the tap never
+ * reaches, where the definition (cnnfast.reference: each (output pixel,
+ * tap) pair adds its product to the cell it reaches) has only real products.
+ * One pass over kh * kw * c * f values, next to the convolution's
+ * n * oh * ow times as many multiply-adds. */
+static int CV_FN(kernel_all_finite)(const cf_conv2d_shape *s, const CV_T *kernel)
+{
+    const int64_t n = s->kh * s->kw * s->c * s->f;
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++)
+        bad |= !isfinite(kernel[i]);
+    return !bad;
+}
+
 int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
                                     const CV_T *kernel, CV_T *dx, int nthreads)
 {
     if (s->n == 0)
         return 0;
+    /* a non-finite tap: col2im, which adds only the products of real
+     * (output pixel, tap) pairs to the cells they reach */
+    if (!CV_FN(kernel_all_finite)(s, kernel))
+        return CV_FN(backward_input_col2im)(s, dy, kernel, dx, nthreads);
     if (s->sh == 1 && s->sw == 1)
         return CV_FN(backward_input_stride1)(s, dy, NULL, kernel, dx, nthreads);
     /* the phase tables grow with sh*sw: very large strides use col2im */
