@@ -26,7 +26,7 @@ static int GM_FN(gemm_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k, co
         CF_REGION_FP_ENTER();
         GM_T *rest = NULL;
         if (m % MR)
-            rest = (GM_T *)cf_workspace_or_flag(0, (size_t)(MR * k) * sizeof(GM_T), &failed);
+            rest = (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_A_PANEL, (size_t)(MR * k) * sizeof(GM_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -78,15 +78,14 @@ static void GM_FN(wide_tile)(const GM_UK *uk, int64_t m, int64_t i0, const GM_T 
 }
 
 /* gemm_rows with the wide tile (6 rows x 64 columns, AVX-512 float32) and a
- * blocked reduction: for each GM_KC-deep block, each 64-column strip of B
- * (GM_KC x 64, in L1/L2) passes under all of this thread's 6-row tiles
+ * blocked reduction: for each CF_GEMM_KC-deep block, each 64-column strip of B
+ * (CF_GEMM_KC x 64, in L1/L2) passes under all of this thread's 6-row tiles
  * before the next strip, instead of every tile streaming all of B from L2
  * over the whole reduction. The tile's accumulators start from C's values
  * after the first block, so every element is one chain of FMAs in k order:
  * the same bits as the unblocked kernels. Each thread owns a fixed range of
  * row tiles (schedule(static), same trip count in every block), so it reads
- * back only the C rows it wrote. Measured on one core, 128 x 3136 x 128 (a
- * Dense forward): 88 -> 130 GFLOP/s; at 2 threads 175 -> 248. */
+ * back only the C rows it wrote. */
 static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t k,
                                  const GM_T *a, int64_t a_is, const GM_T *b, int64_t b_ks,
                                  GM_T *c, int64_t ldc, const GM_T *bias, int relu, int nt)
@@ -99,8 +98,8 @@ static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
 #endif
     {
         CF_REGION_FP_ENTER();
-        for (int64_t k0 = 0; k0 < k; k0 += GM_KC) {
-            const int64_t kc = k - k0 < GM_KC ? k - k0 : GM_KC;
+        for (int64_t k0 = 0; k0 < k; k0 += CF_GEMM_KC) {
+            const int64_t kc = k - k0 < CF_GEMM_KC ? k - k0 : CF_GEMM_KC;
             const int last = k0 + kc == k; /* bias and relu after the whole sum */
             for (int64_t j0 = 0; j0 < n; j0 += WN) {
                 const int64_t nr = n - j0 < WN ? n - j0 : WN;
@@ -119,12 +118,11 @@ static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
 
 /* Wide products (many more columns than rows, e.g. a Dense layer's input
  * gradient dz . kernel.T) with rows of A read in place: 64-column panels of
- * B split statically over the threads; per GM_KC-deep block, the panel
+ * B split statically over the threads; per CF_GEMM_KC-deep block, the panel
  * (packed by transposing gathers when B is a transposed view) stays in L1
  * while all the 6-row tiles pass over it. Accumulators start from C after
  * the first block, so each element is one chain of FMAs in k order, as in
- * gemm_rows_wide. Measured on one core, 128 x 128 x 3136 with B = kernel.T:
- * 100-113 -> 130 GFLOP/s; at 2 threads 160-190 -> 203-213. */
+ * gemm_rows_wide. */
 static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t k,
                                  const GM_T *a, int64_t a_is, const GM_T *b, int64_t b_ks,
                                  int64_t b_js, GM_T *c, int64_t ldc, const GM_T *bias,
@@ -142,7 +140,7 @@ static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
         CF_REGION_FP_ENTER();
         GM_T *bp = NULL;
         if (packed)
-            bp = (GM_T *)cf_workspace_or_flag(1, (size_t)(GM_KC * WN) * sizeof(GM_T), &failed);
+            bp = (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_B_PANEL, (size_t)(CF_GEMM_KC * WN) * sizeof(GM_T), &failed);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -151,8 +149,8 @@ static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
                 continue;
             const int64_t j0 = pnl * WN;
             const int64_t nr = n - j0 < WN ? n - j0 : WN;
-            for (int64_t k0 = 0; k0 < k; k0 += GM_KC) {
-                const int64_t kc = k - k0 < GM_KC ? k - k0 : GM_KC;
+            for (int64_t k0 = 0; k0 < k; k0 += CF_GEMM_KC) {
+                const int64_t kc = k - k0 < CF_GEMM_KC ? k - k0 : CF_GEMM_KC;
                 const int last = k0 + kc == k; /* bias and relu after the whole sum */
                 const GM_T *bb = b + k0 * b_ks + j0;
                 int64_t ldb = b_ks;
@@ -200,7 +198,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     const int small = (double)m * (double)n * (double)k < 65536.0;
     int nt = small ? 1 : cf_team_size(nthreads, panels);
     if (a_ks == 1 && b_js == 1 && !accumulate && !wide && uk.direct_wide != NULL &&
-        n >= GM_WIDE_MIN_N)
+        n >= CF_GEMM_WIDE_MIN_N)
         return GM_FN(gemm_rows_wide)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu,
                                      small ? 1
                                            : cf_team_size(nthreads, (m + CF_UKERNEL_WIDE_MR - 1) /
@@ -208,13 +206,13 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     if (a_ks == 1 && b_js == 1 && !accumulate && !wide)
         return GM_FN(gemm_rows)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu, nt);
     if (wide && a_ks == 1 && !accumulate && uk.direct_wide != NULL &&
-        (b_js == 1 || (b_ks == 1 && uk.pack_t != NULL && b_js <= GM_GATHER_MAX_JS)))
+        (b_js == 1 || (b_ks == 1 && uk.pack_t != NULL && b_js <= CF_GEMM_GATHER_MAX_JS)))
         return GM_FN(gemm_cols_wide)(&uk, m, n, k, a, a_is, b, b_ks, b_js, c, ldc, bias, relu,
                                      small ? 1 : cf_team_size(nthreads, (n + 4 * uk.vw - 1) /
                                                                             (4 * uk.vw)));
     GM_T *bp = NULL;
     if (b_js != 1 && !wide) {
-        bp = (GM_T *)cf_workspace(3, (size_t)(k * n) * sizeof(GM_T));
+        bp = (GM_T *)cf_workspace(CF_WS_GEMM_B_COPY, (size_t)(k * n) * sizeof(GM_T));
         if (bp == NULL)
             return -1;
         b = bp;
@@ -223,20 +221,20 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     /* GotoBLAS-style blocking of the reduction: a KC x n block of B stays in
      * L2 while every MR-row panel of A (packed, KC x MR, in L1) passes over
      * it. A whose columns are contiguous (a transposed view, A(i, k) =
-     * a[i + k * a_ks]) is copied GM_AT_PANELS panels at a time, MR * GM_AT_PANELS
+     * a[i + k * a_ks]) is copied CF_GEMM_AT_PANELS panels at a time, MR * CF_GEMM_AT_PANELS
      * values per k, and B into NR-column panels. */
-    const int64_t KC = k < GM_KC ? k : GM_KC;
+    const int64_t KC = k < CF_GEMM_KC ? k : CF_GEMM_KC;
     const int at_blocks = (a_is == 1) && !wide;
-    const int64_t AW = MR * GM_AT_PANELS;
+    const int64_t AW = MR * CF_GEMM_AT_PANELS;
     GM_T *bpk = NULL;
     if (at_blocks) {
-        bpk = (GM_T *)cf_workspace(6, (size_t)(((n + NR - 1) / NR) * KC * NR) * sizeof(GM_T));
+        bpk = (GM_T *)cf_workspace(CF_WS_GEMM_B_PACKED, (size_t)(((n + NR - 1) / NR) * KC * NR) * sizeof(GM_T));
         if (bpk == NULL)
             return -1;
     }
     GM_T *apack = NULL;
     if (wide) {
-        apack = (GM_T *)cf_workspace(4, (size_t)(panels * MR * KC) * sizeof(GM_T));
+        apack = (GM_T *)cf_workspace(CF_WS_GEMM_A_PACKED, (size_t)(panels * MR * KC) * sizeof(GM_T));
         if (apack == NULL)
             return -1;
         /* no thread team larger than the number of B panels */
@@ -261,8 +259,8 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                             bp[kk * n + j] = b_src[kk * b_src_ks + j * b_js];
         }
         GM_T *panel = at_blocks ? NULL
-                                : (GM_T *)cf_workspace_or_flag(0, (size_t)(MR * KC + MR) * sizeof(GM_T), &failed);
-        GM_T *ablock = at_blocks ? (GM_T *)cf_workspace_or_flag(0, (size_t)(AW * KC + MR) * sizeof(GM_T), &failed)
+                                : (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_A_PANEL, (size_t)(MR * KC + MR) * sizeof(GM_T), &failed);
+        GM_T *ablock = at_blocks ? (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_A_PANEL, (size_t)(AW * KC + MR) * sizeof(GM_T), &failed)
                                  : NULL;
         /* wide products with B not row-contiguous (a transposed view, like
          * the Dense input gradient's kernel.T): each thread packs the KC x NR
@@ -270,7 +268,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
          * transpose before the product */
         GM_T *bpanel = NULL;
         if (wide && b_src_js != 1)
-            bpanel = (GM_T *)cf_workspace_or_flag(1, (size_t)(KC * NR) * sizeof(GM_T), &failed);
+            bpanel = (GM_T *)cf_workspace_or_flag(CF_WS_GEMM_B_PANEL, (size_t)(KC * NR) * sizeof(GM_T), &failed);
         for (int64_t k0 = 0; k0 < k; k0 += KC) {
             const int64_t kc = k - k0 < KC ? k - k0 : KC;
             const int acc = accumulate || k0 > 0;
@@ -329,8 +327,8 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                 /* Read in place, each k step of a panel sits a row of the
                  * source (a page, for a Dense input) away from the last, and
                  * B's rows of 128 floats map onto an eighth of L1's sets:
-                 * copying both measured 1.16-1.24x on x.T @ dz at 1 and 2
-                 * threads (the same tile, the same sums: same bits). */
+                 * copying both is faster (the same tile, the same sums:
+                 * same bits). */
                 const int64_t njp = (n + NR - 1) / NR;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -344,7 +342,7 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                             d[kk * NR + j] = j < nr ? src[j] : (GM_T)0;
                     }
                 }
-                const int64_t nblk = (panels + GM_AT_PANELS - 1) / GM_AT_PANELS;
+                const int64_t nblk = (panels + CF_GEMM_AT_PANELS - 1) / CF_GEMM_AT_PANELS;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif

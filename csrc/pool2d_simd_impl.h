@@ -224,8 +224,8 @@ static CF_TGT int64_t CF_VFN(cf_pool_bwd2_)(const cf_pool2d_shape *s, int mode, 
     const VT zero = V_ZERO();
     const VT quarter = V_SET1((T)0.25);
     /* A dx far larger than the caches is written with non-temporal stores
-     * (no read-for-ownership of lines that are overwritten whole: measured
-     * 17-29% faster on (128, 28, 28, 32)); they need whole, 64-byte aligned
+     * (no read-for-ownership of lines that are overwritten whole); they
+     * need whole, 64-byte aligned
      * vectors. The caller fences after the loop. */
 #ifdef V_STNT
     const int stream = CF_POOL_STREAM_OK(s, dx) && C % VL == 0;

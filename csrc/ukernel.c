@@ -13,8 +13,8 @@
 /* ------------------------------------------------------------------------ */
 /* Portable scalar kernels: the readable definition and the fallback.       */
 
-#define SC_MR 4
-#define SC_NR 8
+#define SC_MR CF_SCALAR_MR
+#define SC_NR CF_SCALAR_NR
 
 #define DEFINE_SCALAR_UKERNEL(NAME, T)                                              \
     static void NAME(int64_t kc, const T *restrict a, int64_t a_ks,                 \
@@ -111,20 +111,19 @@
                 acc[j] += src[p * ld + j];                                       \
     }
 
-DEFINE_SCALAR_COLSUM(ukc_scalar_f32, float)
-DEFINE_SCALAR_COLSUM(ukc_scalar_f64, double)
-DEFINE_SCALAR_TAPS(ukt_scalar_f32, float)
-DEFINE_SCALAR_TAPS(ukt_scalar_f64, double)
-DEFINE_SCALAR_UKERNEL(uk_scalar_f32, float)
-DEFINE_SCALAR_UKERNEL(uk_scalar_f64, double)
-DEFINE_SCALAR_DIRECT(ukd_scalar_f32, float)
-DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
+DEFINE_SCALAR_COLSUM(uk_colsum_scalar_f32, float)
+DEFINE_SCALAR_COLSUM(uk_colsum_scalar_f64, double)
+DEFINE_SCALAR_TAPS(uk_taps_scalar_f32, float)
+DEFINE_SCALAR_TAPS(uk_taps_scalar_f64, double)
+DEFINE_SCALAR_UKERNEL(uk_gemm_scalar_f32, float)
+DEFINE_SCALAR_UKERNEL(uk_gemm_scalar_f64, double)
+DEFINE_SCALAR_DIRECT(uk_direct_scalar_f32, float)
+DEFINE_SCALAR_DIRECT(uk_direct_scalar_f64, double)
 
 #if CF_HAVE_X86_DISPATCH
 
-/* Unrolling the reduction loops of the SIMD micro-kernels 4 times measured
- * 2-12% faster (forward on workloads c/d, kernel gradient on c/d) side by
- * side: less loop overhead between the FMA groups. */
+/* The reduction loops of the SIMD micro-kernels are unrolled 4 times: less
+ * loop overhead between the FMA groups. */
 #if defined(__clang__)
 #define UK_UNROLL4 _Pragma("clang loop unroll_count(4)")
 #elif defined(__GNUC__)
@@ -132,6 +131,13 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
 #else
 #define UK_UNROLL4
 #endif
+
+/* Compile-time checks that the X-macro row lists below have the lengths
+ * blocking.h gives their tiles: UK_COUNT_ROWS(LIST) is the list's length. */
+#define UK_COUNT_ONE(i) +1
+#define UK_COUNT_ROWS(LIST) (0 LIST(UK_COUNT_ONE))
+#define UK_CHECK_ROWS(name, LIST, n) typedef char name[UK_COUNT_ROWS(LIST) == (n) ? 1 : -1];
+#define UK_CHECK_ROWS_HERE(LIST, n) (void)sizeof(char[UK_COUNT_ROWS(LIST) == (n) ? 1 : -1])
 
 /* ------------------------------------------------------------------------ */
 /* AVX-512: 14 x 32 (f32) / 14 x 16 (f64) tiles: 28 zmm accumulators, two B  */
@@ -143,11 +149,12 @@ DEFINE_SCALAR_DIRECT(ukd_scalar_f64, double)
  * one tap, so row i is read at a[off[0] + i] (the caller guarantees
  * off[i] == off[0] + i), columns = 16 filters. Each broadcast feeds a single
  * FMA and folds into it as a memory operand ({1to16}): one dy vector per
- * pixel instead of four, at 17 loads per 16 FMAs. Measured 7-21% faster than
- * the 6 x 64 / 14 x 32 tiles for 16 or 32 input channels, or fewer than 48
- * filters; no faster with 64 channels and 64 or more filters. (32-channel
- * 3 x 3 layers now take the kernel-row tile below.) */
-AVX512_TARGET static void ukt16_avx512_f32(int64_t nrows, int64_t kc, const int64_t *restrict off,
+ * pixel instead of four, at 17 loads per 16 FMAs. Faster than the 6 x 64 /
+ * 14 x 32 tiles for 16 or 32 input channels, or fewer than 48 filters; no
+ * faster with 64 channels and 64 or more filters (blocking.h's
+ * CF_CONV_DW_* thresholds). 32-channel 3 x 3 layers take the kernel-row
+ * tile below. */
+AVX512_TARGET static void uk_taps_channels_avx512_f32(int64_t nrows, int64_t kc, const int64_t *restrict off,
                                            const float *restrict a, int64_t a_ks, int64_t a_rs,
                                            const float *restrict b, int64_t b_ks,
                                            float *restrict c, int64_t ldc, int mr, int nr,
@@ -155,29 +162,30 @@ AVX512_TARGET static void ukt16_avx512_f32(int64_t nrows, int64_t kc, const int6
 {
     const __mmask16 m = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
     const float *a0 = a + off[0];
-#define T16_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
-#define T16_DECL(i) __m512 c##i = _mm512_setzero_ps();
-    T16_ROWS(T16_DECL)
-#undef T16_DECL
-#define T16_STEP(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(ak[i]), d, c##i);
-#define T16_LOOP(LOAD)                                                         \
+#define CHB_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+#define CHB_DECL(i) __m512 c##i = _mm512_setzero_ps();
+    UK_CHECK_ROWS_HERE(CHB_ROWS, CF_UKERNEL_CHANNEL_BLOCK);
+    CHB_ROWS(CHB_DECL)
+#undef CHB_DECL
+#define CHB_STEP(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(ak[i]), d, c##i);
+#define CHB_LOOP(LOAD)                                                         \
     for (int64_t row = 0; row < nrows; row++) {                                \
         const float *ak = a0 + row * a_rs;                                     \
         UK_UNROLL4                                                             \
         for (int64_t k = 0; k < kc; k++, ak += a_ks, bk += b_ks) {             \
             const __m512 d = LOAD;                                             \
-            T16_ROWS(T16_STEP)                                                 \
+            CHB_ROWS(CHB_STEP)                                                 \
         }                                                                      \
     }
     const float *bk = b;
     if (nr == 16) {
-        T16_LOOP(_mm512_loadu_ps(bk))
+        CHB_LOOP(_mm512_loadu_ps(bk))
     } else {
-        T16_LOOP(_mm512_maskz_loadu_ps(m, bk))
+        CHB_LOOP(_mm512_maskz_loadu_ps(m, bk))
     }
-#undef T16_LOOP
-#undef T16_STEP
-#define T16_OUT(i)                                                             \
+#undef CHB_LOOP
+#undef CHB_STEP
+#define CHB_OUT(i)                                                             \
     if ((i) < mr) {                                                            \
         float *ci = c + (int64_t)(i) * ldc;                                    \
         __m512 r = c##i;                                                       \
@@ -185,12 +193,12 @@ AVX512_TARGET static void ukt16_avx512_f32(int64_t nrows, int64_t kc, const int6
             r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, ci), r);                \
         _mm512_mask_storeu_ps(ci, m, r);                                       \
     }
-    T16_ROWS(T16_OUT)
-#undef T16_OUT
-#undef T16_ROWS
+    CHB_ROWS(CHB_OUT)
+#undef CHB_OUT
+#undef CHB_ROWS
 }
 
-#define UKW_MASK(n) ((n) >= 16 ? (__mmask16)0xFFFF : (n) <= 0 ? (__mmask16)0 : (__mmask16)((1u << (n)) - 1u))
+#define AVX512_MASK16(n) ((n) >= 16 ? (__mmask16)0xFFFF : (n) <= 0 ? (__mmask16)0 : (__mmask16)((1u << (n)) - 1u))
 
 /* Kernel-row tile for kernel gradients (float32), the transpose of the
  * 16 x 16 one: the vector operand is `len` <= 96 contiguous values of the
@@ -199,17 +207,16 @@ AVX512_TARGET static void ukt16_avx512_f32(int64_t nrows, int64_t kc, const int6
  * consecutive dy values (filters), so each pixel costs 6 vector loads and 4
  * broadcasts for 24 FMAs instead of 17 loads for 16. Output transposed,
  * c[f * ldc + e]. Each element is still one FMA chain in pixel order, the
- * same chain as the other taps tiles: same bits. Measured on conv b's
- * kernel gradient in a C harness, one core: 103-138 GFLOP/s against the
- * 16 x 16 tile's 92-136 in the same runs (hot inputs: 118-149 vs 101-143). */
-AVX512_TARGET static void ukkr_avx512_f32(int64_t nrows, int64_t kc, const float *restrict a,
+ * same chain as the other taps tiles: same bits. Faster than the 16 x 16
+ * tile where a kernel row fills its vectors (3 taps x 32 channels). */
+AVX512_TARGET static void uk_taps_krow_avx512_f32(int64_t nrows, int64_t kc, const float *restrict a,
                                           int64_t a_ks, int64_t a_rs, int64_t len,
                                           const float *restrict b, int64_t b_ks,
                                           float *restrict c, int64_t ldc, int nf,
                                           int accumulate)
 {
-    const __mmask16 m0 = UKW_MASK(len), m1 = UKW_MASK(len - 16), m2 = UKW_MASK(len - 32);
-    const __mmask16 m3 = UKW_MASK(len - 48), m4 = UKW_MASK(len - 64), m5 = UKW_MASK(len - 80);
+    const __mmask16 m0 = AVX512_MASK16(len), m1 = AVX512_MASK16(len - 16), m2 = AVX512_MASK16(len - 32);
+    const __mmask16 m3 = AVX512_MASK16(len - 48), m4 = AVX512_MASK16(len - 64), m5 = AVX512_MASK16(len - 80);
     /* filters past nf repeat the last one (in bounds) and are not stored */
     const int64_t f1 = nf > 1 ? 1 : 0, f2 = nf > 2 ? 2 : nf - 1, f3 = nf > 3 ? 3 : nf - 1;
 #define KR_FILTERS(X) X(0) X(1) X(2) X(3)
@@ -217,6 +224,7 @@ AVX512_TARGET static void ukkr_avx512_f32(int64_t nrows, int64_t kc, const float
     __m512 c##f##_0 = _mm512_setzero_ps(), c##f##_1 = _mm512_setzero_ps(),     \
            c##f##_2 = _mm512_setzero_ps(), c##f##_3 = _mm512_setzero_ps(),     \
            c##f##_4 = _mm512_setzero_ps(), c##f##_5 = _mm512_setzero_ps();
+    UK_CHECK_ROWS_HERE(KR_FILTERS, CF_UKERNEL_KROW_NF);
     KR_FILTERS(KR_DECL)
 #undef KR_DECL
     const int64_t fo0 = 0, fo1 = f1, fo2 = f2, fo3 = f3;
@@ -244,7 +252,7 @@ AVX512_TARGET static void ukkr_avx512_f32(int64_t nrows, int64_t kc, const float
 #define KR_LOADF(p, mk) _mm512_loadu_ps(p)
 #define KR_LOADM(p, mk) _mm512_maskz_loadu_ps((mk), (p))
     const float *bk = b;
-    if (len == 96) {
+    if (len == CF_UKERNEL_KROW_LEN) {
         KR_LOOP(KR_LOADF)
     } else {
         KR_LOOP(KR_LOADM)
@@ -277,24 +285,24 @@ AVX512_TARGET static void ukkr_avx512_f32(int64_t nrows, int64_t kc, const float
  * weight vectors and 6 broadcasts feed 24 FMAs (the 14 x 32 tile needs 16
  * loads for 28, and reads every pixel twice for 64 filters). The pixels'
  * offsets live in general registers, so a tile may span image rows: a 14 x
- * 14 image is 33 tiles of 6 with one partial. Side by side with the 14 x 32
- * tile at 2 threads: conv b's forward +3-9%, c's forward +3%, c's input
- * gradient +9%; oneDNN's forward blocks all 64 filters the same way
- * (weights Acdb64a). */
-AVX512_TARGET static void ukdw_avx512_f32(int64_t ntaps, const int64_t *restrict tap_off,
+ * 14 image is 33 tiles of 6 with one partial. Faster than the 14 x 32 tile
+ * from 48 filters (the forward and the stride-1 input gradient); oneDNN's
+ * forward blocks all 64 filters the same way (weights Acdb64a). */
+AVX512_TARGET static void uk_direct_wide_avx512_f32(int64_t ntaps, const int64_t *restrict tap_off,
                                           int64_t c, const float *restrict a,
                                           const int64_t *restrict px_off,
                                           const float *restrict b, int64_t b_ks,
                                           float *restrict y, int64_t ldc, int mr, int nr,
                                           int accumulate, const float *restrict bias, int relu)
 {
-    const __mmask16 m0 = UKW_MASK(nr), m1 = UKW_MASK(nr - 16);
-    const __mmask16 m2 = UKW_MASK(nr - 32), m3 = UKW_MASK(nr - 48);
+    const __mmask16 m0 = AVX512_MASK16(nr), m1 = AVX512_MASK16(nr - 16);
+    const __mmask16 m2 = AVX512_MASK16(nr - 32), m3 = AVX512_MASK16(nr - 48);
 #define DW_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
 #define DW_DECL(i)                                                             \
     __m512 c##i##_0 = _mm512_setzero_ps(), c##i##_1 = _mm512_setzero_ps(),     \
            c##i##_2 = _mm512_setzero_ps(), c##i##_3 = _mm512_setzero_ps();     \
     const int64_t o##i = px_off[i];
+    UK_CHECK_ROWS_HERE(DW_ROWS, CF_UKERNEL_WIDE_MR);
     DW_ROWS(DW_DECL)
 #undef DW_DECL
     /* the sum goes on from y's values: blocks of a split reduction round
@@ -369,18 +377,18 @@ AVX512_TARGET static void ukdw_avx512_f32(int64_t ntaps, const int64_t *restrict
 #undef DW_ROWS
 }
 
-/* Transposed 64-column panel of B for ukdw (see ukernel.h): a scalar loop
+/* Transposed 64-column panel of B for uk_direct_wide (see ukernel.h): a scalar loop
  * costs about a quarter of the tile's own time on a Dense layer's input
  * gradient (B = kernel.T, 128 deep); masked gathers, one per 16 columns of a
  * k row, about a twentieth (0.2 cycles per element). */
-AVX512_TARGET static void ukpt_avx512_f32(int64_t kc, int64_t nr, const float *restrict src,
+AVX512_TARGET static void uk_pack_t_avx512_f32(int64_t kc, int64_t nr, const float *restrict src,
                                           int64_t src_js, float *restrict dst)
 {
     const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     const __m512i idx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)src_js));
     for (int64_t g = 0; g < 4; g++) {
         const int64_t left = nr - 16 * g;
-        const __mmask16 m = UKW_MASK(left);
+        const __mmask16 m = AVX512_MASK16(left);
         const float *col = src + 16 * g * src_js;
         if (left <= 0) {
             for (int64_t k = 0; k < kc; k++)
@@ -394,9 +402,10 @@ AVX512_TARGET static void ukpt_avx512_f32(int64_t kc, int64_t nr, const float *r
 }
 
 #define UK_TARGET AVX512_TARGET
-#define UK_NAME uk_avx512_f32
+#define UK_NAME uk_gemm_avx512_f32
 #define UK_T float
 #define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+UK_CHECK_ROWS(uk_rows_check_avx512, UK_ROWS, CF_AVX512_MR)
 #define UK_VW 16
 #define UK_V __m512
 #define UK_M __mmask16
@@ -410,25 +419,26 @@ AVX512_TARGET static void ukpt_avx512_f32(int64_t kc, int64_t nr, const float *r
 #define UK_ADD(x, y) _mm512_add_ps((x), (y))
 #define UK_RELU(x) _mm512_max_ps(_mm512_setzero_ps(), (x))
 #include "ukernel_impl.h"
-#define UK_TNAME ukt_avx512_f32
+#define UK_TNAME uk_taps_avx512_f32
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
 /* the 10-row taps tile: first layers with up to 10 (tap, channel) rows
  * (3x3 kernels on 1 channel) would leave 5 of 14 rows idle */
 #undef UK_ROWS
 #define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9)
-#define UK_TNAME ukts_avx512_f32
+UK_CHECK_ROWS(uk_rows_check_avx512_short, UK_ROWS, CF_UKERNEL_SHORT_MR)
+#define UK_TNAME uk_taps_short_avx512_f32
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
 #undef UK_ROWS
 #define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
-#define UK_CSNAME ukc_avx512_f32
+#define UK_CSNAME uk_colsum_avx512_f32
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
-#define UK_TWNAME uktw_avx512_f32
+#define UK_TWNAME uk_taps_wide_avx512_f32
 #include "ukernel_taps_wide_impl.h"
 #undef UK_TWNAME
-#define UK_DNAME ukd_avx512_f32
+#define UK_DNAME uk_direct_avx512_f32
 #define UK_AROW(i) (                                                          \
     (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
     (i) == 4 ? p0 + 4 * r : (i) == 5 ? p0 + r5 : (i) == 6 ? p0 + 2 * r3 :           \
@@ -451,7 +461,7 @@ AVX512_TARGET static void ukpt_avx512_f32(int64_t kc, int64_t nr, const float *r
 #undef UK_ADD
 #undef UK_RELU
 
-#define UK_NAME uk_avx512_f64
+#define UK_NAME uk_gemm_avx512_f64
 #define UK_T double
 #define UK_VW 8
 #define UK_V __m512d
@@ -466,25 +476,25 @@ AVX512_TARGET static void ukpt_avx512_f32(int64_t kc, int64_t nr, const float *r
 #define UK_ADD(x, y) _mm512_add_pd((x), (y))
 #define UK_RELU(x) _mm512_max_pd(_mm512_setzero_pd(), (x))
 #include "ukernel_impl.h"
-#define UK_TNAME ukt_avx512_f64
+#define UK_TNAME uk_taps_avx512_f64
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
 /* the 10-row taps tile: first layers with up to 10 (tap, channel) rows
  * (3x3 kernels on 1 channel) would leave 5 of 14 rows idle */
 #undef UK_ROWS
 #define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9)
-#define UK_TNAME ukts_avx512_f64
+#define UK_TNAME uk_taps_short_avx512_f64
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
 #undef UK_ROWS
 #define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
-#define UK_CSNAME ukc_avx512_f64
+#define UK_CSNAME uk_colsum_avx512_f64
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
-#define UK_TWNAME uktw_avx512_f64
+#define UK_TWNAME uk_taps_wide_avx512_f64
 #include "ukernel_taps_wide_impl.h"
 #undef UK_TWNAME
-#define UK_DNAME ukd_avx512_f64
+#define UK_DNAME uk_direct_avx512_f64
 #include "ukernel_direct_impl.h"
 #undef UK_DNAME
 #undef UK_AROW
@@ -543,10 +553,10 @@ AVX512_TARGET static void ukpt_avx512_f32(int64_t kc, int64_t nr, const float *r
         }                                                                           \
     }
 
-DEFINE_AVX512_NARROW(ukn_avx512_f32, float, __m512, __mmask16, 16, _mm512_maskz_loadu_ps,
+DEFINE_AVX512_NARROW(uk_narrow_avx512_f32, float, __m512, __mmask16, 16, _mm512_maskz_loadu_ps,
                      _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_setzero_ps,
                      _mm512_reduce_add_ps, 0xFFFF)
-DEFINE_AVX512_NARROW(ukn_avx512_f64, double, __m512d, __mmask8, 8, _mm512_maskz_loadu_pd,
+DEFINE_AVX512_NARROW(uk_narrow_avx512_f64, double, __m512d, __mmask8, 8, _mm512_maskz_loadu_pd,
                      _mm512_loadu_pd, _mm512_fmadd_pd, _mm512_setzero_pd,
                      _mm512_reduce_add_pd, 0xFF)
 
@@ -572,9 +582,10 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 }
 
 #define UK_TARGET AVX2_TARGET
-#define UK_NAME uk_avx2_f32
+#define UK_NAME uk_gemm_avx2_f32
 #define UK_T float
 #define UK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+UK_CHECK_ROWS(uk_rows_check_avx2, UK_ROWS, CF_AVX2_MR)
 #define UK_VW 8
 #define UK_V __m256
 #define UK_M __m256i
@@ -588,13 +599,13 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #define UK_ADD(x, y) _mm256_add_ps((x), (y))
 #define UK_RELU(x) _mm256_max_ps(_mm256_setzero_ps(), (x))
 #include "ukernel_impl.h"
-#define UK_TNAME ukt_avx2_f32
+#define UK_TNAME uk_taps_avx2_f32
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
-#define UK_CSNAME ukc_avx2_f32
+#define UK_CSNAME uk_colsum_avx2_f32
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
-#define UK_DNAME ukd_avx2_f32
+#define UK_DNAME uk_direct_avx2_f32
 #define UK_AROW(i) (                                                          \
     (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
     (i) == 4 ? p0 + 4 * r : p0 + r5)
@@ -614,7 +625,7 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #undef UK_ADD
 #undef UK_RELU
 
-#define UK_NAME uk_avx2_f64
+#define UK_NAME uk_gemm_avx2_f64
 #define UK_T double
 #define UK_VW 4
 #define UK_V __m256d
@@ -628,49 +639,74 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
 #define UK_ADD(x, y) _mm256_add_pd((x), (y))
 #define UK_RELU(x) _mm256_max_pd(_mm256_setzero_pd(), (x))
 #include "ukernel_impl.h"
-#define UK_TNAME ukt_avx2_f64
+#define UK_TNAME uk_taps_avx2_f64
 #include "ukernel_taps_impl.h"
 #undef UK_TNAME
-#define UK_CSNAME ukc_avx2_f64
+#define UK_CSNAME uk_colsum_avx2_f64
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
-#define UK_DNAME ukd_avx2_f64
+#define UK_DNAME uk_direct_avx2_f64
 #include "ukernel_direct_impl.h"
 
 #endif /* CF_HAVE_X86_DISPATCH */
 
+/* ------------------------------------------------------------------------ */
+/* The micro-kernel tables: which kernel of each family runs at each SIMD    */
+/* level (NULL: none at that level; the drivers then take another tile).     */
+/* Tile sizes come from blocking.h; levels the build cannot produce fall     */
+/* back to the highest one it has.                                           */
+
+static const cf_ukernel_f32 uk_table_f32[] = {
+    [CF_SIMD_SCALAR] = {.fn = uk_gemm_scalar_f32, .direct = uk_direct_scalar_f32, .narrow = NULL,
+                        .taps = uk_taps_scalar_f32, .taps_wide = NULL, .taps_short = NULL,
+                        .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_scalar_f32,
+                        .direct_wide = NULL, .pack_t = NULL,
+                        .mr = CF_SCALAR_MR, .nr = CF_SCALAR_NR, .vw = CF_SCALAR_VW},
+#if CF_HAVE_X86_DISPATCH
+    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f32, .direct = uk_direct_avx2_f32, .narrow = NULL,
+                      .taps = uk_taps_avx2_f32, .taps_wide = NULL, .taps_short = NULL,
+                      .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_avx2_f32,
+                      .direct_wide = NULL, .pack_t = NULL,
+                      .mr = CF_AVX2_MR, .nr = CF_AVX2_NR_F32, .vw = CF_AVX2_VW_F32},
+    [CF_SIMD_AVX512] = {.fn = uk_gemm_avx512_f32, .direct = uk_direct_avx512_f32, .narrow = uk_narrow_avx512_f32,
+                        .taps = uk_taps_avx512_f32, .taps_wide = uk_taps_wide_avx512_f32,
+                        .taps_short = uk_taps_short_avx512_f32, .taps_channels = uk_taps_channels_avx512_f32,
+                        .taps_krow = uk_taps_krow_avx512_f32, .colsum = uk_colsum_avx512_f32,
+                        .direct_wide = uk_direct_wide_avx512_f32, .pack_t = uk_pack_t_avx512_f32,
+                        .mr = CF_AVX512_MR, .nr = CF_AVX512_NR_F32, .vw = CF_AVX512_VW_F32},
+#endif
+};
+
+static const cf_ukernel_f64 uk_table_f64[] = {
+    [CF_SIMD_SCALAR] = {.fn = uk_gemm_scalar_f64, .direct = uk_direct_scalar_f64, .narrow = NULL,
+                        .taps = uk_taps_scalar_f64, .taps_wide = NULL, .taps_short = NULL,
+                        .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_scalar_f64,
+                        .direct_wide = NULL, .pack_t = NULL,
+                        .mr = CF_SCALAR_MR, .nr = CF_SCALAR_NR, .vw = CF_SCALAR_VW},
+#if CF_HAVE_X86_DISPATCH
+    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f64, .direct = uk_direct_avx2_f64, .narrow = NULL,
+                      .taps = uk_taps_avx2_f64, .taps_wide = NULL, .taps_short = NULL,
+                      .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_avx2_f64,
+                      .direct_wide = NULL, .pack_t = NULL,
+                      .mr = CF_AVX2_MR, .nr = CF_AVX2_NR_F64, .vw = CF_AVX2_VW_F64},
+    [CF_SIMD_AVX512] = {.fn = uk_gemm_avx512_f64, .direct = uk_direct_avx512_f64, .narrow = uk_narrow_avx512_f64,
+                        .taps = uk_taps_avx512_f64, .taps_wide = uk_taps_wide_avx512_f64,
+                        .taps_short = uk_taps_short_avx512_f64, .taps_channels = NULL, .taps_krow = NULL,
+                        .colsum = uk_colsum_avx512_f64, .direct_wide = NULL, .pack_t = NULL,
+                        .mr = CF_AVX512_MR, .nr = CF_AVX512_NR_F64, .vw = CF_AVX512_VW_F64},
+#endif
+};
+
+#define UK_TABLE_TOP(t) ((int)(sizeof(t) / sizeof((t)[0])) - 1)
+
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
-    cf_ukernel_f32 k = {uk_scalar_f32, ukd_scalar_f32, NULL, ukt_scalar_f32, NULL, NULL, NULL, NULL, ukc_scalar_f32, NULL, NULL, SC_MR, SC_NR, 1};
-#if CF_HAVE_X86_DISPATCH
-    if (level >= CF_SIMD_AVX512) {
-        k.fn = uk_avx512_f32; k.direct = ukd_avx512_f32; k.narrow = ukn_avx512_f32;
-        k.taps = ukt_avx512_f32; k.taps_short = ukts_avx512_f32; k.taps16 = ukt16_avx512_f32; k.krow = ukkr_avx512_f32; k.colsum = ukc_avx512_f32;
-        k.taps_wide = uktw_avx512_f32; k.direct_wide = ukdw_avx512_f32; k.pack_t = ukpt_avx512_f32;
-        k.vw = 16; k.mr = 14; k.nr = 32;
-    } else if (level >= CF_SIMD_AVX2) {
-        k.fn = uk_avx2_f32; k.direct = ukd_avx2_f32; k.taps = ukt_avx2_f32; k.colsum = ukc_avx2_f32; k.mr = 6; k.nr = 16;
-    }
-#else
-    (void)level;
-#endif
-    return k;
+    const int top = UK_TABLE_TOP(uk_table_f32);
+    return uk_table_f32[level < 0 ? 0 : level > top ? top : level];
 }
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
-    cf_ukernel_f64 k = {uk_scalar_f64, ukd_scalar_f64, NULL, ukt_scalar_f64, NULL, NULL, NULL, NULL, ukc_scalar_f64, NULL, NULL, SC_MR, SC_NR, 1};
-#if CF_HAVE_X86_DISPATCH
-    if (level >= CF_SIMD_AVX512) {
-        k.fn = uk_avx512_f64; k.direct = ukd_avx512_f64; k.narrow = ukn_avx512_f64;
-        k.taps = ukt_avx512_f64; k.taps_short = ukts_avx512_f64; k.colsum = ukc_avx512_f64;
-        k.taps_wide = uktw_avx512_f64;
-        k.vw = 8; k.mr = 14; k.nr = 16;
-    } else if (level >= CF_SIMD_AVX2) {
-        k.fn = uk_avx2_f64; k.direct = ukd_avx2_f64; k.taps = ukt_avx2_f64; k.colsum = ukc_avx2_f64; k.mr = 6; k.nr = 8;
-    }
-#else
-    (void)level;
-#endif
-    return k;
+    const int top = UK_TABLE_TOP(uk_table_f64);
+    return uk_table_f64[level < 0 ? 0 : level > top ? top : level];
 }

@@ -24,6 +24,8 @@
 
 #include <stdint.h>
 
+#include "blocking.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -93,7 +95,6 @@ typedef void (*cf_ukernel_pack_t_f64_fn)(int64_t kc, int64_t nr, const double *s
  * then + bias[j], relu. wt holds each output channel's taps with the channel
  * axis zero-padded to cpad (a multiple of the vector width). All
  * CF_NARROW_ROWS rows of `a` are read (kept in bounds by the caller). */
-#define CF_NARROW_ROWS 8
 typedef void (*cf_ukernel_narrow_f32_fn)(int64_t ntaps, const int64_t *tap_off,
                                          int64_t c, int64_t cpad, const float *a,
                                          int64_t a_is, int np, const float *wt,
@@ -124,8 +125,6 @@ typedef void (*cf_ukernel_taps_f64_fn)(int64_t nrows, int64_t kc, const int64_t 
  * columns of b broadcast, written transposed:
  *   C[f][e] (+)= sum_r sum_k a[r*a_rs + k*a_ks + e] * b[(r*kc + k)*b_ks + f]
  * for e < len, f < nf. */
-#define CF_UKERNEL_KROW_LEN 96
-#define CF_UKERNEL_KROW_NF 4
 typedef void (*cf_ukernel_krow_f32_fn)(int64_t nrows, int64_t kc, const float *a,
                                        int64_t a_ks, int64_t a_rs, int64_t len,
                                        const float *b, int64_t b_ks, float *c,
@@ -149,8 +148,8 @@ typedef struct {
     cf_ukernel_taps_f32_fn taps;
     cf_ukernel_taps_f32_fn taps_wide; /* 6 x 4 vectors; NULL where none */
     cf_ukernel_taps_f32_fn taps_short; /* CF_UKERNEL_SHORT_MR x 2 vectors; or NULL */
-    cf_ukernel_taps_f32_fn taps16;     /* 16 x 16, one tap's channels; or NULL */
-    cf_ukernel_krow_f32_fn krow;       /* kernel rows x 4 filters; or NULL */
+    cf_ukernel_taps_f32_fn taps_channels; /* 16 x 16, one tap's channels; or NULL */
+    cf_ukernel_krow_f32_fn taps_krow;     /* kernel rows x 4 filters; or NULL */
     cf_ukernel_colsum_f32_fn colsum;
     cf_ukernel_direct_px_f32_fn direct_wide; /* 6 pixels x 4 vectors; or NULL */
     cf_ukernel_pack_t_f32_fn pack_t;         /* B panels for direct_wide; or NULL */
@@ -164,8 +163,8 @@ typedef struct {
     cf_ukernel_taps_f64_fn taps;
     cf_ukernel_taps_f64_fn taps_wide;
     cf_ukernel_taps_f64_fn taps_short;
-    cf_ukernel_taps_f64_fn taps16;
-    cf_ukernel_krow_f64_fn krow;       /* none for float64: always NULL */
+    cf_ukernel_taps_f64_fn taps_channels;
+    cf_ukernel_krow_f64_fn taps_krow;     /* none for float64: always NULL */
     cf_ukernel_colsum_f64_fn colsum;
     cf_ukernel_direct_px_f64_fn direct_wide; /* none for float64: always NULL */
     cf_ukernel_pack_t_f64_fn pack_t;         /* always NULL */
@@ -176,13 +175,6 @@ typedef struct {
  * cannot produce falls back to the next lower one. */
 cf_ukernel_f32 cf_ukernel_select_f32(int simd_level);
 cf_ukernel_f64 cf_ukernel_select_f64(int simd_level);
-
-/* Largest MR of any variant (callers size per-tile arrays with it), and the
- * MR of the 6 x 4-vector taps_wide tile. */
-#define CF_UKERNEL_MAX_MR 16
-#define CF_UKERNEL_WIDE_MR 6
-#define CF_UKERNEL_SHORT_MR 10
-#define CF_UKERNEL_T16 16
 
 #ifdef __cplusplus
 }

@@ -34,7 +34,7 @@ UK_TARGET static void UK_NAME(int64_t kc, const UK_T *restrict a, int64_t a_ks,
         const UK_V b1 = LD(bk + UK_VW, m1);                                    \
         UK_ROWS(UK_STEP)                                                       \
     }
-    /* full-width B rows: plain loads (masked ones measured slower) */
+    /* full-width B rows: plain loads (masked ones are slower) */
     if (nr == 2 * UK_VW) {
         UK_LOOP(UK_LOADF)
     } else {

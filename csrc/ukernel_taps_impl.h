@@ -36,7 +36,7 @@ UK_TARGET static void UK_TNAME(int64_t nrows, int64_t kc, const int64_t *restric
         }                                                                      \
     }
     const UK_T *bk = b;
-    /* full-width dy rows: plain loads (masked ones measured slower) */
+    /* full-width dy rows: plain loads (masked ones are slower) */
     if (nr == 2 * UK_VW) {
         UK_LOOP(UK_LOADF)
     } else {

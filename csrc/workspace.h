@@ -23,8 +23,70 @@ extern "C" {
 
 enum { CF_WS_SLOTS = 8 };
 
+/* The slots, named for what they hold. Several names share a slot number:
+ * those uses belong to different drivers (or different phases of one) that
+ * never hold the slot at the same time on the same thread.
+ *
+ * The rule that keeps them apart: a driver takes its "calling thread" slots
+ * before its parallel region and reads them inside it; the region's threads
+ * (the calling thread is thread 0 of the team) take only "per thread"
+ * slots, never one of the caller's. The stride-1 input gradient holds
+ * CF_WS_FLIPPED_KERNEL (3) while it runs the forward driver, which takes
+ * every other slot but 3. */
+enum cf_ws_slot {
+    /* 0, per thread, inside a parallel region: the thread's input tile */
+    CF_WS_PADDED_IMAGE = 0, /* one zero-padded image (forward, direct kernel
+                             * gradient) or image of dy (strided input
+                             * gradient by phases) */
+    CF_WS_IM2COL_TILE = 0,  /* im2col rows of a tile of pixels (im2col
+                             * forward and kernel gradient) */
+    CF_WS_DY_PANEL = 0,     /* col2im input gradient: packed dy micro-panels */
+    CF_WS_GEMM_A_PANEL = 0, /* GEMM: a zero-padded or packed block of A */
+
+    /* 1 */
+    CF_WS_PADDED_BATCH = 1,      /* calling thread: every image padded (forward
+                                  * with fewer images than threads) */
+    CF_WS_DW_PARTIALS = 1,       /* calling thread: the kernel gradient's
+                                  * per-chunk partials */
+    CF_WS_TRANSPOSED_KERNEL = 1, /* calling thread: col2im's kernel as F x K */
+    CF_WS_GEMM_B_PANEL = 1,      /* per thread: GEMM's packed panel of B */
+
+    /* 2 */
+    CF_WS_TAP_OFFSETS = 2, /* calling thread: the taps' offsets into the padded
+                            * image (forward), or each phase's tap count and
+                            * offsets (input gradient by phases) */
+    CF_WS_DCOL = 2,        /* per thread: col2im's dy . kernel^T rows */
+
+    /* 3, calling thread */
+    CF_WS_FLIPPED_KERNEL = 3,   /* stride-1 input gradient: the kernel flipped,
+                                 * channel axes swapped */
+    CF_WS_PHASE_WEIGHTS_AT = 3, /* input gradient by phases: where each phase's
+                                 * sub-kernel starts in CF_WS_PACKED_KERNEL */
+    CF_WS_GEMM_B_COPY = 3,      /* GEMM: B copied with contiguous columns */
+
+    /* 4, calling thread */
+    CF_WS_NARROW_KERNEL = 4,  /* forward: per-filter taps for the narrow kernel */
+    CF_WS_GEMM_A_PACKED = 4,  /* GEMM: A^T's panels packed */
+
+    /* 5, calling thread */
+    CF_WS_PACKED_KERNEL = 5, /* the kernel as contiguous panels of NR filters
+                              * (forward) or channels (input gradient by
+                              * phases) */
+
+    /* 6 */
+    CF_WS_UNPOOLED = 6,       /* per thread: an unpooled image of dy (fused
+                               * input gradient) or block of dy rows (fused
+                               * kernel gradient) */
+    CF_WS_POOL_BAND = 6,      /* per thread: the convolution rows of a group of
+                               * pooled rows (fused forward) */
+    CF_WS_GEMM_B_PACKED = 6,  /* calling thread: GEMM's B packed in NR panels */
+
+    /* 7, per thread */
+    CF_WS_UNPOOL_SCRATCH = 7 /* unpool_rows' indices and masked row */
+};
+
 /* A 64-byte aligned buffer of at least `bytes` bytes in slot `slot` of the
- * calling thread, grown (never shrunk) as needed; contents are not kept when
+ * calling thread (an enum cf_ws_slot), grown (never shrunk) as needed; contents are not kept when
  * it grows. Returns NULL if memory is exhausted. */
 void *cf_workspace(int slot, size_t bytes);
 
