@@ -9,15 +9,23 @@
  * pt/pl may be any value the boundary resolved (>= 0 for user padding); the
  * backward-input path also uses negative values internally.
  *
- * Method: implicit GEMM. Output pixels are the GEMM rows, filters the columns,
- * (kh, kw, c) the reduction: y[p, :] = patch(p) . kernel[K, f]. Each thread
- * im2col-packs a tile of pixels into an MR-interleaved panel in its own
- * reusable workspace and runs the register-blocked micro-kernel (ukernel.h).
- * The kernel gradient reduces over pixels in fixed chunks summed in a fixed
- * order, so every result is bit-identical for any thread count.
+ * Method: direct convolution. The forward (and the stride-1 input gradient,
+ * a forward convolution of dy with the flipped kernel) runs register-blocked
+ * micro-kernels (ukernel.h) that read a tile of output pixels straight from a
+ * zero-padded copy of each image in a per-thread workspace, the accumulators
+ * in registers, bias and ReLU applied in the store; im2col panels remain for
+ * small batches and odd geometries. Strided input gradients are stride-1
+ * convolutions per output phase (GEMM + col2im beyond 16 phases, and for a
+ * kernel with a NaN or inf tap, whose products with the padding would not be
+ * the gradient's). The kernel gradient reduces over pixels in fixed chunks
+ * summed in a fixed order, so every result is bit-identical for any thread
+ * count. The drivers are in conv2d_forward_impl.h, conv2d_input_grad_impl.h
+ * and conv2d_kernel_grad_impl.h; tile and block sizes in blocking.h.
  *
- * The boundary (cnnfast/_kernels.pyx + cnnfast/ops.py) validated everything:
- * sizes >= 1 (n >= 0), oh/ow consistent with the padding, no overflow. */
+ * The boundary (cnnfast/_spec.py resolves the geometry; the Cython wrappers
+ * copy it into cf_conv2d_shape and csrc/geometry.c checks the struct) has
+ * validated everything: sizes >= 1 (n >= 0), oh/ow consistent with the
+ * padding, no overflow. */
 #ifndef CNNFAST_CONV2D_H
 #define CNNFAST_CONV2D_H
 

@@ -1,6 +1,6 @@
 """Each internal code path of the convolution kernels, reached on purpose.
 
-The C kernels choose between several drivers by shape (see csrc/conv2d_impl.h):
+The C kernels choose between several drivers by shape (see csrc/conv2d_*_impl.h):
 direct forward (whole images per thread, or a shared padded batch when there
 are fewer images than threads), the narrow-output forward (very few filters),
 an im2col forward for huge strides/dilations, the stride-1 input gradient
