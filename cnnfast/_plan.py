@@ -86,7 +86,9 @@ class ConvPoolStep:
         self.conv, self.pool = conv, pool
         self.layers = (conv, pool)
         self.dtype = conv.dtype
-        self._specs = {1: _pair_spec(conv, pool, 1)}
+        self._spec1 = _pair_spec(conv, pool, 1)
+        # batch size -> (resolved pair, pooled output, indices): made once per size
+        self._per_batch: dict[int, tuple] = {}
         self._ws = _Workspace()
         self._x: np.ndarray | None = None
         self._idx: np.ndarray | None = None
@@ -95,21 +97,24 @@ class ConvPoolStep:
     def trainable(self) -> bool:
         return self.conv.trainable and bool(self.conv.weights)
 
-    def _spec(self, n: int) -> _spec.ConvPoolSpec:
-        spec = self._specs.get(n)
-        if spec is None:
-            if len(self._specs) >= _Workspace._MAX:
-                self._specs = {1: self._specs[1]}
-            spec = self._specs[n] = self._specs[1].with_batch(n)
-        return spec
+    def _batch(self, n: int) -> tuple:
+        entry = self._per_batch.get(n)
+        if entry is None:
+            if len(self._per_batch) >= _Workspace._MAX:
+                self._per_batch.clear()
+            pp = self._spec1.with_batch(n)
+            shape = pp.pool.out_nhwc
+            entry = (pp, self._ws.get("out", shape, self.dtype),
+                     self._ws.get("idx", shape, np.int32))
+            self._per_batch[n] = entry
+        return entry
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         conv = self.conv
         x = conv._prepared(x)
-        pp = self._spec(x.shape[0])
-        shape = pp.pool.out_nhwc
-        y = self._ws.get("out", shape, self.dtype)
-        idx = self._ws.get("idx", shape, np.int32) if training else None
+        pp, y, idx = self._batch(x.shape[0])
+        if not training:
+            idx = None
         # with ReLU, windows it zeroed get index -1: the backward's ReLU mask,
         # without reading y again
         _training.conv2d_pool2d_forward(x, conv.kernel, conv.bias, y, idx, pp, pp.relu)
@@ -118,7 +123,7 @@ class ConvPoolStep:
 
     def backward(self, dy: np.ndarray, input_grad: bool) -> np.ndarray | None:
         conv, x = self.conv, self._x
-        pp = self._spec(x.shape[0])
+        pp = self._batch(x.shape[0])[0]
         dy = np.require(dy, dtype=self.dtype, requirements=("C", "A"))
         dk = conv.gradients[0]
         db = conv.gradients[1] if conv.use_bias else None
@@ -174,7 +179,7 @@ class SoftmaxOutputStep:
         return self.layer.backward_linear(dz, input_grad)
 
 
-def _layer_step_trainable(step) -> bool:
+def _trainable(step) -> bool:
     if isinstance(step, Layer):
         return step.trainable and bool(step.weights)
     return step.trainable
@@ -187,11 +192,7 @@ class Plan:
         self.steps = steps
         #: the loss is computed from the last step's logits (SoftmaxOutputStep)
         self.logits = logits
-        # Steps before the first one with trainable weights need no gradient at all,
-        # and that one needs no input gradient.
-        self.first_grad = next((i for i, s in enumerate(steps) if _layer_step_trainable(s)),
-                               len(steps))
-        self._trainable = [layer for layer in layers if layer.trainable and layer.weights]
+        self.layers = list(layers)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         for step in self.steps:
@@ -205,13 +206,18 @@ class Plan:
         return loss.value_and_grad(y, out)
 
     def backward(self, grad: np.ndarray) -> None:
-        steps, first = self.steps, self.first_grad
+        # Steps before the first one with trainable weights need no gradient at all,
+        # and that one needs no input gradient. (Read on each step: ``trainable`` may
+        # change between steps.)
+        steps = self.steps
+        first = next((i for i, s in enumerate(steps) if _trainable(s)), len(steps))
         for i in range(len(steps) - 1, first - 1, -1):
             grad = steps[i].backward(grad, i > first)
 
     def gradients(self) -> list[np.ndarray]:
         """The trainable weights' gradients after ``backward``, in the model's order."""
-        return [g for layer in self._trainable for g in layer.gradients]
+        return [g for layer in self.layers if layer.trainable and layer.weights
+                for g in layer.gradients]
 
 
 def logits_mode(layers: Sequence[Layer], loss) -> bool:
@@ -247,9 +253,3 @@ def make_plan(layers: Sequence[Layer], loss, fuse: bool) -> Plan:
             steps.append(layer)
             i += 1
     return Plan(steps, logits, layers)
-
-
-def plan_key(layers: Sequence[Layer], loss, fuse: bool, dtype) -> tuple:
-    """What a plan depends on: when this changes, ``make_plan`` runs again."""
-    return (fuse, np.dtype(dtype), id(loss), getattr(loss, "from_logits", None),
-            tuple((id(layer), layer._in_shape, layer.trainable) for layer in layers))

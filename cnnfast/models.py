@@ -87,6 +87,8 @@ def _blas_limit(n: int | None):
 def _with_blas_limit(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        if self.blas_threads is None:  # the default: no context to enter (predict latency)
+            return method(self, *args, **kwargs)
         with _blas_limit(self.blas_threads):
             return method(self, *args, **kwargs)
 
@@ -121,6 +123,8 @@ class Sequential:
         self._want_accuracy = False
         self._accuracy_name = "accuracy"
         self._plan_key: tuple | None = None
+        # bumped whenever the layers or their input shapes change (add, pop, build)
+        self._layout_version = 0
         self._plan_cache: _planner.Plan | None = None
         self.stop_training = False
         self.history: History | None = None
@@ -132,6 +136,7 @@ class Sequential:
         """Append a layer; builds it right away when the input shape is known."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a Layer, got {layer!r}")
+        self._layout_version += 1
         if any(layer is other for other in self.layers):
             raise ValueError(f"layer {layer.name!r} is already in the model")
         if isinstance(layer, InputLayer):
@@ -152,6 +157,7 @@ class Sequential:
         if not self.layers:
             raise TypeError("there are no layers in the model")
         layer = self.layers.pop()
+        self._layout_version += 1
         if not self.layers:
             self.built = False
             self._input_shape = None
@@ -168,6 +174,7 @@ class Sequential:
                     f"{self.dtype}: cnnfast runs one dtype per model (Sequential(dtype=...))"
                 )
         self._input_shape = shape
+        self._layout_version += 1
         for layer in self.layers:
             if layer.built and layer._in_shape == shape and layer.dtype == self.dtype:
                 pass
@@ -336,13 +343,16 @@ class Sequential:
         """Batch ``sel`` (a slice or an index array) of x, in the model dtype."""
         # aligned and C-contiguous: a slice of an array at an odd byte offset
         # (np.frombuffer, np.memmap) is copied once here, not in every layer
-        return np.require(x[sel], dtype=self.dtype, requirements=("C", "A"))
+        xb = x[sel]
+        if xb.dtype == self.dtype and xb.flags.c_contiguous and xb.flags.aligned:
+            return xb
+        return np.require(xb, dtype=self.dtype, requirements=("C", "A"))
 
     # ---- forward / backward -------------------------------------------------------------
     def _plan(self) -> _planner.Plan:
         """The execution plan for the built layers (made again only when the layers,
         their input shapes, the loss or ``fuse_layers`` change)."""
-        key = _planner.plan_key(self.layers, self.loss, self.fuse_layers, self.dtype)
+        key = (self.fuse_layers, id(self.loss), self._layout_version, len(self.layers))
         if key != self._plan_key:
             self._plan_cache = _planner.make_plan(self.layers, self.loss, self.fuse_layers)
             self._plan_key = key
@@ -517,19 +527,27 @@ class Sequential:
     def predict(self, x, batch_size: int | None = None,
                 verbose: int | str = 0) -> np.ndarray:
         """Model outputs for ``x``, batch by batch (a new array)."""
-        verbose = 1 if verbose == "auto" else int(verbose)
         bs = self._batch_size(batch_size)
         x = self._check_x(x)
         n = x.shape[0]
+        if 0 < n <= bs and not verbose:
+            # one batch (a server's single request): the plan's output, copied once
+            return np.array(self._plan().forward(self._batch(x, slice(None)), False))
+        verbose = 1 if verbose == "auto" else int(verbose)
         out = np.empty((n,) + self.layers[-1]._out_shape, dtype=self.dtype)
         steps = -(-n // bs)
         bar = Progbar(steps, verbose=verbose) if verbose else None
+        plan = self._plan()
         for step in range(steps):
             lo, hi = step * bs, min((step + 1) * bs, n)
-            out[lo:hi] = self._forward(self._batch(x, slice(lo, hi)), training=False)
+            out[lo:hi] = plan.forward(self._batch(x, slice(lo, hi)), False)
             if bar is not None:
                 bar.update(step + 1)
         return out
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """Model outputs for one batch ``x`` (``keras.Model.predict_on_batch``; a new array)."""
+        return self(x)
 
     @_with_blas_limit
     def __call__(self, x, training: bool = False) -> np.ndarray:
