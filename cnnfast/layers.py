@@ -411,8 +411,8 @@ class Dense(_ActivatedLayer):
         return z.reshape((x.shape[0],) + self._out_shape)
 
     def _affine(self, x2: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """z = x2 @ kernel + bias, the bias added after the product (as the
-        activations other than linear/relu and the logits have always been)."""
+        """z = x2 @ kernel + bias, the bias added after the product: the logits and
+        the outputs of activations other than linear/relu are defined by these bits."""
         z = _matmul(x2, self.kernel, out=z)
         if self.use_bias:
             z += self.bias
