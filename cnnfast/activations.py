@@ -91,10 +91,12 @@ class _Softmax(Activation):
     name = "softmax"
 
     def forward(self, x, out=None):
-        m = np.max(x, axis=-1, keepdims=True)
+        # the ndarray methods: the same reductions as np.max / np.sum without their
+        # dispatch layers (microseconds per call on a one-image predict)
+        m = x.max(axis=-1, keepdims=True)
         out = np.subtract(x, m, out=out)
         np.exp(out, out=out)
-        out /= np.sum(out, axis=-1, keepdims=True)
+        out /= out.sum(axis=-1, keepdims=True)
         return out
 
     def backward(self, dy, y, out=None):

@@ -1,39 +1,59 @@
 """Keras-style layers running on cnnfast's kernels.
 
-Conv2D and the pooling layers call the engine through ``cnnfast.ops`` (a ReLU after a
-convolution is fused into the kernel's epilogue; max/min pooling keep the winners'
-indices from the forward pass so the backward pass does not search again). Dense
-runs on cnnfast's own GEMM (``cnnfast.dense`` forward, ``cnnfast.matmul`` backward
-through the helper ``_matmul``). Every layer works on whole batches: no Python loop
-over samples or pixels.
+Conv2D and the pooling layers resolve their geometry once per input shape
+(``cnnfast._spec``: a ``ConvSpec`` / ``PoolSpec`` per batch size, kept by the
+layer) and call the prepared kernels of ``cnnfast.ops.training`` with their own
+aligned C-contiguous arrays: no argument is parsed again on a step. A ReLU after a
+convolution runs in the kernel's epilogue; max/min pooling keep the winners'
+indices from the forward pass so the backward pass does not search again. Dense
+runs on cnnfast's own GEMM (``cnnfast.ops.dense`` forward, ``cnnfast.ops.matmul``
+backward through the helper ``_matmul``). Every layer works on whole batches: no
+Python loop over samples or pixels.
 
 A layer's life: ``build(input_shape, dtype)`` (shape without the batch axis) creates
-the weights; ``forward(x, training)`` returns the output and keeps what ``backward``
-needs; ``backward(dy, input_grad)`` stores the weight gradients in ``gradients`` (same
-order as ``weights``) and returns ``dx`` (or ``None`` when ``input_grad`` is False,
-which the model passes to the first layer so its input gradient is never computed).
-``backward`` may use ``dy`` as scratch space (it is the caller's temporary: the model
-never reads it again); pass a copy to keep it.
+the weights and the arrays its weight gradients are written to (``gradients``, same
+order as ``weights``); ``forward(x, training)`` returns the output and keeps what
+``backward`` needs; ``backward(dy, input_grad)`` fills ``gradients`` and returns
+``dx`` (or ``None`` when ``input_grad`` is False, which the model passes to the first
+layer so its input gradient is never computed). ``backward`` may use ``dy`` as
+scratch space (it is the caller's temporary: the model never reads it again); pass a
+copy to keep it.
 
-Buffers that do not escape to the caller (activation outputs of Dense, masks,
-gradients of Dense) live in a per-layer workspace keyed by shape and are reused
-from step to step. Outputs of ``forward`` may therefore be overwritten by the next
-call; ``layer(x)`` (``__call__``) returns a copy that is safe to keep.
+Layers with an activation also offer ``forward_linear`` / ``backward_linear``: the
+output before the activation and the backward pass from the gradient with respect
+to it. The execution plan (``cnnfast._plan``) uses them where it applies the
+activation's backward itself (softmax + cross-entropy from the logits, a ReLU mask
+moved after max/min pooling).
+
+The inputs of ``forward`` are checked once at the layer boundary (``_prepared``:
+shape, the layer's dtype, C order, alignment), not again in every kernel call.
+Buffers that do not escape to the caller (outputs, masks, gradients) live in a
+per-layer workspace keyed by shape and are reused from step to step. Outputs of
+``forward`` may therefore be overwritten by the next call; ``layer(x)``
+(``__call__``) returns a copy that is safe to keep.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
-from itertools import count
 
 import numpy as np
 
 from . import _spec, ops
-from . import activations as _activations
 from . import initializers as _initializers
 from . import utils as _utils
+from ._layer_base import (
+    Input,
+    InputLayer,
+    Layer,
+    Shape,
+    _ActivatedLayer,
+    _aligned_copy,
+    _contiguous,
+    _nhwc,
+    _Workspace,
+    relu_mask_into,
+)
 from .ops import training as _training
 
 __all__ = [
@@ -42,7 +62,6 @@ __all__ = [
     "MaxPool2D", "AvgPool2D", "Convolution2D",
 ]
 
-Shape = tuple[int, ...]
 
 
 def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -58,239 +77,8 @@ def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.n
     return ops.matmul(a, b, out=out)
 
 
-def _aligned_copy(a, dtype) -> np.ndarray:
-    """A 64-byte aligned C-contiguous copy (weights: the kernels read them as vectors)."""
-    out = ops.empty_aligned(np.shape(a), dtype)
-    np.copyto(out, a, casting="unsafe")
-    return out
-
-
-def _relu_mask_into(dy: np.ndarray, y: np.ndarray, ws, key: str) -> np.ndarray:
-    """ReLU backward, dy where y > 0 else 0: one fused C pass, in place into dy
-    when dy is a writable C-contiguous array of y's dtype (else into a buffer)."""
-    if not (dy.flags.writeable and dy.flags.c_contiguous and dy.flags.aligned
-            and dy.dtype == y.dtype):
-        buf = ws.get(key, dy.shape, y.dtype)
-        np.copyto(buf, dy)
-        dy = buf
-    yc = np.require(y, requirements=("C", "A"))
-    _training.relu_mask(dy, yc)
-    return dy
-
-
-_name_counters: dict[str, count[int]] = {}
-
-
-def _auto_name(cls_name: str) -> str:
-    """Keras-like unique names: conv2d, conv2d_1, ... (one counter per class per process)."""
-    base = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", cls_name).lower()
-    base = base.replace("2_d", "2d")
-    n = next(_name_counters.setdefault(base, count()))
-    return base if n == 0 else f"{base}_{n}"
-
-
-class _Workspace:
-    """Arrays reused between steps, one per (purpose, shape, dtype)."""
-
-    _MAX = 32  # a model sees only a handful of batch shapes; bound it anyway
-
-    def __init__(self) -> None:
-        self._bufs: dict[tuple, np.ndarray] = {}
-
-    def get(self, name: str, shape: Shape, dtype) -> np.ndarray:
-        key = (name, tuple(shape), np.dtype(dtype))
-        buf = self._bufs.get(key)
-        if buf is None:
-            if len(self._bufs) >= self._MAX:
-                self._bufs.clear()
-            # 64-byte aligned: the kernels' vector loads then never split lines
-            buf = ops.empty_aligned(shape, dtype)
-            self._bufs[key] = buf
-        return buf
-
-
-def _shape_tuple(shape, what: str) -> Shape:
-    try:
-        t = tuple(int(s) for s in shape)
-    except TypeError:
-        t = (int(shape),)
-    if any(s < 1 for s in t):
-        raise ValueError(f"{what} must hold positive sizes, got {tuple(shape)}")
-    return t
-
-
-class Layer:
-    """Base class of all layers (also usable for a custom stateless layer)."""
-
-    def __init__(self, name: str | None = None, input_shape=None,
-                 trainable: bool = True, **kwargs) -> None:
-        batch_input_shape = kwargs.pop("batch_input_shape", None)
-        dtype = kwargs.pop("dtype", None)
-        # One dtype per model (the model's): a layer asking for another one is an
-        # error when the model builds it, not silently overridden.
-        try:
-            self._requested_dtype = None if dtype is None else np.dtype(dtype)
-        except TypeError:  # e.g. a Keras mixed-precision policy name
-            self._requested_dtype = np.dtype(object)
-        if self._requested_dtype is not None and self._requested_dtype not in (
-                np.float32, np.float64):
-            raise ValueError(f"{type(self).__name__}: dtype must be float32 or float64, "
-                             f"got {dtype!r}")
-        if kwargs:
-            raise TypeError(f"{type(self).__name__}: unexpected arguments {sorted(kwargs)}")
-        if input_shape is None and batch_input_shape is not None:
-            input_shape = tuple(batch_input_shape)[1:]
-        self.name = name or _auto_name(type(self).__name__)
-        self.trainable = bool(trainable)
-        self._declared_input_shape: Shape | None = (
-            None if input_shape is None else _shape_tuple(input_shape, "input_shape")
-        )
-        self.built = False
-        self.dtype = np.dtype(np.float32)
-        self._in_shape: Shape | None = None
-        self._out_shape: Shape | None = None
-        self.weights: list[np.ndarray] = []
-        self.gradients: list[np.ndarray | None] = []
-        self._ws = _Workspace()
-
-    # ---- shapes -----------------------------------------------------------------------
-    @property
-    def input_shape(self) -> tuple:
-        if self._in_shape is None:
-            raise AttributeError(f"layer {self.name!r} is not built yet")
-        return (None,) + self._in_shape
-
-    @property
-    def output_shape(self) -> tuple:
-        if self._out_shape is None:
-            raise AttributeError(f"layer {self.name!r} is not built yet")
-        return (None,) + self._out_shape
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return tuple(input_shape)
-
-    # ---- building ---------------------------------------------------------------------
-    def build(self, input_shape: Shape, dtype="float32") -> None:
-        """Create the weights for inputs of shape ``(batch,) + input_shape``."""
-        self.dtype = np.dtype(dtype)
-        self._in_shape = tuple(int(s) for s in input_shape)
-        self._out_shape = tuple(self.compute_output_shape(self._in_shape))
-        self._create_weights()
-        self.gradients = [None] * len(self.weights)
-        self.built = True
-
-    def _create_weights(self) -> None:
-        pass
-
-    def count_params(self) -> int:
-        return int(sum(w.size for w in self.weights))
-
-    def get_weights(self) -> list[np.ndarray]:
-        return [w.copy() for w in self.weights]
-
-    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        weights = list(weights)
-        if len(weights) != len(self.weights):
-            raise ValueError(
-                f"layer {self.name!r} expects {len(self.weights)} weight arrays, "
-                f"got {len(weights)}"
-            )
-        for i, (dst, src) in enumerate(zip(self.weights, weights)):
-            src = np.asarray(src)
-            if src.shape != dst.shape:
-                raise ValueError(
-                    f"layer {self.name!r} weight {i}: expected shape {dst.shape}, "
-                    f"got {src.shape}"
-                )
-            # In place, so optimizers and callers holding the arrays stay in sync.
-            np.copyto(dst, src, casting="unsafe")
-
-    # ---- computing --------------------------------------------------------------------
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        raise NotImplementedError
-
-    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        raise NotImplementedError
-
-    def __call__(self, x, training: bool = False) -> np.ndarray:
-        """Apply the layer to a batch (building it on first use); returns a new array."""
-        x = np.asarray(x)
-        if not self.built:
-            dtype = self._requested_dtype or (
-                x.dtype if x.dtype in (np.float32, np.float64) else np.float32)
-            self.build(x.shape[1:], dtype)
-        if x.shape[1:] != self._in_shape:
-            raise ValueError(
-                f"layer {self.name!r} expects input shape (None, *{self._in_shape}), "
-                f"got {x.shape}"
-            )
-        x = np.require(x, dtype=self.dtype, requirements=("C", "A"))
-        return np.array(self.forward(x, training), copy=True)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} name={self.name!r}>"
-
-
-class InputLayer(Layer):
-    """Declares the input shape of a Sequential model (``keras.Input``); passes data through."""
-
-    def __init__(self, input_shape=None, name: str | None = None, shape=None, **kwargs):
-        shape = shape if shape is not None else input_shape
-        if shape is None:
-            raise ValueError("InputLayer needs a shape")
-        super().__init__(name=name, input_shape=shape, **kwargs)
-
-    def forward(self, x, training=False):
-        return x
-
-    def backward(self, dy, input_grad=True):
-        return dy if input_grad else None
-
-
-def Input(shape, name: str | None = None, **kwargs) -> InputLayer:
-    """``keras.Input(shape=...)`` for Sequential models: an ``InputLayer``."""
-    return InputLayer(shape=shape, name=name, **kwargs)
-
-
-class _ActivatedLayer(Layer):
-    """A layer followed by an activation; supports the model's fused softmax+CE mode.
-
-    In logits mode (set by ``Sequential.compile`` when this is the last layer, its
-    activation is softmax and the loss is a cross-entropy) ``forward`` also keeps the
-    pre-activation ``logits`` and ``backward`` receives the gradient w.r.t. them.
-    """
-
-    def __init__(self, activation=None, **kwargs):
-        super().__init__(**kwargs)
-        self.activation = _activations.get(activation)
-        self._logits_mode = False
-        self.logits: np.ndarray | None = None
-        self._y: np.ndarray | None = None
-
-    def _activate(self, z: np.ndarray, z_is_ours: bool) -> np.ndarray:
-        """Apply the activation to pre-activation ``z``; keep what backward needs."""
-        act = self.activation
-        if self._logits_mode:
-            self.logits = z
-            y = act.forward(z, out=self._ws.get("probs", z.shape, z.dtype))
-        elif act.name == "linear":
-            y = z
-        else:
-            # In place when z is a fresh array nobody else holds (only y is needed later).
-            y = act.forward(z, out=z if z_is_ours else self._ws.get("act", z.shape, z.dtype))
-        self._y = y
-        return y
-
-    def _dpre(self, dy: np.ndarray) -> np.ndarray:
-        """Gradient w.r.t. the pre-activation, from the gradient w.r.t. the output."""
-        if self._logits_mode or self.activation.name == "linear":
-            return dy
-        return self.activation.backward(dy, self._y,
-                                        out=self._ws.get("dpre", dy.shape, dy.dtype))
-
-
 class Conv2D(_ActivatedLayer):
-    """2-D convolution (``keras.layers.Conv2D``) on ``cnnfast.ops.conv2d``.
+    """2-D convolution (``keras.layers.Conv2D``) on the kernels of ``cnnfast.ops.training``.
 
     Kernel layout follows the engine: ``(kh, kw, in_channels, filters)`` for
     channels_last (as Keras), ``(filters, in_channels, kh, kw)`` for channels_first.
@@ -315,11 +103,10 @@ class Conv2D(_ActivatedLayer):
         self.bias_initializer = _initializers.get(bias_initializer)
         self.kernel: np.ndarray | None = None
         self.bias: np.ndarray | None = None
-        self._x: np.ndarray | None = None
+        self._x: np.ndarray | None = None  # the last forward's input, NHWC
+        # ReLU runs in the convolution kernel's epilogue; its backward is a mask on dy
         self._fused_relu = self.activation.name == "relu"
-        # Set by Sequential when a max/min pooling layer follows: that layer applies
-        # the ReLU mask to its (4x smaller) dy, so dy arrives here already masked.
-        self._dy_premasked = False
+        self._specs: dict[int, _spec.ConvSpec] = {}
 
     def _channels_hw(self, shape: Shape) -> tuple[int, tuple[int, int]]:
         if len(shape) != 3:
@@ -348,41 +135,84 @@ class Conv2D(_ActivatedLayer):
             k = k.transpose(3, 2, 0, 1)
         self.kernel = _aligned_copy(k, self.dtype)
         self.weights = [self.kernel]
+        self.gradients = [ops.empty_aligned(self.kernel.shape, self.dtype)]
         if self.use_bias:
             self.bias = _aligned_copy(self.bias_initializer((self.filters,), self.dtype),
                                       self.dtype)
             self.weights.append(self.bias)
+            self.gradients.append(ops.empty_aligned(self.bias.shape, self.dtype))
+        self._specs = {}
+
+    def spec(self, n: int) -> _spec.ConvSpec:
+        """The resolved convolution for a batch of ``n`` inputs (built once per size)."""
+        spec = self._specs.get(n)
+        if spec is None:
+            if not self._specs:
+                spec = _spec.conv_spec((n,) + self._in_shape, self.kernel.shape, self.strides,
+                                       self.padding, self.dilation_rate, self.data_format)
+            else:
+                spec = next(iter(self._specs.values())).with_batch(n)
+            if len(self._specs) >= _Workspace._MAX:
+                self._specs.clear()
+            self._specs[n] = spec
+        return spec
+
+    def _kernel_hwcf(self) -> np.ndarray:
+        if self.data_format == "channels_last":
+            return self.kernel
+        return np.ascontiguousarray(self.kernel.transpose(2, 3, 1, 0))
+
+    def forward_linear(self, x, training=False):
+        return self._conv(x, relu=False)
 
     def forward(self, x, training=False):
-        self._x = x
-        # in training the output lives until the next step: a reused buffer
-        # (a fresh 10 MB array per call costs page faults on every step)
-        out = (self._ws.get("out", (x.shape[0],) + self._out_shape, self.dtype)
-               if training and self._out_shape is not None else None)
-        z = ops.conv2d(x, self.kernel, self.bias, self.strides, self.padding,
-                       self.dilation_rate, self.data_format,
-                       activation="relu" if self._fused_relu else None, out=out)
         if self._fused_relu:
-            self._y = z
-            return z
-        return self._activate(z, z_is_ours=True)
+            self._y = self._conv(x, relu=True)
+            return self._y
+        return self._activate(self._conv(x, relu=False), z_is_ours=True)
+
+    def _conv(self, x: np.ndarray, relu: bool) -> np.ndarray:
+        x = self._prepared(x)
+        self._x = x4 = _nhwc(x, self.data_format)
+        spec = self.spec(x.shape[0])
+        # the output lives until the next call: a reused buffer (a fresh 10 MB array
+        # per call costs page faults on every step)
+        y = self._ws.get("out", spec.out_nhwc, self.dtype)
+        _training.conv2d_forward(x4, self._kernel_hwcf(), self.bias, y, spec, relu)
+        if self.data_format == "channels_last":
+            return y
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
 
     def backward(self, dy, input_grad=True):
-        if self._fused_relu and self._dy_premasked:
-            dz = dy
-        elif self._fused_relu:
+        if self._fused_relu:
             # d relu: keep dy where the output is positive (y > 0 <=> pre-activation > 0).
             # In place into dy (see the module docstring): one memory stream less, which
             # measured 11 -> 7 ms per batch of 128 for the first layer of the MNIST model.
-            dz = _relu_mask_into(dy, self._y, self._ws, "dpre")
+            return self.backward_linear(relu_mask_into(dy, self._y, self._ws, "dpre"),
+                                        input_grad)
+        return self.backward_linear(self._dpre(dy), input_grad)
+
+    def backward_linear(self, dz, input_grad=True):
+        x, fmt = self._x, self.data_format  # x: NHWC
+        spec = self.spec(x.shape[0])
+        dz4 = _contiguous(_nhwc(dz, fmt), self.dtype)
+        dx = None
+        if input_grad:
+            dx4 = self._ws.get("dx", spec.x_nhwc, self.dtype)
+            _training.conv2d_backward_input(dz4, self._kernel_hwcf(), dx4, spec)
+            dx = dx4 if fmt == "channels_last" else np.ascontiguousarray(
+                dx4.transpose(0, 3, 1, 2))
+        dk = self.gradients[0]
+        # the bias gradient is computed (into scratch) even without a bias: the
+        # kernel sums both in one pass
+        db = self.gradients[1] if self.use_bias else self._ws.get("db", (self.filters,),
+                                                                  self.dtype)
+        if fmt == "channels_last":
+            _training.conv2d_backward_kernel(x, dz4, dk, db, spec)
         else:
-            dz = self._dpre(dy)
-        dx_buf = (self._ws.get("dx", self._x.shape, self.dtype)
-                  if input_grad and self._x.dtype == self.dtype else None)
-        dx, dk, db = ops.conv2d_backward(dz, self._x, self.kernel, self.strides, self.padding,
-                                         self.dilation_rate, self.data_format,
-                                         input_grad=input_grad, out=(dx_buf, None, None))
-        self.gradients = [dk, db] if self.use_bias else [dk]
+            dk4 = self._ws.get("dk", spec.kernel_hwcf, self.dtype)
+            _training.conv2d_backward_kernel(x, dz4, dk4, db, spec)
+            np.copyto(dk, dk4.transpose(3, 2, 0, 1))
         return dx
 
 
@@ -390,6 +220,8 @@ Convolution2D = Conv2D
 
 
 class _Pooling2D(Layer):
+    """Max / average / min pooling on the kernels of ``cnnfast.ops.training``."""
+
     _mode = "max"
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid",
@@ -399,14 +231,14 @@ class _Pooling2D(Layer):
         self.strides = self.pool_size if strides is None else _spec.as_pair(strides, "strides")
         self.padding = padding.lower() if isinstance(padding, str) else padding
         self.data_format = _spec.check_data_format(data_format or "channels_last")
-        self._x: np.ndarray | None = None
-        self._idx: np.ndarray | None = None
-        self._y: np.ndarray | None = None
-        # Set by Sequential (max/min only) when the input is a fused-ReLU Conv2D output:
-        # the winner of a window of ReLU outputs is positive exactly when the pooled
-        # value is, so masking dy by (y > 0) here equals the ReLU mask on the conv's
-        # gradient, on a pool_size-times smaller array.
-        self._relu_mask = False
+        self._x: np.ndarray | None = None  # the last forward's input, NHWC
+        self._idx: np.ndarray | None = None  # its winners (max/min in training), NHWC
+        self._specs: dict[int, _spec.PoolSpec] = {}
+
+    @property
+    def mode(self) -> str:
+        """"max", "avg" or "min"."""
+        return self._mode
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -424,32 +256,50 @@ class _Pooling2D(Layer):
             return (spec.oh, spec.ow, c)
         return (c, spec.oh, spec.ow)
 
+    def _create_weights(self):
+        self._specs = {}
+
+    def spec(self, n: int) -> _spec.PoolSpec:
+        """The resolved pooling for a batch of ``n`` inputs (built once per size)."""
+        spec = self._specs.get(n)
+        if spec is None:
+            if not self._specs:
+                spec = _spec.pool_spec((n,) + self._in_shape, self.pool_size, self.strides,
+                                       self.padding, self._mode, self.data_format)
+            else:
+                spec = next(iter(self._specs.values())).with_batch(n)
+            if len(self._specs) >= _Workspace._MAX:
+                self._specs.clear()
+            self._specs[n] = spec
+        return spec
+
     def forward(self, x, training=False):
-        self._x = x
-        if self._mode == "avg" or not training:
-            self._idx = None
-            return ops.pool2d(x, self.pool_size, self.strides, self.padding, self._mode,
-                              self.data_format)
-        shape = (x.shape[0],) + self._out_shape if self._out_shape is not None else None
-        out = None
-        if shape is not None and x.dtype == self.dtype:
-            out = (self._ws.get("out", shape, self.dtype), self._ws.get("idx", shape, np.int32))
-        y, self._idx = ops.pool2d(x, self.pool_size, self.strides, self.padding, self._mode,
-                                  self.data_format, return_indices=True, out=out)
-        self._y = y
-        return y
+        x = self._prepared(x)
+        self._x = x4 = _nhwc(x, self.data_format)
+        spec = self.spec(x.shape[0])
+        y = self._ws.get("out", spec.out_nhwc, self.dtype)
+        # indices only where a backward follows: inference keeps none
+        idx = None
+        if training and self._mode != "avg":
+            idx = self._ws.get("idx", spec.out_nhwc, np.int32)
+        self._idx = idx
+        _training.pool2d_forward(x4, y, idx, spec)
+        if self.data_format == "channels_last":
+            return y
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
 
     def backward(self, dy, input_grad=True):
         if not input_grad:
             return None
-        if self._relu_mask and self._idx is not None:
-            dy = _relu_mask_into(dy, self._y, self._ws, "dy")
+        fmt = self.data_format
+        spec = self.spec(self._x.shape[0])
+        dy4 = _contiguous(_nhwc(dy, fmt), self.dtype)
+        dx = self._ws.get("dx", spec.x_nhwc, self.dtype)
         # the indices come from this layer's own forward: no range-check pass
-        dx_buf = self._ws.get("dx", self._x.shape, self.dtype) if self._x.dtype == self.dtype \
-            else None
-        return ops.pool2d_backward(dy, self._x, self.pool_size, self.strides, self.padding,
-                                   self._mode, self.data_format, indices=self._idx,
-                                   out=dx_buf, _check_values=False)
+        _training.pool2d_backward(dy4, self._x, self._idx, dx, spec)
+        if fmt == "channels_last":
+            return dx
+        return np.ascontiguousarray(dx.transpose(0, 3, 1, 2))
 
 
 class MaxPooling2D(_Pooling2D):
@@ -537,42 +387,56 @@ class Dense(_ActivatedLayer):
                                     self.dtype)
         self.weights = [self.kernel]
         self._dk = ops.empty_aligned(self.kernel.shape, self.dtype)
+        self.gradients = [self._dk]
         if self.use_bias:
             self.bias = _aligned_copy(self.bias_initializer((self.units,), self.dtype),
                                       self.dtype)
             self.weights.append(self.bias)
             self._db = ops.empty_aligned(self.bias.shape, self.dtype)
+            self.gradients.append(self._db)
 
     def forward(self, x, training=False):
-        n = x.shape[0]
-        x2 = x.reshape(-1, self._in_shape[-1])
-        self._x2 = x2
+        x2 = self._keep_input(x)
         z = self._ws.get("z", (x2.shape[0], self.units), self.dtype)
-        if not self._logits_mode and self.activation.name in ("linear", "relu"):
+        if self.activation.name in ("linear", "relu"):
             # bias and ReLU applied by the GEMM to each tile in registers
-            self._y = ops.dense(x2, self.kernel, self.bias, self.activation.name, out=z)
-            return self._y.reshape((n,) + self._out_shape)
+            self._y = y = ops.dense(x2, self.kernel, self.bias, self.activation.name, out=z)
+        else:
+            y = self._activate(self._affine(x2, z), z_is_ours=True)
+        return y.reshape((x.shape[0],) + self._out_shape)
+
+    def forward_linear(self, x, training=False):
+        x2 = self._keep_input(x)
+        z = self._affine(x2, self._ws.get("z", (x2.shape[0], self.units), self.dtype))
+        return z.reshape((x.shape[0],) + self._out_shape)
+
+    def _affine(self, x2: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """z = x2 @ kernel + bias, the bias added after the product: the logits and
+        the outputs of activations other than linear/relu are defined by these bits."""
         z = _matmul(x2, self.kernel, out=z)
         if self.use_bias:
             z += self.bias
-        y = self._activate(z, z_is_ours=True)
-        if self._logits_mode:
-            self.logits = self.logits.reshape((n,) + self._out_shape)
-        return y.reshape((n,) + self._out_shape)
+        return z
+
+    def _keep_input(self, x: np.ndarray) -> np.ndarray:
+        """x as rows of features (kept for the kernel gradient)."""
+        self._x2 = x.reshape(-1, self._in_shape[-1])
+        return self._x2
 
     def backward(self, dy, input_grad=True):
-        dz = self._dpre(dy.reshape(-1, self.units))
+        # rows of units, as the activation's output is kept (see forward)
+        return self.backward_linear(self._dpre(dy.reshape(-1, self.units)), input_grad)
+
+    def backward_linear(self, dz, input_grad=True):
+        dz = dz.reshape(-1, self.units)
         _matmul(self._x2.T, dz, out=self._dk)
-        grads = [self._dk]
         if self.use_bias:
             np.sum(dz, axis=0, out=self._db)
-            grads.append(self._db)
-        self.gradients = grads
         if not input_grad:
             return None
         dx = _matmul(dz, self.kernel.T,
                      out=self._ws.get("dx", (dz.shape[0], self._in_shape[-1]), self.dtype))
-        return dx.reshape((dy.shape[0],) + self._in_shape)
+        return dx.reshape((-1,) + self._in_shape)
 
 
 class Dropout(Layer):
@@ -626,10 +490,16 @@ class Activation(_ActivatedLayer):
     def forward(self, x, training=False):
         return self._activate(x, z_is_ours=False)
 
+    def forward_linear(self, x, training=False):
+        return x
+
     def backward(self, dy, input_grad=True):
         if not input_grad:
             return None
         return self._dpre(dy)
+
+    def backward_linear(self, dz, input_grad=True):
+        return dz if input_grad else None
 
 
 def get(identifier: str | Layer) -> Layer:

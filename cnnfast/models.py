@@ -1,10 +1,9 @@
 """Keras-style ``Sequential`` model: compile / fit / evaluate / predict / summary / weights.
 
 The model checks every input once per call (shape, dtype) before any work, then
-runs whole batches through its layers (see ``cnnfast.layers``). When the last layer's
-activation is softmax and the loss is a cross-entropy, the loss is computed from the
-logits and its gradient w.r.t. the logits ``(p - y) / N`` goes straight into that
-layer's backward pass (stable, and no softmax Jacobian).
+runs whole batches through its execution plan (``cnnfast._plan``: which layers fuse,
+where ReLU masks apply, whether the loss is computed from the logits of a softmax
+output), made once per input shape.
 
 All randomness (initial weights, shuffling, dropout) comes from
 ``cnnfast.utils.get_rng()``, unless a layer or an initializer is given its own ``seed``:
@@ -20,15 +19,11 @@ on numpy took 87 ms per batch of 128 with 2 BLAS threads against 4.6 ms with 1).
 default, None, leaves BLAS alone: entering threadpoolctl's limit costs about 0.9 ms per
 call, 3% of a training step.
 
-Weights files are ``.npz`` archives (``numpy.savez``) holding one array per weight
-and a JSON description of the layers; they are read with ``allow_pickle=False``.
-``save_weights`` writes atomically (``cnnfast._fileio.atomic_write``): an interrupted
-save leaves the previous file intact. ``load_weights`` checks the whole file before
-it assigns anything, so a bad file raises ``ValueError`` and changes no weight.
+Weights files: ``cnnfast._weights_io``.
 
 Ctrl-C: a ``KeyboardInterrupt`` in ``fit`` or ``train_on_batch`` propagates at once,
 except while the optimizer writes a step's updates into the weights: SIGINT is held
-there (``_SigintDeferred``) and raised when the step is complete, so the weights and
+there (``cnnfast._sigint.SigintDeferred``) and raised when the step is complete, so the weights and
 the optimizer state are always those after a whole number of steps.
 """
 
@@ -36,46 +31,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
-import json
 import os
-import signal
-import struct
 import sys
-import threading
 import time
-import zipfile
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
 
-from . import _fusion
+from . import _plan as _planner
+from . import _weights_io
 from . import losses as _losses
 from . import optimizers as _optimizers
 from . import utils as _utils
-from ._fileio import atomic_write
-from .layers import (
-    Conv2D,
-    InputLayer,
-    Layer,
-    MaxPooling2D,
-    MinPooling2D,
-    _ActivatedLayer,
-    _auto_name,
-    _Pooling2D,
-)
+from ._layer_base import InputLayer, Layer, _auto_name
+from ._sigint import SigintDeferred
 from .progress import Progbar
 
 __all__ = ["Sequential", "History"]
-
-_WEIGHTS_FORMAT = "cnnfast-weights"
-_WEIGHTS_VERSION = 1
-# What a damaged archive can raise while numpy and zipfile read it.
-_UNREADABLE = (ValueError, TypeError, KeyError, EOFError, OSError, RuntimeError,
-               NotImplementedError, OverflowError, MemoryError, struct.error, zlib.error,
-               zipfile.BadZipFile)
-
 
 class History:
     """What ``fit`` returns: ``history`` maps metric names to per-epoch lists.
@@ -101,51 +73,6 @@ class History:
         return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
 
 
-class _SigintDeferred:
-    """Hold SIGINT inside the block and deliver it when the block ends.
-
-    For updates that must happen all or not at all (a step's parameter updates, the
-    copy of loaded weights): Ctrl-C in the middle would leave some layers updated and
-    others not. The handler only records the signal; on exit the previous handler is
-    restored and called with it (Python's default raises ``KeyboardInterrupt``).
-    Signal handlers can only be set from the main thread, and only a handler that
-    Python installed can be put back, so elsewhere the block runs unguarded (there
-    SIGINT cannot raise inside it anyway, or it is ignored).
-    """
-
-    def __init__(self) -> None:
-        self._previous = None
-        self._received: tuple | None = None
-
-    def _record(self, signum, frame) -> None:
-        self._received = (signum, frame)
-
-    def __enter__(self) -> _SigintDeferred:
-        self._previous, self._received = None, None
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is None or previous is signal.SIG_IGN:
-            return self
-        signal.signal(signal.SIGINT, self._record)
-        self._previous = previous
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        previous, self._previous = self._previous, None
-        if previous is None:
-            return False
-        signal.signal(signal.SIGINT, previous)
-        if self._received is not None:
-            signum, frame = self._received
-            self._received = None
-            if callable(previous):
-                previous(signum, frame)
-            else:  # SIG_DFL: what the signal would have done without the hold
-                signal.raise_signal(signum)
-        return False
-
-
 def _blas_limit(n: int | None):
     """Limit numpy's BLAS to ``n`` threads inside the block (see the module docstring)."""
     if n is None:
@@ -160,6 +87,8 @@ def _blas_limit(n: int | None):
 def _with_blas_limit(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        if self.blas_threads is None:  # the default: no context to enter (predict latency)
+            return method(self, *args, **kwargs)
         with _blas_limit(self.blas_threads):
             return method(self, *args, **kwargs)
 
@@ -176,7 +105,7 @@ class Sequential:
     #: numpy BLAS threads while the model computes; None (default): leave BLAS alone.
     blas_threads: int | None = None
     #: run a Conv2D followed by Max/MinPooling2D as one fused kernel pair
-    #: (``cnnfast._fusion``; same results bit for bit, less memory traffic).
+    #: (``cnnfast._plan``; same results bit for bit, less memory traffic).
     fuse_layers: bool = True
 
     def __init__(self, layers: Sequence[Layer] | None = None, name: str | None = None,
@@ -193,9 +122,10 @@ class Sequential:
         self.metrics_names: list[str] = []
         self._want_accuracy = False
         self._accuracy_name = "accuracy"
-        self._fused_output = False
         self._plan_key: tuple | None = None
-        self._plan: list = []
+        # bumped whenever the layers or their input shapes change (add, pop, build)
+        self._layout_version = 0
+        self._plan_cache: _planner.Plan | None = None
         self.stop_training = False
         self.history: History | None = None
         for layer in layers or []:
@@ -206,6 +136,7 @@ class Sequential:
         """Append a layer; builds it right away when the input shape is known."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a Layer, got {layer!r}")
+        self._layout_version += 1
         if any(layer is other for other in self.layers):
             raise ValueError(f"layer {layer.name!r} is already in the model")
         if isinstance(layer, InputLayer):
@@ -226,6 +157,7 @@ class Sequential:
         if not self.layers:
             raise TypeError("there are no layers in the model")
         layer = self.layers.pop()
+        self._layout_version += 1
         if not self.layers:
             self.built = False
             self._input_shape = None
@@ -242,6 +174,7 @@ class Sequential:
                     f"{self.dtype}: cnnfast runs one dtype per model (Sequential(dtype=...))"
                 )
         self._input_shape = shape
+        self._layout_version += 1
         for layer in self.layers:
             if layer.built and layer._in_shape == shape and layer.dtype == self.dtype:
                 pass
@@ -299,13 +232,6 @@ class Sequential:
     def count_params(self) -> int:
         return int(sum(layer.count_params() for layer in self.layers))
 
-    def _weight_description(self) -> list:
-        return [
-            {"index": i, "class": type(layer).__name__, "name": layer.name,
-             "shapes": [list(w.shape) for w in layer.weights]}
-            for i, layer in enumerate(self.layers) if layer.weights
-        ]
-
     def save_weights(self, filepath: str | os.PathLike) -> None:
         """Write all weights to ``filepath`` as an ``.npz`` archive (no pickle).
 
@@ -315,15 +241,7 @@ class Sequential:
         a Ctrl-C in the middle leaves any previous file there intact.
         """
         self._require_built()
-        meta = {"format": _WEIGHTS_FORMAT, "version": _WEIGHTS_VERSION,
-                "dtype": self.dtype.name, "layers": self._weight_description()}
-        arrays = {"__meta__": np.array(json.dumps(meta))}
-        for i, layer in enumerate(self.layers):
-            for j, w in enumerate(layer.weights):
-                arrays[f"layer{i}.w{j}"] = w
-        # a file object, not a name: np.savez would append ".npz" to a name without it
-        with atomic_write(filepath, "wb") as f:
-            np.savez(f, **arrays)
+        _weights_io.save_weights(self, filepath)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
         """Read weights written by ``save_weights`` into this model.
@@ -338,99 +256,7 @@ class Sequential:
         (and its optimizer's state, which loading never touches) are unchanged.
         """
         self._require_built()
-        with open(filepath, "rb") as fh:
-            # read at once: I/O errors surface here as OSError, and everything that
-            # fails later is about the content
-            data = fh.read()
-        updates = self._parse_weights(os.fspath(filepath), data)
-        with _SigintDeferred():  # all weights or none
-            for dst, src in updates:
-                np.copyto(dst, src, casting="unsafe")
-
-    def _parse_weights(self, name: str, data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(model array, file array) pairs from a weights file's bytes, all checked."""
-        def bad(what: str) -> ValueError:
-            return ValueError(f"{name}: {what}")
-
-        if not data:
-            raise bad("not a cnnfast weights file (the file is empty)")
-        if data.startswith(b"\x93NUMPY"):
-            raise bad("not a cnnfast weights file (a single .npy array, not an .npz "
-                      "archive written by save_weights)")
-        if not data.startswith(b"PK"):
-            raise bad("not a cnnfast weights file (not a zip/.npz archive)")
-        try:
-            archive = np.load(io.BytesIO(data), allow_pickle=False)
-        except _UNREADABLE as e:
-            raise bad(f"not a cnnfast weights file: the archive is truncated or "
-                      f"corrupted ({_reason(e)})") from e
-        with archive:
-            files = list(archive.files)
-            if "__meta__" not in files:
-                raise bad("not a cnnfast weights file (no __meta__ entry)")
-            try:
-                raw = archive["__meta__"]
-                if raw.ndim != 0 or raw.dtype.kind != "U":
-                    raise ValueError(f"a {raw.dtype} array of shape {raw.shape}, not a string")
-                meta = json.loads(str(raw))
-            except _UNREADABLE as e:
-                raise bad(f"unreadable weights description ({_reason(e)})") from e
-            if not isinstance(meta, dict) or meta.get("format") != _WEIGHTS_FORMAT:
-                raise bad("not a cnnfast weights file (its __meta__ entry is not a "
-                          "cnnfast weights description)")
-            if meta.get("version") != _WEIGHTS_VERSION:
-                raise bad(f"weights format version {meta.get('version')!r} is not "
-                          f"supported (this cnnfast reads version {_WEIGHTS_VERSION})")
-            file_dtype = meta.get("dtype")
-            if file_dtype not in ("float32", "float64"):
-                raise bad(f"unsupported weights dtype {file_dtype!r} in the description")
-            saved = meta.get("layers")
-            problem = _check_description(saved)
-            if problem:
-                raise bad(f"malformed weights description: {problem}")
-            mine = self._weight_description()
-            if len(saved) != len(mine):
-                raise bad(
-                    f"holds weights for {len(saved)} layers ({_describe(saved)}), but "
-                    f"this model has {len(mine)} layers with weights ({_describe(mine)})"
-                )
-            for s, m in zip(saved, mine):
-                if s["class"] != m["class"] or s["shapes"] != m["shapes"]:
-                    raise bad(
-                        f"layer {s['name']!r} ({s['class']}, shapes "
-                        f"{[tuple(x) for x in s['shapes']]}) does not match this model's "
-                        f"layer {m['name']!r} ({m['class']}, shapes "
-                        f"{[tuple(x) for x in m['shapes']]})"
-                    )
-            expected = [f"layer{s['index']}.w{j}" for s in saved
-                        for j in range(len(s["shapes"]))]
-            if len(set(expected)) != len(expected):
-                raise bad("malformed weights description: a layer index appears twice")
-            missing = [k for k in expected if k not in files]
-            if missing:
-                raise bad(f"missing array(s) {', '.join(missing)}: the file is incomplete")
-            extra = sorted(set(files) - set(expected) - {"__meta__"})
-            if extra:
-                raise bad(f"unexpected array(s) {', '.join(extra)} that the weights "
-                          "description does not list")
-            updates = []
-            keys = iter(expected)
-            for s, m in zip(saved, mine):
-                for j, shape in enumerate(s["shapes"]):
-                    key = next(keys)
-                    try:
-                        arr = archive[key]
-                    except _UNREADABLE as e:
-                        raise bad(f"array {key} is truncated or corrupted "
-                                  f"({_reason(e)})") from e
-                    if arr.dtype != np.dtype(file_dtype):
-                        raise bad(f"array {key} has dtype {arr.dtype}, but the file "
-                                  f"declares {file_dtype}")
-                    if arr.shape != tuple(shape):
-                        raise bad(f"array {key} has shape {arr.shape}, but the file "
-                                  f"describes it as {tuple(shape)}")
-                    updates.append((self.layers[m["index"]].weights[j], arr))
-        return updates
+        _weights_io.load_weights(self, filepath)
 
     # ---- summary ------------------------------------------------------------------------
     def summary(self, line_length: int | None = None, print_fn=None) -> None:
@@ -472,32 +298,6 @@ class Sequential:
         # logged under the name given, as Keras does: metrics=["acc"] gives "acc", "val_acc"
         self._accuracy_name = metrics[-1].lower() if metrics else "accuracy"
         self.metrics_names = ["loss"] + ([self._accuracy_name] if self._want_accuracy else [])
-        self._configure_output()
-
-    def _configure_output(self) -> None:
-        """Set the cross-layer fusions: softmax + cross-entropy, ReLU mask after pooling."""
-        for layer in self.layers:
-            if isinstance(layer, _ActivatedLayer):
-                layer._logits_mode = False
-            if isinstance(layer, Conv2D):
-                layer._dy_premasked = False
-            if isinstance(layer, _Pooling2D):
-                layer._relu_mask = False
-        for conv, pool in zip(self.layers, self.layers[1:]):
-            if (isinstance(conv, Conv2D) and conv._fused_relu
-                    and isinstance(pool, (MaxPooling2D, MinPooling2D))
-                    and conv.data_format == pool.data_format):
-                conv._dy_premasked = True
-                pool._relu_mask = True
-        last = self.layers[-1] if self.layers else None
-        self._fused_output = bool(
-            last is not None and isinstance(last, _ActivatedLayer)
-            and last.activation.name == "softmax"
-            and self.loss is not None and self.loss.supports_logits
-            and not getattr(self.loss, "from_logits", False)
-        )
-        if self._fused_output:
-            last._logits_mode = True
 
     # ---- input checking -----------------------------------------------------------------
     def _check_x(self, x, what: str = "x") -> np.ndarray:
@@ -543,65 +343,42 @@ class Sequential:
         """Batch ``sel`` (a slice or an index array) of x, in the model dtype."""
         # aligned and C-contiguous: a slice of an array at an odd byte offset
         # (np.frombuffer, np.memmap) is copied once here, not in every layer
-        return np.require(x[sel], dtype=self.dtype, requirements=("C", "A"))
+        xb = x[sel]
+        if xb.dtype == self.dtype and xb.flags.c_contiguous and xb.flags.aligned:
+            return xb
+        return np.require(xb, dtype=self.dtype, requirements=("C", "A"))
 
     # ---- forward / backward -------------------------------------------------------------
-    def _steps(self) -> list:
-        """The layers as run: single layers, and fused (Conv2D, pooling) pairs."""
-        key = (self.fuse_layers, self.dtype,
-               tuple((id(layer), layer._in_shape) for layer in self.layers))
+    def _plan(self) -> _planner.Plan:
+        """The execution plan for the built layers (made again only when the layers,
+        their input shapes, the loss or ``fuse_layers`` change)."""
+        key = (self.fuse_layers, id(self.loss), self._layout_version, len(self.layers))
         if key != self._plan_key:
-            plan: list = []
-            i = 0
-            while i < len(self.layers):
-                layer = self.layers[i]
-                nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
-                if self.fuse_layers and nxt is not None and _fusion.fusable(layer, nxt):
-                    plan.append(_fusion.ConvPoolStep(layer, nxt))
-                    i += 2
-                else:
-                    plan.append(layer)
-                    i += 1
-            self._plan, self._plan_key = plan, key
-        return self._plan
+            self._plan_cache = _planner.make_plan(self.layers, self.loss, self.fuse_layers)
+            self._plan_key = key
+        return self._plan_cache
 
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        for step in self._steps():
-            x = step.forward(x, training)
-        return x
+        return self._plan().forward(x, training)
 
     def _loss_and_grad(self, y: np.ndarray, out: np.ndarray):
-        if self._fused_output:
-            return self.loss.value_and_grad_logits(y, self.layers[-1].logits, out)
-        return self.loss.value_and_grad(y, out)
-
-    def _backward(self, grad: np.ndarray) -> None:
-        # Layers before the first one with trainable weights need no gradient at all,
-        # and the first trainable layer needs no input gradient.
-        steps = self._steps()
-        first = next((i for i, step in enumerate(steps)
-                      if step.trainable and (isinstance(step, _fusion.ConvPoolStep)
-                                             or step.weights)), len(steps))
-        for i in range(len(steps) - 1, first - 1, -1):
-            grad = steps[i].backward(grad, input_grad=i > first)
+        return self._plan().loss_and_grad(self.loss, y, out)
 
     def _compute_gradients(self, x: np.ndarray, y: np.ndarray, training: bool = True):
         """(loss, outputs, gradients of the trainable weights) for one batch."""
-        out = self._forward(x, training)
-        loss, grad = self._loss_and_grad(y, out)
-        self._backward(grad)
-        grads = [g for layer in self.layers if layer.trainable and layer.weights
-                 for g in layer.gradients]
-        return loss, out, grads
+        plan = self._plan()
+        out = plan.forward(x, training)
+        loss, grad = plan.loss_and_grad(self.loss, y, out)
+        plan.backward(grad)
+        return loss, out, plan.gradients()
 
     @_with_blas_limit
     def train_on_batch(self, x, y) -> float | list[float]:
         """One optimizer step on one batch; returns the loss (and accuracy)."""
-        self._configure_output()
         x, y = self._check_xy(x, y)
         xb = self._batch(x, slice(None))
         loss, out, grads = self._compute_gradients(xb, y)
-        with _SigintDeferred():  # a step is applied whole or not at all
+        with SigintDeferred():  # a step is applied whole or not at all
             self.optimizer.apply(self.trainable_weights, grads)
         if self._want_accuracy:
             acc = _losses.count_correct(self.loss, y, out) / max(
@@ -628,7 +405,6 @@ class Sequential:
             raise NotImplementedError("callbacks are not supported")
         verbose = 1 if verbose == "auto" else int(verbose)
         bs = self._batch_size(batch_size)
-        self._configure_output()
         x, y = self._check_xy(x, y)
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
@@ -674,7 +450,7 @@ class Sequential:
                     xb = self._batch(x, sel)
                     yb = y[sel]
                     loss, out, grads = self._compute_gradients(xb, yb)
-                    with _SigintDeferred():  # a step is applied whole or not at all
+                    with SigintDeferred():  # a step is applied whole or not at all
                         self.optimizer.apply(params, grads)
                     loss_sum += float(loss) * (hi - lo)
                     seen += hi - lo
@@ -738,7 +514,6 @@ class Sequential:
         """``[loss, accuracy]`` (or the loss alone when compiled without metrics)."""
         verbose = 1 if verbose == "auto" else int(verbose)
         bs = self._batch_size(batch_size)
-        self._configure_output()
         x, y = self._check_xy(x, y)
         if x.shape[0] == 0:
             raise ValueError("evaluate needs at least one sample")
@@ -752,19 +527,27 @@ class Sequential:
     def predict(self, x, batch_size: int | None = None,
                 verbose: int | str = 0) -> np.ndarray:
         """Model outputs for ``x``, batch by batch (a new array)."""
-        verbose = 1 if verbose == "auto" else int(verbose)
         bs = self._batch_size(batch_size)
         x = self._check_x(x)
         n = x.shape[0]
+        if 0 < n <= bs and not verbose:
+            # one batch (a server's single request): the plan's output, copied once
+            return np.array(self._plan().forward(self._batch(x, slice(None)), False))
+        verbose = 1 if verbose == "auto" else int(verbose)
         out = np.empty((n,) + self.layers[-1]._out_shape, dtype=self.dtype)
         steps = -(-n // bs)
         bar = Progbar(steps, verbose=verbose) if verbose else None
+        plan = self._plan()
         for step in range(steps):
             lo, hi = step * bs, min((step + 1) * bs, n)
-            out[lo:hi] = self._forward(self._batch(x, slice(lo, hi)), training=False)
+            out[lo:hi] = plan.forward(self._batch(x, slice(lo, hi)), False)
             if bar is not None:
                 bar.update(step + 1)
         return out
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """Model outputs for one batch ``x`` (``keras.Model.predict_on_batch``; a new array)."""
+        return self(x)
 
     @_with_blas_limit
     def __call__(self, x, training: bool = False) -> np.ndarray:
@@ -772,25 +555,3 @@ class Sequential:
         return np.array(self._forward(self._batch(x, slice(None)), training), copy=True)
 
 
-def _reason(e: BaseException) -> str:
-    return str(e) or type(e).__name__
-
-
-def _check_description(layers) -> str | None:
-    """What is wrong with a weights file's ``layers`` list, or None when it is sound."""
-    if not isinstance(layers, list):
-        return f"'layers' is {type(layers).__name__}, not a list"
-    for d in layers:
-        if not (isinstance(d, dict) and isinstance(d.get("index"), int)
-                and isinstance(d.get("class"), str) and isinstance(d.get("name"), str)
-                and isinstance(d.get("shapes"), list)):
-            return f"bad layer entry {d!r}"
-        for shape in d["shapes"]:
-            if not (isinstance(shape, list)
-                    and all(isinstance(n, int) and n >= 0 for n in shape)):
-                return f"bad shape {shape!r} in layer entry {d['name']!r}"
-    return None
-
-
-def _describe(layers: list) -> str:
-    return ", ".join(f"{d['class']} {[tuple(s) for s in d['shapes']]}" for d in layers)

@@ -49,7 +49,7 @@ def test_whole_model_gradient_matches_finite_differences(loss, last, separate):
     x, labels = _data()
     y = labels if loss.startswith("sparse") else utils.to_categorical(labels, 4)
     y = model.loss.check_targets(y, len(x), (4,), np.float64)
-    assert model._fused_output == (last == "softmax")
+    assert model._plan().logits == (last == "softmax")
     loss_value, _, grads = model._compute_gradients(x, y)
     grads = [np.array(g) for g in grads]
 
@@ -75,6 +75,8 @@ def test_whole_model_gradient_matches_finite_differences(loss, last, separate):
 @pytest.mark.parametrize("pool", [layers.MaxPooling2D, layers.MinPooling2D])
 def test_relu_mask_moved_after_pooling_gives_the_same_gradients(pool):
     # Overlapping, padded windows: the hardest case for moving the ReLU mask.
+    from cnnfast import _plan
+
     utils.set_random_seed(0)
     model = models.Sequential([
         layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=(7, 7, 2)),
@@ -83,15 +85,20 @@ def test_relu_mask_moved_after_pooling_gives_the_same_gradients(pool):
         layers.Dense(3, activation="softmax"),
     ])
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
-    assert model.layers[0]._dy_premasked and model.layers[1]._relu_mask
+    plan = model._plan()
+    # the plan owns the mask: on the pooled gradient, not in either layer
+    assert [type(s).__name__ for s in plan.steps] == \
+        ["ReluPoolStep", "Flatten", "SoftmaxOutputStep"]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 7, 7, 2)).astype(np.float32)
     y = utils.to_categorical(rng.integers(0, 3, 5), 3)
-    fused = [np.array(g) for g in model._compute_gradients(x, y)[2]]
-    model.layers[0]._dy_premasked = model.layers[1]._relu_mask = False
-    plain = [np.array(g) for g in model._compute_gradients(x, y)[2]]
-    for a, b in zip(fused, plain):
-        np.testing.assert_allclose(a, b, rtol=0, atol=0)
+    moved = [np.array(g) for g in model._compute_gradients(x, y)[2]]
+    # the same layers one by one: Conv2D masks its own dy
+    plain = _plan.Plan(list(model.layers[:2]) + plan.steps[1:], plan.logits, model.layers)
+    out = plain.forward(x, True)
+    plain.backward(plain.loss_and_grad(model.loss, y, out)[1])
+    for a, b in zip(moved, plain.gradients()):
+        np.testing.assert_array_equal(a, b)
 
 
 def _mnist_like(n=64, seed=0):

@@ -19,7 +19,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from cnnfast import layers, models, optimizers, utils
+from cnnfast import _sigint, layers, models, optimizers, utils
 from cnnfast._fileio import atomic_write, save_figure
 from cnnfast.progress import Progbar
 
@@ -102,7 +102,7 @@ def test_interrupt_in_forward_leaves_the_weights_of_the_completed_steps(default_
     model = _model()
     x, y = _data()
     k = 3  # steps completed before the interrupt
-    undo = _interrupt_on_call(model.layers[-1], "forward", k + 1, how)
+    undo = _interrupt_on_call(model.layers[-2], "forward", k + 1, how)
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
     undo()
@@ -155,7 +155,7 @@ def test_sigint_during_the_updates_completes_the_step_then_raises(default_sigint
 def test_fit_after_an_interrupt_trains_normally(default_sigint):
     model = _model()
     x, y = _data()
-    undo = _interrupt_on_call(model.layers[-1], "forward", 8)
+    undo = _interrupt_on_call(model.layers[-2], "forward", 8)
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0)
     undo()
@@ -209,7 +209,7 @@ def test_held_sigint_goes_to_a_custom_handler(default_sigint):
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
-        with models._SigintDeferred():
+        with _sigint.SigintDeferred():
             signal.raise_signal(signal.SIGINT)
             assert received == []  # held inside the block
         assert received == [signal.SIGINT]

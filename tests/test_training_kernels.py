@@ -113,9 +113,9 @@ def test_training_is_bit_identical_for_1_and_2_threads():
 @pytest.mark.parametrize("pool", ["max", "min"])
 @pytest.mark.parametrize("activation", ["relu", None])
 def test_fused_conv_pool_layers_train_bit_identically(pool, activation, monkeypatch):
-    """Sequential runs Conv2D + Max/MinPooling2D as one fused kernel pair (cnnfast._fusion):
+    """Sequential runs Conv2D + Max/MinPooling2D as one fused kernel pair (cnnfast._plan):
     same losses, weights and predictions bit for bit as the layers one by one."""
-    from cnnfast import _fusion
+    from cnnfast import _plan
     from cnnfast.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, MinPooling2D
     from cnnfast.models import Sequential
     from cnnfast.utils import set_random_seed
@@ -137,7 +137,7 @@ def test_fused_conv_pool_layers_train_bit_identically(pool, activation, monkeypa
             Dense(3, activation="softmax"),
         ])
         m.compile(loss="categorical_crossentropy", optimizer="adam")
-        fused = [s for s in m._steps() if isinstance(s, _fusion.ConvPoolStep)]
+        fused = [s for s in m._plan().steps if isinstance(s, _plan.ConvPoolStep)]
         assert len(fused) == (2 if fuse else 0)
         hist = m.fit(x, y, batch_size=8, epochs=2, verbose=0)
         runs.append((hist.history["loss"], m.get_weights(), m.predict(x, batch_size=7)))
@@ -147,13 +147,13 @@ def test_fused_conv_pool_layers_train_bit_identically(pool, activation, monkeypa
 
 
 def test_pairs_that_cannot_fuse_run_as_layers():
-    from cnnfast import _fusion
+    from cnnfast import _plan
     from cnnfast.layers import AveragePooling2D, Conv2D, MaxPooling2D
     from cnnfast.models import Sequential
 
     def steps(*layers):
         m = Sequential(list(layers))
-        return [type(s).__name__ for s in m._steps()]
+        return [type(s).__name__ for s in m._plan().steps]
 
     shape = dict(input_shape=(8, 8, 3))
     assert steps(Conv2D(4, 3, activation="relu", **shape), MaxPooling2D(2)) == ["ConvPoolStep"]
@@ -166,7 +166,7 @@ def test_pairs_that_cannot_fuse_run_as_layers():
         ["Conv2D", "MaxPooling2D"]  # 8 -> padded windows
     assert steps(Conv2D(4, 3, data_format="channels_first", input_shape=(3, 8, 8)),
                  MaxPooling2D(2, data_format="channels_first")) == ["Conv2D", "MaxPooling2D"]
-    assert _fusion.fusable(Conv2D(4, 3), MaxPooling2D(2)) is False  # not built
+    assert _plan.fusable(Conv2D(4, 3), MaxPooling2D(2)) is False  # not built
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
