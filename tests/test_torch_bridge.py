@@ -321,6 +321,44 @@ def test_convert_swaps_in_place_and_warns_for_the_rest():
     assert set(model.state_dict()) == {"0.weight", "0.bias", "2.weight", "2.bias"}
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_conv_relu_max_pool_matches_torch(channels_last):
+    torch.manual_seed(12)
+    x = _layout(torch.randn(2, 3, 9, 8, dtype=torch.float64), channels_last).requires_grad_()
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    for pad, pool, stride in ((1, 2, None), ("same", 3, 2), (0, 2, 1)):
+        y = ct.functional.conv2d_relu_max_pool2d(x, w, b, 1, pad, 1, pool, stride)
+        ref = F.max_pool2d(F.relu(F.conv2d(x, w, b, 1, pad)), pool, stride)
+        torch.testing.assert_close(y, ref, **TOL[torch.float64])
+        g = torch.randn_like(ref)
+        for got, want in zip(_grads(y, (x, w, b), g), _grads(ref, (x, w, b), g)):
+            torch.testing.assert_close(got, want, **TOL[torch.float64])
+    xs = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: ct.functional.conv2d_relu_max_pool2d(x, w, b, 1, 1, 1, 2),
+        (xs, w[:, :2].detach().clone().requires_grad_(), b))
+    torch.library.opcheck(OPS.conv2d_relu_max_pool2d.default,
+                          (x, w, b, [1, 1], [1, 1, 1, 1], [1, 1], [2, 2], [2, 2]))
+
+
+def test_convert_fuse_keeps_values_and_state_dict():
+    nn = torch.nn
+    torch.manual_seed(13)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(2, padding=1),
+                          nn.Flatten())
+    x = torch.randn(2, 1, 12, 12)
+    want = model(x)
+    keys = list(model.state_dict())
+    ct.convert(model, fuse=True)
+    assert type(model[0]) is cnn.Conv2dReLUMaxPool2d
+    assert type(model[1]) is type(model[2]) is nn.Identity
+    assert type(model[3]) is cnn.Conv2d  # the padded pooling is not fused
+    assert list(model.state_dict()) == keys
+    torch.testing.assert_close(model(x), want)
+
+
 def test_converted_mnist_cnn_learns():
     nn = torch.nn
     torch.manual_seed(11)

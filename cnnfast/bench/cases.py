@@ -419,7 +419,8 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
     cnnfast: one ``model.train_on_batch(x, y)`` / ``model.predict(x, batch_size=batch)``.
     torch: zero_grad, forward, cross_entropy, backward, Adam step / eval forward
     under inference_mode. torch-bridge: the torch step of the NCHW model after
-    ``cnnfast.torch.convert`` (convolutions and poolings on cnnfast). Same
+    ``cnnfast.torch.convert`` (convolutions and poolings on cnnfast);
+    torch-bridge-fused: after ``convert(model, fuse=True)``. Same
     architecture, random data, random labels.
     """
     n = wl.batch if batch is None else batch
@@ -435,19 +436,20 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
                         note="train_on_batch (Adam, dropout, Python layer API)")
         return Case(impl, label, lambda: model.predict(x, batch_size=n, verbose=0),
                     note="predict")
-    if impl in ("torch", "torch-cl", "torch-bridge"):
+    if impl in ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused"):
         torch = _need_torch()
         torch.manual_seed(seed)
         cl = impl == "torch-cl"
         model = torch_tutorial_model(torch, cl)
         note = "Adam, cross_entropy"
-        if impl == "torch-bridge":
+        if impl.startswith("torch-bridge"):
             try:
                 import cnnfast.torch as cnnfast_torch
             except ImportError as exc:
                 raise Unavailable(str(exc)) from None
-            cnnfast_torch.convert(model)
-            note = "convert(model); Adam, cross_entropy"
+            fuse = impl == "torch-bridge-fused"
+            cnnfast_torch.convert(model, fuse=fuse)
+            note = f"convert(model{', fuse=True' if fuse else ''}); Adam, cross_entropy"
         tx = torch.from_numpy(to_nchw(x))
         if cl:
             tx = tx.contiguous(memory_format=torch.channels_last)
@@ -473,4 +475,4 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
 
         return Case(impl, label, infer, note="eval, inference_mode")
     raise ValueError(f"unknown model implementation {impl!r}; choose from "
-                     f"{MODEL_IMPLS + TORCH_BRIDGE_IMPLS[:1]}")
+                     f"{MODEL_IMPLS + TORCH_BRIDGE_IMPLS[:2]}")

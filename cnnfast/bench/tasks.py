@@ -32,7 +32,7 @@ from .workloads import (
     PoolWorkload,
 )
 
-TORCH_IMPLS = ("torch", "torch-cl", "torch-bridge")
+TORCH_IMPLS = ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused")
 
 
 def run_conv_task(wl: ConvWorkload, direction: str, cfg: Config, ref_cache: dict,

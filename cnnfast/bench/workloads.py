@@ -199,7 +199,7 @@ CONV_IMPLS = ("cnnfast", "cnnfast-nchw", "reference", "numpy", "torch", "torch-c
 POOL_IMPLS = CONV_IMPLS
 MODEL_IMPLS = ("cnnfast", "torch", "torch-cl")
 # the converted PyTorch step first, then the cnnfast layer API's and stock PyTorch's
-TORCH_BRIDGE_IMPLS = ("torch-bridge", "cnnfast", "torch", "torch-cl")
+TORCH_BRIDGE_IMPLS = ("torch-bridge", "torch-bridge-fused", "cnnfast", "torch", "torch-cl")
 
 IMPL_LABELS = {
     "cnnfast": "cnnfast NHWC",
@@ -210,5 +210,6 @@ IMPL_LABELS = {
     "torch-cl": "torch channels_last",
     "copy": "copy same bytes",
     "torch-bridge": "torch + cnnfast.torch",
+    "torch-bridge-fused": "torch + cnnfast, fused",
 }
 POOL_NUMPY_LABEL = "numpy window loop"

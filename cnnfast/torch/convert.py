@@ -5,6 +5,12 @@ subclasses may override ``forward``) that cnnfast can run is replaced, in its pa
 by the ``cnnfast.torch.nn`` module of the same name sharing its state: the same
 Parameter objects, buffers, hooks and training flag, so an optimizer built before
 the conversion keeps working. Each one it cannot run is kept and named in a warning.
+
+With ``fuse=True``, each Conv2d - ReLU - MaxPool2d run (unpadded pooling, no hooks on
+the ReLU or the pooling) inside an ``nn.Sequential`` becomes one
+``Conv2dReLUMaxPool2d`` (the Conv2d's state, so the same ``state_dict`` keys)
+followed by two ``nn.Identity``: the convolution's output and its gradient are then
+never stored whole, and the ReLU costs no pass of its own.
 """
 
 from __future__ import annotations
@@ -40,13 +46,40 @@ def _swapped(m: torch.nn.Module, cls: type) -> torch.nn.Module:
     return new
 
 
-def convert(model: torch.nn.Module) -> torch.nn.Module:
+def _hooked(m: torch.nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks)
+
+
+def _fuse(seq: torch.nn.Sequential) -> None:
+    """Conv2d - ReLU - MaxPool2d runs of seq made one Conv2dReLUMaxPool2d each."""
+    names = list(seq._modules)
+    i = 0
+    while i + 2 < len(names):
+        conv, relu, pool = (seq._modules[n] for n in names[i:i + 3])
+        if (type(conv) is cnn.Conv2d and type(relu) is torch.nn.ReLU
+                and type(pool) is cnn.MaxPool2d and cnn.F._pair(pool.padding, "padding", 0)
+                == (0, 0) and not _hooked(relu) and not _hooked(pool)):
+            fused = _swapped(conv, cnn.Conv2dReLUMaxPool2d)
+            fused.pool_kernel_size = pool.kernel_size
+            fused.pool_stride = pool.stride
+            seq._modules[names[i]] = fused
+            seq._modules[names[i + 1]] = torch.nn.Identity()
+            seq._modules[names[i + 2]] = torch.nn.Identity()
+            i += 3
+        else:
+            i += 1
+
+
+def convert(model: torch.nn.Module, fuse: bool = False) -> torch.nn.Module:
     """Swap ``model``'s supported layers for cnnfast's, in place; return ``model``.
 
     Warns once per layer kept as PyTorch, naming it and the reason (``groups``,
     ``padding_mode``, ``ceil_mode``, ``return_indices``, pooling ``dilation``, a
     dtype or device cnnfast does not compute on). The model itself, when it is a
-    supported layer, is converted and returned as the new module.
+    supported layer, is converted and returned as the new module. ``fuse=True``
+    also fuses Conv2d - ReLU - MaxPool2d runs of ``nn.Sequential`` containers
+    (see the module's docstring): same values, same ``state_dict``, but hooks on
+    the fused Conv2d see the pooled output.
     """
     done: dict[int, torch.nn.Module] = {}
 
@@ -79,4 +112,8 @@ def convert(model: torch.nn.Module) -> torch.nn.Module:
     root = swap("", model)
     if root is model:
         walk("", model)
+    if fuse:
+        for m in list(root.modules()):
+            if isinstance(m, torch.nn.Sequential):
+                _fuse(m)
     return root

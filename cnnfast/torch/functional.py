@@ -445,3 +445,115 @@ def avg_pool2d(input: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None =
     else:
         divisor = k[0] * k[1] if count_include_pad else 0
     return _pool(input, kernel_size, stride, padding, "avg", divisor)
+
+
+# ---------------------------------------------------------------------------
+# convolution + ReLU + max pooling, fused (convert(model, fuse=True))
+# ---------------------------------------------------------------------------
+
+
+@torch.library.custom_op("cnnfast::conv2d_relu_max_pool2d", mutates_args=())
+def _conv_relu_pool_op(x: Tensor, weight: Tensor, bias: Optional[Tensor],  # noqa: UP045
+                       stride: list[int], padding: list[int], dilation: list[int],
+                       pool_size: list[int], pool_stride: list[int]) -> tuple[Tensor, Tensor]:
+    """(max_pool2d(relu(conv2d(x))), int32 indices into the convolution's plane), in one
+    pass (cnnfast.conv2d_pool2d): the convolution's output is never stored whole."""
+    pads = ((padding[0], padding[1]), (padding[2], padding[3]))
+    b = None if bias is None else _np(bias)
+    geo = (tuple(stride), pads, tuple(dilation))
+    pool = dict(activation="relu", pool_size=tuple(pool_size), pool_strides=tuple(pool_stride),
+                return_indices=True)
+    if _nhwc(x):
+        y, idx = _ops.conv2d_pool2d(_as_nhwc(x), _np(weight).transpose(2, 3, 1, 0), b, *geo,
+                                    **pool)
+        return _from_nhwc(y), _from_nhwc(idx)
+    y, idx = _ops.conv2d_pool2d(_np(x), _np(weight), b, *geo, "channels_first", **pool)
+    return torch.from_numpy(y), torch.from_numpy(idx)
+
+
+@_conv_relu_pool_op.register_fake
+def _(x, weight, bias, stride, padding, dilation, pool_size, pool_stride):
+    n, _, h, w = x.shape
+    f, _, kh, kw = weight.shape
+    oh = _out_size(h, kh, stride[0], padding[0], padding[1], dilation[0])
+    ow = _out_size(w, kw, stride[1], padding[2], padding[3], dilation[1])
+    ph = _out_size(oh, pool_size[0], pool_stride[0], 0, 0, 1)
+    pw = _out_size(ow, pool_size[1], pool_stride[1], 0, 0, 1)
+    nhwc = _nhwc(x)
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    return (_empty_like_layout((n, f, ph, pw), x, nhwc),
+            torch.empty((n, f, ph, pw), dtype=torch.int32, device=x.device, memory_format=fmt))
+
+
+@torch.library.custom_op("cnnfast::conv2d_relu_max_pool2d_backward", mutates_args=())
+def _conv_relu_pool_backward_op(grad: Tensor, x: Tensor, weight: Tensor, indices: Tensor,
+                                y: Tensor, stride: list[int], padding: list[int],
+                                dilation: list[int], pool_size: list[int],
+                                pool_stride: list[int],
+                                input_grad: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(dx or empty, dweight, dbias) of conv2d_relu_max_pool2d; y is its output (the
+    ReLU mask)."""
+    pads = ((padding[0], padding[1]), (padding[2], padding[3]))
+    geo = (tuple(stride), pads, tuple(dilation))
+    pool = dict(activation="relu", pool_size=tuple(pool_size), pool_strides=tuple(pool_stride),
+                input_grad=input_grad)
+    if _nhwc(x):
+        dx, dk, db = _ops.conv2d_pool2d_backward(
+            _as_nhwc(grad), _as_nhwc(x), _np(weight).transpose(2, 3, 1, 0), _as_nhwc(indices),
+            _as_nhwc(y), *geo, **pool)
+        tdx = _from_nhwc(dx) if input_grad else _none_tensor(x)
+        return tdx, torch.from_numpy(dk).permute(3, 2, 0, 1).contiguous(), torch.from_numpy(db)
+    dx, dk, db = _ops.conv2d_pool2d_backward(_np(grad), _np(x), _np(weight), _np(indices),
+                                             _np(y), *geo, "channels_first", **pool)
+    tdx = torch.from_numpy(dx) if input_grad else _none_tensor(x)
+    return tdx, torch.from_numpy(dk), torch.from_numpy(db)
+
+
+@_conv_relu_pool_backward_op.register_fake
+def _(grad, x, weight, indices, y, stride, padding, dilation, pool_size, pool_stride,
+      input_grad):
+    dx = _empty_like_layout(x.shape, x, _nhwc(x)) if input_grad else _none_tensor(x)
+    return dx, torch.empty_like(weight, memory_format=torch.contiguous_format), \
+        weight.new_empty((weight.shape[0],))
+
+
+def _conv_relu_pool_setup(ctx, inputs, output) -> None:
+    x, weight, bias, stride, padding, dilation, pool_size, pool_stride = inputs
+    ctx.save_for_backward(x, weight, output[1], output[0])
+    ctx.geometry = (stride, padding, dilation, pool_size, pool_stride)
+    ctx.has_bias = bias is not None
+    ctx.mark_non_differentiable(output[1])
+
+
+def _conv_relu_pool_grad(ctx, grad: Tensor, _grad_indices: Tensor):
+    x, weight, indices, y = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    dx, dw, db = torch.ops.cnnfast.conv2d_relu_max_pool2d_backward(
+        grad, x, weight, indices, y, *ctx.geometry, bool(need_x))
+    return (dx if need_x else None, dw if need_w else None,
+            db if need_b and ctx.has_bias else None, None, None, None, None, None)
+
+
+_conv_relu_pool_op.register_autograd(_conv_relu_pool_grad, setup_context=_conv_relu_pool_setup)
+
+
+def conv2d_relu_max_pool2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
+                           stride: IntOrPair = 1, padding: ConvPadding = 0,
+                           dilation: IntOrPair = 1, pool_kernel_size: IntOrPair = 2,
+                           pool_stride: IntOrPair | None = None) -> Tensor:
+    """``max_pool2d(relu(conv2d(input, weight, bias, ...)), pool_kernel_size,
+    pool_stride)`` in one pass (unpadded pooling): the same values, the convolution's
+    output and its gradient never stored whole for non-overlapping windows."""
+    _check_tensor(input, "input", (4,))
+    _check_tensor(weight, "weight", (4,))
+    if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
+        raise TypeError(f"input ({input.dtype}), weight ({weight.dtype}) and bias must have "
+                        "the same dtype")
+    s = _pair(stride, "stride", 1)
+    d = _pair(dilation, "dilation", 1)
+    pads = _conv_pads(padding, (weight.shape[2], weight.shape[3]), s, d)
+    pk = _pair(pool_kernel_size, "pool_kernel_size", 1)
+    ps = pk if pool_stride is None else _pair(pool_stride, "pool_stride", 1)
+    y, _ = torch.ops.cnnfast.conv2d_relu_max_pool2d(input, weight, bias, list(s), pads, list(d),
+                                                    list(pk), list(ps))
+    return y

@@ -110,4 +110,23 @@ class MinPool2d(torch.nn.Module):
         return F.min_pool2d(input, self.kernel_size, self.stride, self.padding)
 
 
-__all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "MinPool2d"]
+class Conv2dReLUMaxPool2d(Conv2d):
+    """A Conv2d followed by ReLU and unpadded max pooling, run as one cnnfast pass
+    (``convert(model, fuse=True)`` makes these). Its parameters and ``state_dict`` are
+    the Conv2d's; ``pool_kernel_size`` / ``pool_stride`` are the pooling's."""
+
+    pool_kernel_size: Any = 2
+    pool_stride: Any = None
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, relu, max_pool(kernel_size={self.pool_kernel_size}, "
+                f"stride={self.pool_stride})")
+
+    def forward(self, input: Tensor) -> Tensor:
+        x = input.unsqueeze(0) if input.dim() == 3 else input
+        y = F.conv2d_relu_max_pool2d(x, self.weight, self.bias, self.stride, self.padding,
+                                     self.dilation, self.pool_kernel_size, self.pool_stride)
+        return y.squeeze(0) if input.dim() == 3 else y
+
+
+__all__ = ["Conv2d", "MaxPool2d", "AvgPool2d", "MinPool2d", "Conv2dReLUMaxPool2d"]
