@@ -27,6 +27,7 @@ from .workloads import (
     POOL_IMPLS,
     POOL_MODES,
     POOL_NUMPY_LABEL,
+    TORCH_BRIDGE_IMPLS,
     ConvWorkload,
     ModelWorkload,
     PoolWorkload,
@@ -417,7 +418,10 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
 
     cnnfast: one ``model.train_on_batch(x, y)`` / ``model.predict(x, batch_size=batch)``.
     torch: zero_grad, forward, cross_entropy, backward, Adam step / eval forward
-    under inference_mode. Same architecture, random data, random labels.
+    under inference_mode. torch-bridge: the torch step of the NCHW model after
+    ``cnnfast.torch.convert`` (convolutions and poolings on cnnfast);
+    torch-bridge-fused: after ``convert(model, fuse=True)``. Same
+    architecture, random data, random labels.
     """
     n = wl.batch if batch is None else batch
     rng = np.random.default_rng(seed)
@@ -427,21 +431,30 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
     if impl == "cnnfast":
         model = cnnfast_tutorial_model()
         # the model makes no BLAS call (Dense runs on cnnfast.matmul): no settle pause
-        if wl.key == "train":
+        if wl.training:
             return Case(impl, label, lambda: model.train_on_batch(x, y),
                         note="train_on_batch (Adam, dropout, Python layer API)")
         return Case(impl, label, lambda: model.predict(x, batch_size=n, verbose=0),
                     note="predict")
-    if impl in ("torch", "torch-cl"):
+    if impl in ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused"):
         torch = _need_torch()
         torch.manual_seed(seed)
         cl = impl == "torch-cl"
         model = torch_tutorial_model(torch, cl)
+        note = "Adam, cross_entropy"
+        if impl.startswith("torch-bridge"):
+            try:
+                import cnnfast.torch as cnnfast_torch
+            except ImportError as exc:
+                raise Unavailable(str(exc)) from None
+            fuse = impl == "torch-bridge-fused"
+            cnnfast_torch.convert(model, fuse=fuse)
+            note = f"convert(model{', fuse=True' if fuse else ''}); Adam, cross_entropy"
         tx = torch.from_numpy(to_nchw(x))
         if cl:
             tx = tx.contiguous(memory_format=torch.channels_last)
         ty = torch.from_numpy(y)
-        if wl.key == "train":
+        if wl.training:
             model.train()
             opt = torch.optim.Adam(model.parameters(), lr=1e-3)
             ce = torch.nn.functional.cross_entropy
@@ -453,7 +466,7 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
                 opt.step()
                 return loss
 
-            return Case(impl, label, step, note="Adam, cross_entropy")
+            return Case(impl, label, step, note=note)
         model.eval()
 
         def infer():
@@ -461,4 +474,5 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
                 return model(tx)
 
         return Case(impl, label, infer, note="eval, inference_mode")
-    raise ValueError(f"unknown model implementation {impl!r}; choose from {MODEL_IMPLS}")
+    raise ValueError(f"unknown model implementation {impl!r}; choose from "
+                     f"{MODEL_IMPLS + TORCH_BRIDGE_IMPLS[:2]}")

@@ -36,16 +36,17 @@ from .workloads import (
 
 
 def _select(spec: str | None, tiny: bool = False) -> list[str]:
-    """Expand --workloads (a,b,c,d,e, conv, pool, p28, p14, train, infer, model, latency,
-    all).
+    """Expand --workloads (a,b,c,d,e, conv, pool, p28, p14, train, infer, torch-bridge,
+    model, latency, all).
 
-    Without --workloads, --tiny leaves the latency rows out: their shapes are already
-    small and they check no result against the reference, so at tiny sizes they would
-    add time and no check (``--tiny --workloads latency`` still runs them).
+    Without --workloads, --tiny leaves the latency rows and torch-bridge out: their
+    shapes are already small or they only time PyTorch models, and they check no
+    result against the reference, so at tiny sizes they would add time and no check
+    (``--tiny --workloads latency,torch-bridge`` still runs them).
     """
     all_keys = [*CONV_WORKLOADS, *POOL_WORKLOADS, *MODEL_WORKLOADS, *LATENCY_WORKLOADS]
     if spec is None and tiny:
-        return [k for k in all_keys if k not in LATENCY_WORKLOADS]
+        return [k for k in all_keys if k not in LATENCY_WORKLOADS and k != "torch-bridge"]
     if spec is None or spec.strip().lower() == "all":
         return all_keys
     groups = {"conv": list(CONV_WORKLOADS), "pool": list(POOL_WORKLOADS),
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PATH", type=output_path,
                    help="write a PNG bar chart (needs matplotlib)")
     p.add_argument("--workloads", metavar="LIST",
-                   help="comma list of a,b,c,d,e,p28,p14,train,infer,latency or "
+                   help="comma list of a,b,c,d,e,p28,p14,train,infer,torch-bridge,latency or "
                    "conv,pool,model (default: all; --tiny without it: all but latency)")
     p.add_argument("--repeats", type=int_in(1), default=None,
                    help="samples per implementation")

@@ -26,14 +26,13 @@ from .timing import Config, Row, Task, result_error, time_round_robin, timed_cal
 from .workloads import (
     CONV_IMPLS,
     IMPL_LABELS,
-    MODEL_IMPLS,
     POOL_IMPLS,
     ConvWorkload,
     ModelWorkload,
     PoolWorkload,
 )
 
-TORCH_IMPLS = ("torch", "torch-cl")
+TORCH_IMPLS = ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused")
 
 
 def run_conv_task(wl: ConvWorkload, direction: str, cfg: Config, ref_cache: dict,
@@ -140,7 +139,7 @@ def run_model_task(wl: ModelWorkload, cfg: Config, torch_skip: str | None = None
     run_conv_task."""
     task = Task(f"model-{wl.key}", "model", wl.title, flops=wl.flops(), batch=wl.batch)
     entries = []
-    for impl in MODEL_IMPLS:
+    for impl in wl.impls:
         row = Row(impl, IMPL_LABELS[impl], batch=wl.batch)
         task.rows.append(row)
         if torch_skip and impl in TORCH_IMPLS:
@@ -156,6 +155,6 @@ def run_model_task(wl: ModelWorkload, cfg: Config, torch_skip: str | None = None
             row.skipped = f"failed: {type(exc).__name__}: {exc}"
             continue
         row.note = case.note
-        entries.append((row, case, cfg.model_repeats if wl.key == "train" else cfg.repeats))
+        entries.append((row, case, cfg.model_repeats if wl.training else cfg.repeats))
     time_round_robin(entries, cfg)
     return task

@@ -105,15 +105,33 @@ class PoolWorkload:
 
 @dataclass(frozen=True)
 class ModelWorkload:
-    """The tutorial CNN: a training step (batch 128) or inference (batch 1000)."""
+    """The tutorial CNN: a training step (batch 128) or inference (batch 1000).
+
+    ``torch-bridge`` is the training step of the PyTorch model after
+    ``cnnfast.torch.convert`` (its convolutions and poolings on cnnfast, the rest on
+    PyTorch), timed against the stock PyTorch step.
+    """
 
     key: str
     batch: int
 
     @property
+    def training(self) -> bool:
+        """Whether a sample is a training step (forward, backward, Adam update)."""
+        return self.key != "infer"
+
+    @property
+    def impls(self) -> tuple[str, ...]:
+        """The rows of this workload's table."""
+        return TORCH_BRIDGE_IMPLS if self.key == "torch-bridge" else MODEL_IMPLS
+
+    @property
     def title(self) -> str:
         """The table title's description of the shape."""
-        what = "training step" if self.key == "train" else "inference"
+        if self.key == "torch-bridge":
+            return (f"tutorial CNN training step in PyTorch, converted by cnnfast.torch.convert, "
+                    f"batch {self.batch}")
+        what = "training step" if self.training else "inference"
         return f"tutorial CNN {what}, batch {self.batch}"
 
     def flops(self, n: int | None = None) -> float:
@@ -124,7 +142,7 @@ class ModelWorkload:
         fc1 = 2 * 3136 * 128
         fc2 = 2 * 128 * 10
         fwd = conv1 + conv2 + fc1 + fc2
-        if self.key == "infer":
+        if not self.training:
             return float(n * fwd)
         # backward: conv1 needs only its kernel gradient, the others both
         bwd = conv1 + 2 * (conv2 + fc1 + fc2)
@@ -145,6 +163,7 @@ POOL_WORKLOADS: dict[str, PoolWorkload] = {
 MODEL_WORKLOADS: dict[str, ModelWorkload] = {
     "train": ModelWorkload("train", 128),
     "infer": ModelWorkload("infer", 1000),
+    "torch-bridge": ModelWorkload("torch-bridge", 128),
 }
 # Tiny versions of the same workloads (same keys, same code paths, e.g. the
 # asymmetric 'same' padding of d): for tests and CI, where timings mean nothing.
@@ -162,6 +181,7 @@ TINY_POOL_WORKLOADS: dict[str, PoolWorkload] = {
 TINY_MODEL_WORKLOADS: dict[str, ModelWorkload] = {
     "train": ModelWorkload("train", 8),
     "infer": ModelWorkload("infer", 16),
+    "torch-bridge": ModelWorkload("torch-bridge", 8),
 }
 
 
@@ -178,6 +198,8 @@ POOL_DIRECTIONS = ("fwd", "bwd")
 CONV_IMPLS = ("cnnfast", "cnnfast-nchw", "reference", "numpy", "torch", "torch-cl")
 POOL_IMPLS = CONV_IMPLS
 MODEL_IMPLS = ("cnnfast", "torch", "torch-cl")
+# the converted PyTorch step first, then the cnnfast layer API's and stock PyTorch's
+TORCH_BRIDGE_IMPLS = ("torch-bridge", "torch-bridge-fused", "cnnfast", "torch", "torch-cl")
 
 IMPL_LABELS = {
     "cnnfast": "cnnfast NHWC",
@@ -187,5 +209,7 @@ IMPL_LABELS = {
     "torch": "torch NCHW",
     "torch-cl": "torch channels_last",
     "copy": "copy same bytes",
+    "torch-bridge": "torch + cnnfast.torch",
+    "torch-bridge-fused": "torch + cnnfast, fused",
 }
 POOL_NUMPY_LABEL = "numpy window loop"
