@@ -7,9 +7,9 @@ does not emulate AVX-512); under memcheck every instruction costs ~50x.
 
 ``--threaded``: shapes past the work thresholds (65536 multiply-adds or
 elements) below which pooling, GEMM, the elementwise and optimizer kernels
-stay on one thread, so that with OMP_NUM_THREADS >= 2 every kernel runs on a
-thread team. The sanitizer job (.ci/sanitize) runs this: the test suite's
-shapes are mostly too small to leave the calling thread.
+stay on one thread, so that with OMP_NUM_THREADS >= 2 every kernel surely
+runs on a thread team. The sanitizer job (.ci/sanitize) runs this after the
+tests, whose shapes are chosen for the code paths rather than the thresholds.
 """
 
 from __future__ import annotations
