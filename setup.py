@@ -126,6 +126,11 @@ class BuildExt(build_ext):
             # on, so a test run would pass; with it every report aborts.
             san_flags = [f"-fsanitize={san}", "-fno-sanitize-recover=all"]
             base += [*san_flags, "-fno-omit-frame-pointer", "-g"]
+            if "undefined" in san.split(","):
+                # Python's CFLAGS carry -fwrapv, which defines signed overflow
+                # as wrapping and so turns UBSan's overflow check off; these
+                # flags come after them, so -fno-wrapv puts the check back.
+                base.append("-fno-wrapv")
             link_extra += san_flags
         for ext in self.extensions:
             ext.extra_compile_args = base + (omp[0] if omp else [])
