@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import _spec
 from .. import ops as _ops
 
 IntOrPair = Union[int, Sequence[int]]
@@ -90,7 +91,7 @@ def _none_tensor(like: Tensor) -> Tensor:
 
 
 def _out_size(size: int, k: int, s: int, lo: int, hi: int, d: int) -> int:
-    return (size + lo + hi - ((k - 1) * d + 1)) // s + 1
+    return _spec.output_size(size, (k - 1) * d + 1, s, lo, hi)
 
 
 # Optional[...] rather than "X | None": the schema inference evaluates the annotations,
@@ -338,11 +339,10 @@ def _conv_pads(padding: ConvPadding, kernel: tuple[int, int], stride: tuple[int,
             if stride != (1, 1):
                 raise ValueError("padding='same' is not supported for strided convolutions "
                                  f"(stride={stride}), as in PyTorch")
-            pads = []
-            for k, d in zip(kernel, dilation):
-                total = d * (k - 1)
-                pads += [total // 2, total - total // 2]
-            return pads
+            # at stride 1 PyTorch's rule is TensorFlow's: the odd pixel bottom/right
+            eff = ((kernel[0] - 1) * dilation[0] + 1, (kernel[1] - 1) * dilation[1] + 1)
+            (top, bottom), (left, right) = _spec.resolve_padding("same", (1, 1), eff, (1, 1))
+            return [top, bottom, left, right]
         raise ValueError(f"padding must be 'same', 'valid', an int or a pair, got {padding!r}")
     ph, pw = _pair(padding, "padding", 0)
     return [ph, ph, pw, pw]
