@@ -334,7 +334,9 @@ def _run_python(code: str) -> subprocess.CompletedProcess:
     import cnnfast
 
     env = dict(os.environ, PYTHONPATH=str(Path(cnnfast.__file__).resolve().parents[1]))
+    # from the tests' directory: the repository root's cnnfast/ has no compiled extension
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__)),
                           env=env, timeout=120)
 
 

@@ -8,6 +8,7 @@ MNIST CNN that learns.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -55,16 +56,21 @@ def _grads(y, inputs, g):
 # ---------------------------------------------------------------------------
 
 
+# child interpreters start in the tests' directory: the repository root's cnnfast/ has
+# no compiled extension
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 def test_import_cnnfast_does_not_import_torch():
     code = "import sys, cnnfast; cnnfast.conv2d; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=_HERE)
 
 
 def test_without_torch_the_import_error_names_the_extra():
     code = ("import sys; sys.modules['torch'] = None\n"
             "try:\n    import cnnfast.torch\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout
+                         text=True, cwd=_HERE).stdout
     assert 'pip install "cnnfast[torch]"' in out
 
 
