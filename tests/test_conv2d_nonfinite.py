@@ -54,7 +54,8 @@ GEOMS = [
 ]
 
 
-@pytest.mark.parametrize("geom", GEOMS, ids=lambda g: f"s{g['strides']}-{g['padding']}-d{g['dilation_rate']}")
+@pytest.mark.parametrize("geom", GEOMS,
+                         ids=lambda g: f"s{g['strides']}-{g['padding']}-d{g['dilation_rate']}")
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dx_reaches_only_its_cells(level_threads, geom, bad, dtype):
