@@ -1,4 +1,5 @@
-"""The package's shape (issue 15): no import loop among cnnfast's modules, no huge module.
+"""The package's shape: no import loop among cnnfast's modules, no module over 700 lines,
+and one door to the compiled kernels.
 
 The import graph is read from the source with ``ast``, not by importing: every
 ``import`` and ``from ... import`` counts, relative ones and the ones inside functions
@@ -6,10 +7,6 @@ included (a loop hidden in a function is still a loop: each module then needs th
 to be importable first). ``from pkg import name`` is an edge to ``pkg.name`` when that
 is a module, else to ``pkg``. The implicit import of a parent package when a submodule
 is imported is not an edge (every submodule would otherwise loop with its package).
-
-Known offenders owned by other work are listed below, each with its file and the issue;
-their tests xfail while the offence stands and fail once it is gone, so that the entry
-is removed. Every other module is checked strictly.
 """
 
 from __future__ import annotations
@@ -17,15 +14,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "cnnfast"
 MAX_LINES = 700
-
-# (importer, imported): the import that closes a known loop, to be removed by its owner.
-KNOWN_LOOP_EDGES: dict[tuple[str, str], str] = {}
-# modules over MAX_LINES, to be split by their owners.
-KNOWN_LONG_MODULES: dict[str, str] = {}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -105,10 +95,7 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones():
 
 
 def test_no_import_loop():
-    graph = import_graph()
-    for importer, imported in KNOWN_LOOP_EDGES:
-        graph.get(importer, set()).discard(imported)
-    cycle = find_cycle(graph)
+    cycle = find_cycle(import_graph())
     assert cycle is None, "import loop: " + " -> ".join(cycle)
 
 
@@ -119,14 +106,6 @@ def test_nothing_under_bench_imports_cli():
             assert "cnnfast.cli" not in deps, name
 
 
-@pytest.mark.parametrize("edge", sorted(KNOWN_LOOP_EDGES))
-def test_known_import_loops(edge):
-    importer, imported = edge
-    if imported in import_graph().get(importer, set()):
-        pytest.xfail(KNOWN_LOOP_EDGES[edge])
-    pytest.fail(f"{importer} no longer imports {imported}: remove it from KNOWN_LOOP_EDGES")
-
-
 def _line_counts() -> dict[str, int]:
     root = PACKAGE.parent
     return {path.relative_to(root).as_posix(): len(path.read_text(encoding="utf-8")
@@ -135,17 +114,8 @@ def _line_counts() -> dict[str, int]:
 
 
 def test_no_module_over_the_line_limit():
-    long = {path: n for path, n in _line_counts().items()
-            if n > MAX_LINES and path not in KNOWN_LONG_MODULES}
+    long = {path: n for path, n in _line_counts().items() if n > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
-
-
-@pytest.mark.parametrize("path", sorted(KNOWN_LONG_MODULES))
-def test_known_long_modules(path):
-    n = _line_counts().get(path)
-    if n is not None and n > MAX_LINES:
-        pytest.xfail(f"{path}: {n} lines > {MAX_LINES} ({KNOWN_LONG_MODULES[path]})")
-    pytest.fail(f"{path} is within {MAX_LINES} lines now: remove it from KNOWN_LONG_MODULES")
 
 
 # The compiled kernels have one door: the functional API (and the run-time
