@@ -14,9 +14,10 @@
 extern "C" {
 #endif
 
-/* Every thread of a team of nthreads runs `iters` steps of 24 independent
- * float32 FMA chains on the widest vectors of the current SIMD level (so
- * the two FMA units of an AVX-512 core are kept busy despite the FMA
+/* Every thread of a team of nthreads runs `iters` steps of independent
+ * float32 FMA chains on the widest vectors of the current SIMD level, as
+ * many as its register file holds without spilling (30 for AVX-512, 14 for
+ * AVX2 and scalar: enough to keep two FMA units busy despite the FMA
  * latency). Returns the floating-point operations done by the whole team
  * (2 per lane per FMA). */
 double cf_fma_ceiling(int64_t iters, int nthreads);

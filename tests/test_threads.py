@@ -185,18 +185,20 @@ def test_concurrent_python_threads():
 
 
 def test_fma_ceiling_counts_the_team():
-    # benchmarks/scaling.py's calibration row: FLOPs = 2 x 24 chains x lanes x steps
-    # on every thread of the team (1 thread without OpenMP)
+    # benchmarks/scaling.py's calibration row: FLOPs = 2 x chains x lanes x steps on
+    # every thread of the team (1 thread without OpenMP), as many chains as the
+    # level's register file holds without spilling (csrc/calibrate.c)
     from cnnfast import _kernels
 
-    lanes = {"avx512": 16, "avx2": 8, "scalar": 1}[cnnfast.simd_level()]
+    lanes, chains = {"avx512": (16, 30), "avx2": (8, 14),
+                     "scalar": (1, 14)}[cnnfast.simd_level()]
     try:
         cnnfast.set_num_threads(1)
-        assert _kernels.fma_ceiling(10) == 2 * 24 * lanes * 10
+        assert _kernels.fma_ceiling(10) == 2 * chains * lanes * 10
         assert _kernels.fma_ceiling(0) == 0
         cnnfast.set_num_threads(3)
         team = 3 if cnnfast.openmp_enabled() else 1
-        assert _kernels.fma_ceiling(10) == 2 * 24 * lanes * 10 * team
+        assert _kernels.fma_ceiling(10) == 2 * chains * lanes * 10 * team
         with pytest.raises(ValueError, match="iters"):
             _kernels.fma_ceiling(-1)
     finally:
