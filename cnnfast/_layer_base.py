@@ -87,6 +87,19 @@ class _Workspace:
         return buf
 
 
+def spec_for_batch(specs: dict, n: int, resolve):
+    """The resolved spec (``cnnfast._spec``) of a layer for a batch of ``n``, from
+    ``specs`` (one per batch size, bounded like the workspaces): the first is resolved by
+    ``resolve(n)``, the others are the same problem ``with_batch(n)``."""
+    spec = specs.get(n)
+    if spec is None:
+        spec = resolve(n) if not specs else next(iter(specs.values())).with_batch(n)
+        if len(specs) >= _Workspace._MAX:
+            specs.clear()
+        specs[n] = spec
+    return spec
+
+
 def _shape_tuple(shape, what: str) -> Shape:
     try:
         t = tuple(int(s) for s in shape)

@@ -51,8 +51,8 @@ from ._layer_base import (
     _aligned_copy,
     _contiguous,
     _nhwc,
-    _Workspace,
     relu_mask_into,
+    spec_for_batch,
 )
 from .ops import training as _training
 
@@ -145,17 +145,9 @@ class Conv2D(_ActivatedLayer):
 
     def spec(self, n: int) -> _spec.ConvSpec:
         """The resolved convolution for a batch of ``n`` inputs (built once per size)."""
-        spec = self._specs.get(n)
-        if spec is None:
-            if not self._specs:
-                spec = _spec.conv_spec((n,) + self._in_shape, self.kernel.shape, self.strides,
-                                       self.padding, self.dilation_rate, self.data_format)
-            else:
-                spec = next(iter(self._specs.values())).with_batch(n)
-            if len(self._specs) >= _Workspace._MAX:
-                self._specs.clear()
-            self._specs[n] = spec
-        return spec
+        return spec_for_batch(self._specs, n, lambda n: _spec.conv_spec(
+            (n,) + self._in_shape, self.kernel.shape, self.strides, self.padding,
+            self.dilation_rate, self.data_format))
 
     def _kernel_hwcf(self) -> np.ndarray:
         if self.data_format == "channels_last":
@@ -261,17 +253,9 @@ class _Pooling2D(Layer):
 
     def spec(self, n: int) -> _spec.PoolSpec:
         """The resolved pooling for a batch of ``n`` inputs (built once per size)."""
-        spec = self._specs.get(n)
-        if spec is None:
-            if not self._specs:
-                spec = _spec.pool_spec((n,) + self._in_shape, self.pool_size, self.strides,
-                                       self.padding, self._mode, self.data_format)
-            else:
-                spec = next(iter(self._specs.values())).with_batch(n)
-            if len(self._specs) >= _Workspace._MAX:
-                self._specs.clear()
-            self._specs[n] = spec
-        return spec
+        return spec_for_batch(self._specs, n, lambda n: _spec.pool_spec(
+            (n,) + self._in_shape, self.pool_size, self.strides, self.padding, self._mode,
+            self.data_format))
 
     def forward(self, x, training=False):
         x = self._prepared(x)
