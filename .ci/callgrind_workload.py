@@ -15,18 +15,9 @@ import sys
 import numpy as np
 
 import cnnfast
+from cnnfast.bench.workloads import CONV_WORKLOADS
 from cnnfast.tutorial import build_tutorial_model
 from cnnfast.utils import set_random_seed, to_categorical
-
-# the bench's convolution cells a-e (cnnfast bench), at a small batch:
-# (H, W, C, F, kernel, stride)
-CONV_CELLS = {
-    "a": (28, 28, 1, 32, 3, 1),
-    "b": (14, 14, 32, 64, 3, 1),
-    "c": (56, 56, 64, 64, 3, 1),
-    "d": (56, 56, 64, 128, 3, 2),
-    "e": (28, 28, 1, 32, 5, 1),
-}
 
 
 def mnist_step() -> None:
@@ -42,13 +33,14 @@ def mnist_step() -> None:
 
 
 def conv_cells() -> None:
-    """Forward, input gradient and kernel gradient of each cell on 2 images."""
+    """Forward, input gradient and kernel gradient of each of the bench's convolution
+    cells a-e on 2 images."""
     rng = np.random.default_rng(0)
-    for h, w, c, f, k, s in CONV_CELLS.values():
-        x = rng.standard_normal((2, h, w, c), dtype=np.float32)
-        kernel = rng.standard_normal((k, k, c, f), dtype=np.float32)
-        y = cnnfast.conv2d(x, kernel, None, s, "same")
-        cnnfast.conv2d_backward(np.ones_like(y), x, kernel, s, "same")
+    for wl in CONV_WORKLOADS.values():
+        x = rng.standard_normal((2, wl.h, wl.w, wl.c), dtype=np.float32)
+        kernel = rng.standard_normal((wl.k, wl.k, wl.c, wl.f), dtype=np.float32)
+        y = cnnfast.conv2d(x, kernel, None, wl.stride, "same")
+        cnnfast.conv2d_backward(np.ones_like(y), x, kernel, wl.stride, "same")
 
 
 WORKLOADS = {"mnist-step": mnist_step, "conv-cells": conv_cells}

@@ -62,17 +62,8 @@ def save_weights(model, filepath: str | os.PathLike) -> None:
 
 
 def load_weights(model, filepath: str | os.PathLike) -> None:
-    """Read weights written by ``save_weights`` into this model.
-
-    A missing or unreadable file raises the ``OSError`` that opening it raises
-    (``FileNotFoundError``, ``PermissionError``...). Anything wrong with the
-    content raises ``ValueError`` naming the file and the problem: not an
-    ``.npz`` archive, truncated or corrupted, weights for another model (layer
-    count, classes, shapes), missing or extra arrays, an array whose shape or
-    dtype differs from the file's description. The whole file is read and
-    checked before any weight is assigned, so after an error the model's weights
-    (and its optimizer's state, which loading never touches) are unchanged.
-    """
+    """``Sequential.load_weights``: the file read at once, everything checked before any
+    weight is assigned (the contract is in that method's docstring)."""
     with open(filepath, "rb") as fh:
         # read at once: I/O errors surface here as OSError, and everything that
         # fails later is about the content
