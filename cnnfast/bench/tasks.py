@@ -35,6 +35,45 @@ from .workloads import (
 TORCH_IMPLS = ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused")
 
 
+def _implementation_rows(task: Task, impls: tuple, make_case, reference, full: dict,
+                         small: dict, batch: int, small_batch: int, cfg: Config,
+                         torch_skip: str | None) -> list:
+    """A row per implementation in ``task``, and the (row, case, repeats) entries to
+    time. ``make_case(impl, inputs)`` builds a case (Unavailable: the row says why);
+    ``reference(case)`` is the float64 result its error is measured against, on the
+    ``small`` inputs. The naive reference is timed on the small batch only (its one
+    call there is a sample), and the others' times are scaled from their batch."""
+    entries = []
+    for impl in impls:
+        row = Row(impl, IMPL_LABELS[impl])
+        task.rows.append(row)
+        if torch_skip and impl in TORCH_IMPLS:
+            row.skipped = torch_skip
+            continue
+        use_small = impl == "reference"
+        try:
+            case = make_case(impl, small if use_small else full)
+            err_case = case if use_small else make_case(impl, small)
+        except Unavailable as exc:
+            row.skipped = str(exc)
+            continue
+        row.label, row.note = case.label, case.note
+        row.batch = small_batch if use_small else batch
+        row.scale = batch / row.batch
+        try:
+            out, secs = timed_call(err_case.fn)
+            if use_small:
+                row.samples_ms.append(secs * 1e3)  # the naive loops: this call is a sample
+            row.max_abs_err = result_error(out, err_case, reference(err_case))
+        except Exception as exc:  # report a failing implementation, keep benchmarking
+            row.skipped = f"failed: {type(exc).__name__}: {exc}"
+            continue
+        if err_case.uses_blas:
+            time.sleep(cfg.settle)
+        entries.append((row, case, cfg.ref_repeats if use_small else cfg.repeats))
+    return entries
+
+
 def run_conv_task(wl: ConvWorkload, direction: str, cfg: Config, ref_cache: dict,
                   torch_skip: str | None = None) -> Task:
     """The table of conv workload ``wl`` in ``direction``; ``ref_cache`` keeps the float64
@@ -56,36 +95,10 @@ def run_conv_task(wl: ConvWorkload, direction: str, cfg: Config, ref_cache: dict
         got = ref_cache[key]
         return got if kind == "fwd" else got[0 if direction == "bwd-input" else 1]
 
-    entries = []
-    for impl in CONV_IMPLS:
-        row = Row(impl, IMPL_LABELS[impl])
-        task.rows.append(row)
-        if torch_skip and impl in TORCH_IMPLS:
-            row.skipped = torch_skip
-            continue
-        use_small = impl == "reference"
-        try:
-            case = conv_case(impl, wl, direction, small if use_small else full)
-            err_case = case if use_small else conv_case(impl, wl, direction, small)
-        except Unavailable as exc:
-            row.skipped = str(exc)
-            continue
-        row.label, row.note = case.label, case.note
-        row.batch = wl.n_small if use_small else wl.n
-        row.scale = wl.n / row.batch
-        try:
-            out, secs = timed_call(err_case.fn)
-            if use_small:
-                row.samples_ms.append(secs * 1e3)  # the naive loops: this call is a sample
-            row.max_abs_err = result_error(out, err_case,
-                                       ref64("same" if err_case.ref_key is None
-                                             else err_case.ref_key))
-        except Exception as exc:  # report a failing implementation, keep benchmarking
-            row.skipped = f"failed: {type(exc).__name__}: {exc}"
-            continue
-        if err_case.uses_blas:
-            time.sleep(cfg.settle)
-        entries.append((row, case, cfg.ref_repeats if use_small else cfg.repeats))
+    entries = _implementation_rows(
+        task, CONV_IMPLS, lambda impl, inp: conv_case(impl, wl, direction, inp),
+        lambda case: ref64("same" if case.ref_key is None else case.ref_key),
+        full, small, wl.n, wl.n_small, cfg, torch_skip)
     time_round_robin(entries, cfg)
     return task
 
@@ -100,32 +113,9 @@ def run_pool_task(wl: PoolWorkload, mode: str, direction: str, cfg: Config,
     full = pool_inputs(wl)
     small = pool_inputs(wl, wl.n_small)
     ref64 = pool_reference64(mode, direction, small, wl.pool)
-    entries = []
-    for impl in POOL_IMPLS:
-        row = Row(impl, IMPL_LABELS[impl])
-        task.rows.append(row)
-        if torch_skip and impl in TORCH_IMPLS:
-            row.skipped = torch_skip
-            continue
-        try:
-            use_small = impl == "reference"
-            case = pool_case(impl, wl, mode, direction, small if use_small else full)
-            err_case = case if use_small else pool_case(impl, wl, mode, direction, small)
-        except Unavailable as exc:
-            row.skipped = str(exc)
-            continue
-        row.label, row.note = case.label, case.note
-        row.batch = wl.n_small if use_small else wl.n
-        row.scale = wl.n / row.batch
-        try:
-            out, secs = timed_call(err_case.fn)
-            if use_small:
-                row.samples_ms.append(secs * 1e3)
-            row.max_abs_err = result_error(out, err_case, ref64)
-        except Exception as exc:
-            row.skipped = f"failed: {type(exc).__name__}: {exc}"
-            continue
-        entries.append((row, case, cfg.ref_repeats if use_small else cfg.repeats))
+    entries = _implementation_rows(
+        task, POOL_IMPLS, lambda impl, inp: pool_case(impl, wl, mode, direction, inp),
+        lambda case: ref64, full, small, wl.n, wl.n_small, cfg, torch_skip)
     copy = copy_case(nbytes, cfg.threads, pool)
     row = Row("copy", copy.label, note=copy.note, batch=wl.n)
     task.rows.append(row)
