@@ -64,17 +64,23 @@ __all__ = [
 
 
 
-def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The one matrix product of the layers (Dense forward and backward).
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None,
+            relu: bool = False) -> np.ndarray:
+    """The one matrix product of the layers (Dense forward and backward):
+    ``out = a @ b (+ bias) (relu)``.
 
-    Runs on cnnfast's own GEMM (``cnnfast.matmul``): the same OpenMP threads as
-    the convolutions, so no BLAS thread pool spins between layers, and results
-    are bit-identical for any thread count.
+    Runs on cnnfast's own GEMM: the same OpenMP threads as the convolutions, so no
+    BLAS thread pool spins between layers, and results are bit-identical for any
+    thread count. Operands already in the layer's dtype (every call inside a model)
+    go to the prepared call, which checks only memory safety; anything else takes
+    ``ops.dense``'s argument handling.
     """
-    if out is not None and not (out.flags.c_contiguous and out.flags.aligned):
-        out[...] = ops.matmul(a, b)
+    dt = out.dtype
+    if a.dtype == dt and b.dtype == dt and out.flags.c_contiguous and out.flags.aligned:
+        _training.gemm(a, b, out, bias, relu)
         return out
-    return ops.matmul(a, b, out=out)
+    out[...] = ops.dense(a, b, bias, "relu" if relu else None)
+    return out
 
 
 class Conv2D(_ActivatedLayer):
@@ -384,7 +390,8 @@ class Dense(_ActivatedLayer):
         z = self._ws.get("z", (x2.shape[0], self.units), self.dtype)
         if self.activation.name in ("linear", "relu"):
             # bias and ReLU applied by the GEMM to each tile in registers
-            self._y = y = ops.dense(x2, self.kernel, self.bias, self.activation.name, out=z)
+            self._y = y = _matmul(x2, self.kernel, z, self.bias,
+                                  self.activation.name == "relu")
         else:
             y = self._activate(self._affine(x2, z), z_is_ours=True)
         return y.reshape((x.shape[0],) + self._out_shape)
@@ -395,12 +402,10 @@ class Dense(_ActivatedLayer):
         return z.reshape((x.shape[0],) + self._out_shape)
 
     def _affine(self, x2: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """z = x2 @ kernel + bias, the bias added after the product: the logits and
-        the outputs of activations other than linear/relu are defined by these bits."""
-        z = _matmul(x2, self.kernel, out=z)
-        if self.use_bias:
-            z += self.bias
-        return z
+        """z = x2 @ kernel + bias, the bias added after the whole product (the GEMM's
+        epilogue): the logits and the outputs of activations other than linear/relu
+        are defined by these bits."""
+        return _matmul(x2, self.kernel, z, self.bias)
 
     def _keep_input(self, x: np.ndarray) -> np.ndarray:
         """x as rows of features (kept for the kernel gradient)."""

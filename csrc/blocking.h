@@ -152,6 +152,9 @@
 #define CF_GEMM_KC 384
 /* Columns from which rows of A read in place use the 6 x 64 tile. */
 #define CF_GEMM_WIDE_MIN_N 48
+/* Products of at most this many rows (rows of A read in place) run on the
+ * few-rows kernel, one block of 4 vectors of columns per call. */
+#define CF_GEMM_ROWS_MAX_MR 4
 /* Panels of A^T copied per block when A's columns are contiguous (a
  * transposed view, e.g. the Dense kernel gradient x.T @ dz). */
 #define CF_GEMM_AT_PANELS 4

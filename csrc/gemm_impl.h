@@ -58,6 +58,44 @@ static int GM_FN(gemm_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k, co
     return failed ? -1 : 0;
 }
 
+/* Products of at most CF_GEMM_ROWS_MAX_MR rows with rows of A read in place
+ * (a Dense layer on one sample): blocks of 4 vectors of columns split
+ * statically over the threads, each block on the few-rows kernel. The
+ * reduction is summed the way the path this replaces sums it, so the bits do
+ * not change with the row count's path: one FMA chain over all of k where
+ * that path is one (the direct kernels), or CF_GEMM_KC-deep blocks each
+ * summed from zero and added to C where that path is the packed kernel
+ * (block_sums). */
+static int GM_FN(gemm_few_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k,
+                                const GM_T *a, int64_t a_is, const GM_T *b, int64_t b_ks,
+                                GM_T *c, int64_t ldc, const GM_T *bias, int relu,
+                                int block_sums, int nt)
+{
+    const int64_t BW = 4 * (int64_t)uk->vw, blocks = (n + BW - 1) / BW;
+    const int64_t KB = block_sums ? CF_GEMM_KC : k;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+        CF_REGION_FP_ENTER();
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t blk = 0; blk < blocks; blk++) {
+            const int64_t j0 = blk * BW, nr = n - j0 < BW ? n - j0 : BW;
+            for (int64_t k0 = 0; k0 < k; k0 += KB) {
+                const int64_t kc = k - k0 < KB ? k - k0 : KB;
+                const int last = k0 + kc == k; /* bias and relu after the whole sum */
+                uk->rows(m, nr, kc, a + k0, a_is, b + k0 * b_ks + j0, b_ks, c + j0, ldc,
+                         k0 > 0, last && bias ? bias + j0 : NULL, last && relu);
+            }
+        }
+        CF_REGION_FP_LEAVE();
+    }
+    return 0;
+}
+
 /* One 6-row tile of C (rows i0 .. min(i0 + 6, m), columns j0 .. j0 + nr) over
  * the reduction block [k0, k0 + kc), with the wide kernel: rows of A read in
  * place (a_is apart), the block's rows of B ldb apart from bb. The sum goes
@@ -197,6 +235,13 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
     /* below this many multiply-adds a thread team costs more than the product */
     const int small = (double)m * (double)n * (double)k < 65536.0;
     int nt = small ? 1 : cf_team_size(nthreads, panels);
+    if (m <= CF_GEMM_ROWS_MAX_MR && a_ks == 1 && b_js == 1 && !accumulate && uk.rows != NULL)
+        /* the path below for these shapes sums in blocks when it is the packed
+         * kernel's (wide products without the wide direct tile) */
+        return GM_FN(gemm_few_rows)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu,
+                                    wide && uk.direct_wide == NULL,
+                                    small ? 1 : cf_team_size(nthreads, (n + 4 * uk.vw - 1) /
+                                                                           (4 * uk.vw)));
     if (a_ks == 1 && b_js == 1 && !accumulate && !wide && uk.direct_wide != NULL &&
         n >= CF_GEMM_WIDE_MIN_N)
         return GM_FN(gemm_rows_wide)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu,

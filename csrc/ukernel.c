@@ -438,6 +438,9 @@ UK_CHECK_ROWS(uk_rows_check_avx512_short, UK_ROWS, CF_UKERNEL_SHORT_MR)
 #define UK_TWNAME uk_taps_wide_avx512_f32
 #include "ukernel_taps_wide_impl.h"
 #undef UK_TWNAME
+#define UK_RNAME uk_rows_avx512_f32
+#include "ukernel_rows_impl.h"
+#undef UK_RNAME
 #define UK_DNAME uk_direct_avx512_f32
 #define UK_AROW(i) (                                                          \
     (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
@@ -494,6 +497,9 @@ UK_CHECK_ROWS(uk_rows_check_avx512_short, UK_ROWS, CF_UKERNEL_SHORT_MR)
 #define UK_TWNAME uk_taps_wide_avx512_f64
 #include "ukernel_taps_wide_impl.h"
 #undef UK_TWNAME
+#define UK_RNAME uk_rows_avx512_f64
+#include "ukernel_rows_impl.h"
+#undef UK_RNAME
 #define UK_DNAME uk_direct_avx512_f64
 #include "ukernel_direct_impl.h"
 #undef UK_DNAME
@@ -605,6 +611,9 @@ UK_CHECK_ROWS(uk_rows_check_avx2, UK_ROWS, CF_AVX2_MR)
 #define UK_CSNAME uk_colsum_avx2_f32
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
+#define UK_RNAME uk_rows_avx2_f32
+#include "ukernel_rows_impl.h"
+#undef UK_RNAME
 #define UK_DNAME uk_direct_avx2_f32
 #define UK_AROW(i) (                                                          \
     (i) == 0 ? p0 : (i) == 1 ? p0 + r : (i) == 2 ? p0 + 2 * r : (i) == 3 ? p0 + r3 : \
@@ -645,6 +654,9 @@ UK_CHECK_ROWS(uk_rows_check_avx2, UK_ROWS, CF_AVX2_MR)
 #define UK_CSNAME uk_colsum_avx2_f64
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
+#define UK_RNAME uk_rows_avx2_f64
+#include "ukernel_rows_impl.h"
+#undef UK_RNAME
 #define UK_DNAME uk_direct_avx2_f64
 #include "ukernel_direct_impl.h"
 
@@ -663,12 +675,12 @@ static const cf_ukernel_f32 uk_table_f32[] = {
                         .direct_wide = NULL, .pack_t = NULL,
                         .mr = CF_SCALAR_MR, .nr = CF_SCALAR_NR, .vw = CF_SCALAR_VW},
 #if CF_HAVE_X86_DISPATCH
-    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f32, .direct = uk_direct_avx2_f32, .narrow = NULL,
+    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f32, .rows = uk_rows_avx2_f32, .direct = uk_direct_avx2_f32, .narrow = NULL,
                       .taps = uk_taps_avx2_f32, .taps_wide = NULL, .taps_short = NULL,
                       .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_avx2_f32,
                       .direct_wide = NULL, .pack_t = NULL,
                       .mr = CF_AVX2_MR, .nr = CF_AVX2_NR_F32, .vw = CF_AVX2_VW_F32},
-    [CF_SIMD_AVX512] = {.fn = uk_gemm_avx512_f32, .direct = uk_direct_avx512_f32, .narrow = uk_narrow_avx512_f32,
+    [CF_SIMD_AVX512] = {.fn = uk_gemm_avx512_f32, .rows = uk_rows_avx512_f32, .direct = uk_direct_avx512_f32, .narrow = uk_narrow_avx512_f32,
                         .taps = uk_taps_avx512_f32, .taps_wide = uk_taps_wide_avx512_f32,
                         .taps_short = uk_taps_short_avx512_f32, .taps_channels = uk_taps_channels_avx512_f32,
                         .taps_krow = uk_taps_krow_avx512_f32, .colsum = uk_colsum_avx512_f32,
@@ -684,12 +696,12 @@ static const cf_ukernel_f64 uk_table_f64[] = {
                         .direct_wide = NULL, .pack_t = NULL,
                         .mr = CF_SCALAR_MR, .nr = CF_SCALAR_NR, .vw = CF_SCALAR_VW},
 #if CF_HAVE_X86_DISPATCH
-    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f64, .direct = uk_direct_avx2_f64, .narrow = NULL,
+    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f64, .rows = uk_rows_avx2_f64, .direct = uk_direct_avx2_f64, .narrow = NULL,
                       .taps = uk_taps_avx2_f64, .taps_wide = NULL, .taps_short = NULL,
                       .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_avx2_f64,
                       .direct_wide = NULL, .pack_t = NULL,
                       .mr = CF_AVX2_MR, .nr = CF_AVX2_NR_F64, .vw = CF_AVX2_VW_F64},
-    [CF_SIMD_AVX512] = {.fn = uk_gemm_avx512_f64, .direct = uk_direct_avx512_f64, .narrow = uk_narrow_avx512_f64,
+    [CF_SIMD_AVX512] = {.fn = uk_gemm_avx512_f64, .rows = uk_rows_avx512_f64, .direct = uk_direct_avx512_f64, .narrow = uk_narrow_avx512_f64,
                         .taps = uk_taps_avx512_f64, .taps_wide = uk_taps_wide_avx512_f64,
                         .taps_short = uk_taps_short_avx512_f64, .taps_channels = NULL, .taps_krow = NULL,
                         .colsum = uk_colsum_avx512_f64, .direct_wide = NULL, .pack_t = NULL,

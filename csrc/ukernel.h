@@ -134,6 +134,22 @@ typedef void (*cf_ukernel_krow_f64_fn)(int64_t nrows, int64_t kc, const double *
                                        const double *b, int64_t b_ks, double *c,
                                        int64_t ldc, int nf, int accumulate);
 
+/* Few-rows variant (ukernel_rows_impl.h), for products of one to
+ * CF_GEMM_ROWS_MAX_MR rows (a Dense layer on one sample): rows of A read in
+ * place, one block of up to 4 vectors of columns,
+ *   C[i][j] = (accumulate ? C[i][j] : 0) + sum_{k < kc} a[i * a_is + k] * b[k * b_ks + j]
+ *   then + bias[j], relu
+ * for i < mr, j < nr (the operations of `fn`); only the mr rows asked for
+ * are computed. NULL where no SIMD variant exists. */
+typedef void (*cf_ukernel_rows_f32_fn)(int64_t mr, int64_t nr, int64_t kc, const float *a,
+                                       int64_t a_is, const float *b, int64_t b_ks, float *c,
+                                       int64_t ldc, int accumulate, const float *bias,
+                                       int relu);
+typedef void (*cf_ukernel_rows_f64_fn)(int64_t mr, int64_t nr, int64_t kc, const double *a,
+                                       int64_t a_is, const double *b, int64_t b_ks, double *c,
+                                       int64_t ldc, int accumulate, const double *bias,
+                                       int relu);
+
 /* Column sums, acc[j] += sum_{p < np} src[p * ld + j] for j < n, each
  * column added in row order (bit-identical at every SIMD level). */
 typedef void (*cf_ukernel_colsum_f32_fn)(int64_t np, int64_t n, const float *src,
@@ -153,6 +169,7 @@ typedef struct {
     cf_ukernel_colsum_f32_fn colsum;
     cf_ukernel_direct_px_f32_fn direct_wide; /* 6 pixels x 4 vectors; or NULL */
     cf_ukernel_pack_t_f32_fn pack_t;         /* B panels for direct_wide; or NULL */
+    cf_ukernel_rows_f32_fn rows;             /* 1-4 rows x 4 vectors; or NULL */
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
 
@@ -168,6 +185,7 @@ typedef struct {
     cf_ukernel_colsum_f64_fn colsum;
     cf_ukernel_direct_px_f64_fn direct_wide; /* none for float64: always NULL */
     cf_ukernel_pack_t_f64_fn pack_t;         /* always NULL */
+    cf_ukernel_rows_f64_fn rows;             /* 1-4 rows x 4 vectors; or NULL */
     int mr, nr, vw;
 } cf_ukernel_f64;
 

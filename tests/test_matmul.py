@@ -114,6 +114,39 @@ def test_wide_products(shape, level):
     np.testing.assert_allclose(results[0], expected, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("shape", [(1, 3136, 128), (2, 700, 300), (3, 1000, 130), (4, 385, 129)])
+@pytest.mark.parametrize("level", LEVELS)
+def test_few_rows_products(shape, level):
+    """One to four rows (a Dense layer on one sample) take the few-rows kernel for a
+    row-contiguous B; a transposed B takes the tiled path: for these wide products
+    (n >= 4 tiles of columns at every level) the same bits, with bias and ReLU, at
+    every thread count."""
+    m, k, n = shape
+    rng = np.random.default_rng(m * k + n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    expected = np.maximum(a.astype(np.float64) @ b.astype(np.float64) + bias, 0)
+    try:
+        _kernels.set_simd_cap(level)
+        results = []
+        for threads in (1, 2, 3):
+            cnnfast.set_num_threads(threads)
+            for bb in (b, np.asfortranarray(b)):
+                results.append(cnnfast.dense(a, bb, bias, "relu"))
+                results.append(cnnfast.dense(a.astype(np.float64), bb.astype(np.float64),
+                                             bias.astype(np.float64), "relu"))
+    finally:
+        _kernels.set_simd_cap(_START_LEVEL)
+        cnnfast.set_num_threads(None)
+    for got in results[2::2]:
+        np.testing.assert_array_equal(got, results[0])
+    for got in results[3::2]:
+        np.testing.assert_array_equal(got, results[1])
+    np.testing.assert_allclose(results[0], expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(results[1], expected, rtol=1e-12, atol=1e-10)
+
+
 def _dense_expected(a, b, bias, activation):
     z = a.astype(np.float64) @ b.astype(np.float64)
     if bias is not None:

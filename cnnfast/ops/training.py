@@ -15,6 +15,16 @@ import numpy as np
 from .. import _kernels
 
 
+def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, bias: np.ndarray | None = None,
+         relu: bool = False) -> None:
+    """``c = a @ b (+ bias) (relu)`` for 2-D arrays of one float dtype: ``c``
+    C-contiguous and aligned and sharing no memory with the inputs, ``a`` and ``b``
+    with any whole-element strides (transposed views in place), ``bias`` None or
+    contiguous (units,). The same kernels, threads and bits as ``ops.matmul`` and
+    ``ops.dense``."""
+    _kernels.gemm(a, b, c, False, bias, relu)
+
+
 def relu_mask(dy: np.ndarray, y: np.ndarray) -> None:
     """ReLU backward in place: ``dy = where(y > 0, dy, 0)``, one OpenMP pass."""
     _kernels.relu_mask(dy, y)
