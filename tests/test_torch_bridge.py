@@ -8,6 +8,8 @@ MNIST CNN that learns.
 
 from __future__ import annotations
 
+import copy
+
 import os
 import subprocess
 import sys
@@ -348,21 +350,42 @@ def test_fused_conv_relu_max_pool_matches_torch(channels_last):
                           (x, w, b, [1, 1], [1, 1, 1, 1], [1, 1], [2, 2], [2, 2]))
 
 
-def test_convert_fuse_keeps_values_and_state_dict():
+def _fusable_model():
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(2, padding=1),
+                         nn.Conv2d(4, 4, 1), nn.ReLU(), nn.MaxPool2d(1), nn.Flatten())
+
+
+def test_convert_fuses_by_default_keeping_values_gradients_and_state_dict():
     nn = torch.nn
     torch.manual_seed(13)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(2, padding=1),
-                          nn.Flatten())
+    model = _fusable_model()
+    reference = copy.deepcopy(model)
     x = torch.randn(2, 1, 12, 12)
-    want = model(x)
     keys = list(model.state_dict())
-    ct.convert(model, fuse=True)
+    model[6].register_forward_hook(lambda m, i, o: None)  # a hooked conv stays whole
+    assert ct.convert(model) is model
     assert type(model[0]) is cnn.Conv2dReLUMaxPool2d
     assert type(model[1]) is type(model[2]) is nn.Identity
     assert type(model[3]) is cnn.Conv2d  # the padded pooling is not fused
+    assert type(model[6]) is cnn.Conv2d and type(model[7]) is nn.ReLU
     assert list(model.state_dict()) == keys
-    torch.testing.assert_close(model(x), want)
+    want, got = reference(x), model(x)
+    torch.testing.assert_close(got, want)
+    g = torch.randn_like(want)
+    want.backward(g)
+    got.backward(g)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_convert_without_fusion_swaps_layer_for_layer():
+    torch.manual_seed(13)
+    model = _fusable_model()
+    ct.convert(model, fuse=False)
+    assert [type(m).__name__ for m in model][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+    assert type(model[0]) is cnn.Conv2d and type(model[2]) is cnn.MaxPool2d
 
 
 def test_converted_mnist_cnn_learns():
@@ -375,7 +398,8 @@ def test_converted_mnist_cnn_learns():
         nn.Linear(128, 10),
     )
     ct.convert(model)
-    assert sum(type(m).__module__ == "cnnfast.torch.nn" for m in model) == 4
+    # each Conv2d - ReLU - MaxPool2d run fused into one module
+    assert sum(type(m).__module__ == "cnnfast.torch.nn" for m in model) == 2
     # separable synthetic task: class c lights up a 7x7 block of its own
     n = 32
     labels = torch.arange(n) % 10

@@ -6,11 +6,13 @@ by the ``cnnfast.torch.nn`` module of the same name sharing its state: the same
 Parameter objects, buffers, hooks and training flag, so an optimizer built before
 the conversion keeps working. Each one it cannot run is kept and named in a warning.
 
-With ``fuse=True``, each Conv2d - ReLU - MaxPool2d run (unpadded pooling, no hooks on
-the ReLU or the pooling) inside an ``nn.Sequential`` becomes one
+By default (``fuse=True``) each Conv2d - ReLU - MaxPool2d run (unpadded pooling, no
+hooks on any of the three) inside an ``nn.Sequential`` becomes one
 ``Conv2dReLUMaxPool2d`` (the Conv2d's state, so the same ``state_dict`` keys)
 followed by two ``nn.Identity``: the convolution's output and its gradient are then
-never stored whole, and the ReLU costs no pass of its own.
+never stored whole, and the ReLU costs no pass of its own. The values and gradients
+are those of the three layers (the ReLU and the pooling hold no state); what changes
+is the module tree a reader sees. ``fuse=False`` swaps layer for layer.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _fuse(seq: torch.nn.Sequential) -> None:
         conv, relu, pool = (seq._modules[n] for n in names[i:i + 3])
         if (type(conv) is cnn.Conv2d and type(relu) is torch.nn.ReLU
                 and type(pool) is cnn.MaxPool2d and cnn.F._pair(pool.padding, "padding", 0)
-                == (0, 0) and not _hooked(relu) and not _hooked(pool)):
+                == (0, 0) and not _hooked(conv) and not _hooked(relu) and not _hooked(pool)):
             fused = _swapped(conv, cnn.Conv2dReLUMaxPool2d)
             fused.pool_kernel_size = pool.kernel_size
             fused.pool_stride = pool.stride
@@ -70,16 +72,17 @@ def _fuse(seq: torch.nn.Sequential) -> None:
             i += 1
 
 
-def convert(model: torch.nn.Module, fuse: bool = False) -> torch.nn.Module:
+def convert(model: torch.nn.Module, fuse: bool = True) -> torch.nn.Module:
     """Swap ``model``'s supported layers for cnnfast's, in place; return ``model``.
 
     Warns once per layer kept as PyTorch, naming it and the reason (``groups``,
     ``padding_mode``, ``ceil_mode``, ``return_indices``, pooling ``dilation``, a
     dtype or device cnnfast does not compute on). The model itself, when it is a
-    supported layer, is converted and returned as the new module. ``fuse=True``
-    also fuses Conv2d - ReLU - MaxPool2d runs of ``nn.Sequential`` containers
-    (see the module's docstring): same values, same ``state_dict``, but hooks on
-    the fused Conv2d see the pooled output.
+    supported layer, is converted and returned as the new module. With ``fuse``
+    (the default), Conv2d - ReLU - MaxPool2d runs of ``nn.Sequential`` containers
+    with no hooks become one fused module and two ``nn.Identity`` (see the
+    module's docstring): the same values, gradients and ``state_dict``, in about
+    half the time of the three layers; ``fuse=False`` swaps layer for layer.
     """
     done: dict[int, torch.nn.Module] = {}
 
