@@ -214,7 +214,9 @@ class Sequential:
         return int(sum(layer.count_params() for layer in self.layers))
 
     def save_weights(self, filepath: str | os.PathLike) -> None:
-        """Write all weights to ``filepath`` as an ``.npz`` archive (no pickle).
+        """Write all weights to ``filepath`` as an ``.npz`` archive (no pickle), or, for
+        a name ending in ``.h5`` (``x.weights.h5``), in Keras 3's ``.weights.h5`` layout
+        (needs h5py).
 
         The file is written at exactly ``filepath``: unlike ``numpy.savez`` given a
         name, no ``.npz`` suffix is added. The write is atomic (a temporary file in
@@ -225,7 +227,8 @@ class Sequential:
         _weights_io.save_weights(self, filepath)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
-        """Read weights written by ``save_weights`` into this model.
+        """Read weights written by ``save_weights``, or by Keras 3's ``save_weights``
+        (a ``.weights.h5`` of a model made of the same layers; needs h5py), into this model.
 
         A missing or unreadable file raises the ``OSError`` that opening it raises
         (``FileNotFoundError``, ``PermissionError``...). Anything wrong with the
