@@ -384,6 +384,9 @@ class Sequential:
             validation_data=None, shuffle: bool = True, initial_epoch: int = 0) -> History:
         """Train for ``epochs`` epochs; returns a ``History``.
 
+        ``callbacks``: ``cnnfast.callbacks`` objects, called at Keras's hook points
+        (``CallbackList``); ``model.stop_training = True`` ends training after the step.
+
         Ctrl-C (``KeyboardInterrupt``) stops training within the current batch and
         propagates, as in Keras. The model stays usable: its weights and optimizer
         state are those after the last completed step (a step's updates are applied
