@@ -191,6 +191,9 @@ def _build_layer(reader: _Reader, i: int, entry):
     if unknown:
         raise reader.bad(f"malformed config of layer {i} ({cls}): unknown argument(s) "
                          f"{', '.join(unknown)}")
+    if not isinstance(config.get("name"), str) or not isinstance(config.get("trainable"), bool):
+        raise reader.bad(f"malformed config of layer {i} ({cls}): a string 'name' and a "
+                         "boolean 'trainable' are expected")
     try:
         layer = _LAYER_CLASSES[cls](**config)
         if "rng_state" in entry and cls == "Dropout" and layer._rng is not None:
@@ -237,6 +240,7 @@ def _build_model(reader: _Reader, config: dict, model_class, compile: bool):
     if not (isinstance(spec, dict) and spec.get("class_name") == "Sequential"
             and isinstance(spec.get("layers"), list) and spec["layers"]
             and isinstance(spec.get("input_shape"), list)
+            and all(type(n) is int and n > 0 for n in spec["input_shape"])
             and spec.get("dtype") in ("float32", "float64")):
         raise reader.bad("malformed model config (a Sequential with layers, an "
                          "input_shape and a float32/float64 dtype is expected)")

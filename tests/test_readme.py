@@ -1,5 +1,5 @@
-"""The README's functional-API and threads examples, and the full functional-API example of
-notes/functional-api.md, run as written."""
+"""The README's functional-API, threads and Keras-namespace examples, and the full
+functional-API example of notes/functional-api.md, run as written."""
 
 from __future__ import annotations
 
