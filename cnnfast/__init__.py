@@ -3,7 +3,8 @@
 Hot kernels (conv2d, max/avg/min pooling and their gradients) in C with
 OpenMP and run-time-dispatched AVX2/AVX-512 micro-kernels behind a Cython
 boundary; a functional API (numpy in, numpy out); and a Keras-like layer API
-(``cnnfast.models``, ``cnnfast.layers``).
+(``cnnfast.models``, ``cnnfast.layers``), also laid out as Keras
+(``from cnnfast import keras``).
 """
 
 from ._config import (  # noqa: E402
@@ -69,6 +70,7 @@ def __getattr__(name):
     import importlib
 
     if name in ("layers", "models", "optimizers", "losses", "initializers",
-                "activations", "utils", "datasets", "reference"):
+                "activations", "utils", "datasets", "reference", "callbacks",
+                "saving", "keras"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'cnnfast' has no attribute {name!r}")

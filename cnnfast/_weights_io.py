@@ -6,7 +6,9 @@ and a JSON description of the layers; they are read with ``allow_pickle=False``.
 save leaves the previous file intact. ``load_weights`` checks the whole file before
 it assigns anything, so a bad file raises ``ValueError`` and changes no weight.
 The functions take the model (anything with ``layers`` and ``dtype``); the
-``Sequential`` methods of the same names call them.
+``Sequential`` methods of the same names call them. A file name ending in ``.h5``
+is written, and a file starting with the HDF5 signature is read, as a Keras 3
+``.weights.h5`` (``cnnfast._keras_h5``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import zlib
 
 import numpy as np
 
+from . import _keras_h5
 from ._fileio import atomic_write
 from ._sigint import SigintDeferred
 
@@ -50,6 +53,9 @@ def save_weights(model, filepath: str | os.PathLike) -> None:
     the same directory, renamed over ``filepath`` once complete), so an error or
     a Ctrl-C in the middle leaves any previous file there intact.
     """
+    if os.fspath(filepath).endswith(".h5"):
+        _keras_h5.save_weights(model, filepath)
+        return
     meta = {"format": _WEIGHTS_FORMAT, "version": _WEIGHTS_VERSION,
             "dtype": model.dtype.name, "layers": weight_description(model)}
     arrays = {"__meta__": np.array(json.dumps(meta))}
@@ -68,7 +74,10 @@ def load_weights(model, filepath: str | os.PathLike) -> None:
         # read at once: I/O errors surface here as OSError, and everything that
         # fails later is about the content
         data = fh.read()
-    updates = parse_weights(model, os.fspath(filepath), data)
+    if data.startswith(_keras_h5.HDF5_SIGNATURE):
+        updates = _keras_h5.parse_weights(model, os.fspath(filepath), data)
+    else:
+        updates = parse_weights(model, os.fspath(filepath), data)
     with SigintDeferred():  # all weights or none
         for dst, src in updates:
             np.copyto(dst, src, casting="unsafe")

@@ -19,7 +19,9 @@ on numpy took 87 ms per batch of 128 with 2 BLAS threads against 4.6 ms with 1).
 default, None, leaves BLAS alone: entering threadpoolctl's limit costs about 0.9 ms per
 call, 3% of a training step.
 
-Weights files: ``cnnfast._weights_io``.
+Weights files: ``cnnfast._weights_io`` (and ``cnnfast._keras_h5`` for Keras's
+``.weights.h5``); whole-model files (``save`` / ``load_model``): ``cnnfast.saving``;
+callbacks: ``cnnfast.callbacks``.
 
 Ctrl-C: a ``KeyboardInterrupt`` in ``fit`` or ``train_on_batch`` propagates at once,
 except while the optimizer writes a step's updates into the weights: SIGINT is held
@@ -40,38 +42,17 @@ import numpy as np
 
 from . import _plan as _planner
 from . import _weights_io
+from . import callbacks as _callbacks
 from . import losses as _losses
 from . import optimizers as _optimizers
+from . import saving as _saving
 from . import utils as _utils
 from ._layer_base import InputLayer, Layer, _auto_name
 from ._sigint import SigintDeferred
+from .callbacks import History
 from .progress import Progbar
 
-__all__ = ["Sequential", "History"]
-
-class History:
-    """What ``fit`` returns: ``history`` maps metric names to per-epoch lists.
-
-    ``train_seconds`` holds the wall time of each epoch's training steps,
-    ``epoch_seconds`` the whole epoch including validation.
-    """
-
-    def __init__(self) -> None:
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-        self.params: dict[str, object] = {}
-        self.train_seconds: list[float] = []
-        self.epoch_seconds: list[float] = []
-        self.model: Sequential | None = None
-
-    def _append(self, epoch: int, logs: dict[str, float]) -> None:
-        self.epoch.append(epoch)
-        for k, v in logs.items():
-            self.history.setdefault(k, []).append(float(v))
-
-    def __repr__(self) -> str:
-        return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
-
+__all__ = ["Sequential", "History", "load_model", "save_model"]
 
 def _blas_limit(n: int | None):
     """Limit numpy's BLAS to ``n`` threads inside the block (see the module docstring)."""
@@ -233,7 +214,9 @@ class Sequential:
         return int(sum(layer.count_params() for layer in self.layers))
 
     def save_weights(self, filepath: str | os.PathLike) -> None:
-        """Write all weights to ``filepath`` as an ``.npz`` archive (no pickle).
+        """Write all weights to ``filepath`` as an ``.npz`` archive (no pickle), or, for
+        a name ending in ``.h5`` (``x.weights.h5``), in Keras 3's ``.weights.h5`` layout
+        (needs h5py).
 
         The file is written at exactly ``filepath``: unlike ``numpy.savez`` given a
         name, no ``.npz`` suffix is added. The write is atomic (a temporary file in
@@ -244,7 +227,8 @@ class Sequential:
         _weights_io.save_weights(self, filepath)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
-        """Read weights written by ``save_weights`` into this model.
+        """Read weights written by ``save_weights``, or by Keras 3's ``save_weights``
+        (a ``.weights.h5`` of a model made of the same layers; needs h5py), into this model.
 
         A missing or unreadable file raises the ``OSError`` that opening it raises
         (``FileNotFoundError``, ``PermissionError``...). Anything wrong with the
@@ -257,6 +241,13 @@ class Sequential:
         """
         self._require_built()
         _weights_io.load_weights(self, filepath)
+
+    def save(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+        """Write the whole model (layers, weights, optimizer and its state) to one zip
+        file, atomically (``cnnfast.saving``); read it back with ``load_model``."""
+        if not overwrite and os.path.exists(filepath):
+            raise FileExistsError(f"{os.fspath(filepath)} exists and overwrite=False")
+        _saving.save(self, filepath)
 
     # ---- summary ------------------------------------------------------------------------
     def summary(self, line_length: int | None = None, print_fn=None) -> None:
@@ -393,6 +384,9 @@ class Sequential:
             validation_data=None, shuffle: bool = True, initial_epoch: int = 0) -> History:
         """Train for ``epochs`` epochs; returns a ``History``.
 
+        ``callbacks``: ``cnnfast.callbacks`` objects, called at Keras's hook points
+        (``CallbackList``); ``model.stop_training = True`` ends training after the step.
+
         Ctrl-C (``KeyboardInterrupt``) stops training within the current batch and
         propagates, as in Keras. The model stays usable: its weights and optimizer
         state are those after the last completed step (a step's updates are applied
@@ -401,8 +395,6 @@ class Sequential:
         """
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("compile the model before fit")
-        if callbacks:
-            raise NotImplementedError("callbacks are not supported")
         verbose = 1 if verbose == "auto" else int(verbose)
         bs = self._batch_size(batch_size)
         x, y = self._check_xy(x, y)
@@ -427,16 +419,18 @@ class Sequential:
         if n == 0:
             raise ValueError("fit needs at least one sample")
         steps = -(-n // bs)
-        hist = History()
-        hist.model = self
-        self.history = hist
-        hist.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        cbs = _callbacks.CallbackList(
+            callbacks, self, {"verbose": verbose, "epochs": epochs, "steps": steps})
+        hist = self.history = cbs.history
         params = self.trainable_weights
         rng = _utils.get_rng()
         self.stop_training = False
         bar = None
+        epoch_logs: dict = {}
+        cbs.on_train_begin()
         try:
             for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch)
                 if verbose:
                     print(f"Epoch {epoch + 1}/{epochs}")
                     sys.stdout.flush()
@@ -444,7 +438,9 @@ class Sequential:
                 t0 = time.perf_counter()
                 order = rng.permutation(n) if shuffle else None
                 loss_sum, seen, correct, judged = 0.0, 0, 0, 0
+                finite = True
                 for step in range(steps):
+                    cbs.on_train_batch_begin(step)
                     lo, hi = step * bs, min((step + 1) * bs, n)
                     sel = order[lo:hi] if order is not None else slice(lo, hi)
                     xb = self._batch(x, sel)
@@ -454,15 +450,17 @@ class Sequential:
                         self.optimizer.apply(params, grads)
                     loss_sum += float(loss) * (hi - lo)
                     seen += hi - lo
-                    logs = [("loss", loss_sum / seen)]
+                    logs = {"loss": loss_sum / seen}
                     if self._want_accuracy:
                         correct += _losses.count_correct(self.loss, yb, out)
                         judged += _losses.accuracy_denominator(self.loss, out)
-                        logs.append((self._accuracy_name, correct / max(judged, 1)))
-                    if not np.isfinite(loss):
-                        self.stop_training = True
+                        logs[self._accuracy_name] = correct / max(judged, 1)
+                    finite = finite and bool(np.isfinite(loss))
                     if step + 1 < steps:
-                        bar.update(step + 1, logs)
+                        bar.update(step + 1, list(logs.items()))
+                    cbs.on_train_batch_end(step, dict(logs))
+                    if self.stop_training:
+                        break
                 train_time = time.perf_counter() - t0
                 epoch_logs = dict(logs)
                 if xv is not None:
@@ -471,17 +469,20 @@ class Sequential:
                     if self._want_accuracy:
                         epoch_logs["val_" + self._accuracy_name] = val[1]
                 bar.update(steps, list(epoch_logs.items()), finalize=True)
-                hist._append(epoch, epoch_logs)
                 hist.train_seconds.append(train_time)
                 hist.epoch_seconds.append(time.perf_counter() - t0)
-                if self.stop_training:
+                cbs.on_epoch_end(epoch, epoch_logs)
+                if not finite:
+                    self.stop_training = True
                     if verbose:
                         print("Training stopped: the loss is not finite")
+                if self.stop_training:
                     break
         except KeyboardInterrupt:
             if bar is not None:
                 bar.abort()  # end a half-drawn bar line before the traceback
             raise
+        cbs.on_train_end(epoch_logs)
         return hist
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, bs: int,
@@ -555,3 +556,12 @@ class Sequential:
         return np.array(self._forward(self._batch(x, slice(None)), training), copy=True)
 
 
+def load_model(filepath: str | os.PathLike, compile: bool = True) -> Sequential:
+    """A model written by ``Sequential.save`` (``keras.models.load_model``); with
+    ``compile=False`` the optimizer and loss are not restored."""
+    return _saving.load(filepath, Sequential, compile=compile)
+
+
+def save_model(model: Sequential, filepath: str | os.PathLike, overwrite: bool = True) -> None:
+    """``model.save(filepath)`` (``keras.models.save_model``)."""
+    model.save(filepath, overwrite=overwrite)

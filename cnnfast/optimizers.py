@@ -1,5 +1,10 @@
 """Optimizers with Keras' update rules: SGD (momentum, Nesterov), Adam, RMSprop.
 
+``learning_rate`` may be set between steps (``model.optimizer.learning_rate = x``, as
+the Keras callbacks do); the next step uses it. ``get_config()`` gives the constructor
+arguments and ``state()`` / ``set_state()`` the step count and per-parameter slots
+(what ``cnnfast.saving`` stores).
+
 ``apply(params, grads)`` updates the parameter arrays *in place* (so models,
 layers and optimizer state keep referring to the same arrays). State (momenta,
 moments) is allocated once per parameter on the first call, in the parameter's
@@ -49,14 +54,53 @@ __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get"]
 class Optimizer:
     """Base class: keeps ``iterations`` and per-parameter state."""
 
+    #: the per-parameter state arrays, by attribute name (subclasses set it)
+    _slot_names: tuple[str, ...] = ()
+
     def __init__(self, learning_rate: float):
-        lr = float(learning_rate)
-        if not lr > 0 or not math.isfinite(lr):
-            raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
-        self.learning_rate = lr
+        self.learning_rate = learning_rate
         self.iterations = 0
         self._shapes: list[tuple] = []
         self._scratch: list[np.ndarray] = []
+
+    @property
+    def learning_rate(self) -> float:
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"learning_rate must be a number (cnnfast has no learning-rate "
+                            f"schedules: use LearningRateScheduler), got {value!r}")
+        lr = float(value)
+        if not lr > 0 or not math.isfinite(lr):
+            raise ValueError(f"learning_rate must be a positive number, got {value!r}")
+        self._learning_rate = lr
+
+    def get_config(self) -> dict:
+        """The constructor arguments (``type(self)(**get_config())`` is the same optimizer)."""
+        return {"learning_rate": self.learning_rate}
+
+    def state(self) -> dict[str, list[np.ndarray]]:
+        """The per-parameter state arrays by slot name (empty before the first step)."""
+        return {name: list(getattr(self, name)) for name in self._slot_names}
+
+    def set_state(self, params: Sequence[np.ndarray], iterations: int,
+                  slots: dict[str, Sequence[np.ndarray]]) -> None:
+        """Restore the step count and the slots (shaped like ``state()``) for ``params``."""
+        self._build(params)
+        for name in self._slot_names:
+            own = getattr(self, name)
+            given = list(slots.get(name, []))
+            if len(given) != len(own):
+                raise ValueError(f"optimizer slot {name}: {len(own)} arrays expected, "
+                                 f"got {len(given)}")
+            for dst, src in zip(own, given):
+                if np.shape(src) != dst.shape:
+                    raise ValueError(f"optimizer slot {name}: shape {dst.shape} expected, "
+                                     f"got {np.shape(src)}")
+                np.copyto(dst, src, casting="unsafe")
+        self.iterations = int(iterations)
 
     def _build(self, params: Sequence[np.ndarray]) -> None:
         self._shapes = [(p.shape, p.dtype) for p in params]
@@ -92,6 +136,11 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self._velocity: list[np.ndarray] = []
+        self._slot_names = ("_velocity",) if self.momentum else ()
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "momentum": self.momentum,
+                "nesterov": self.nesterov}
 
     def _build_state(self, params):
         self._velocity = [_zeros_aligned(p) for p in params] if self.momentum else []
@@ -125,6 +174,12 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self._m: list[np.ndarray] = []
         self._v: list[np.ndarray] = []
+
+    _slot_names = ("_m", "_v")
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "beta_1": self.beta_1,
+                "beta_2": self.beta_2, "epsilon": self.epsilon}
 
     def _build_state(self, params):
         self._m = [_zeros_aligned(p) for p in params]
@@ -166,6 +221,11 @@ class RMSprop(Optimizer):
         self.rho, self.epsilon = float(rho), float(epsilon)
         self._a: list[np.ndarray] = []
 
+    _slot_names = ("_a",)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "rho": self.rho, "epsilon": self.epsilon}
+
     def _build_state(self, params):
         self._a = [_zeros_aligned(p) for p in params]
 
@@ -185,6 +245,8 @@ class RMSprop(Optimizer):
 
 
 _REGISTRY = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+#: class name -> class, for configs (``cnnfast.saving``)
+CLASSES = {cls.__name__: cls for cls in (SGD, Adam, RMSprop)}
 
 
 def get(identifier: str | Optimizer) -> Optimizer:

@@ -1,5 +1,5 @@
-"""The README's functional-API and threads examples, and the full functional-API example of
-notes/functional-api.md, run as written."""
+"""The README's functional-API, threads and Keras-namespace examples, and the full
+functional-API example of notes/functional-api.md, run as written."""
 
 from __future__ import annotations
 
@@ -37,3 +37,16 @@ def test_functional_notes_example_runs():
     blocks = _python_blocks(FUNCTIONAL_NOTES)
     example = next(b for b in blocks if "cnnfast.conv2d_pool2d_backward(" in b)
     exec(compile(example, "notes/functional-api.md example", "exec"), {})
+
+
+def test_keras_namespace_example_runs(tmp_path, monkeypatch):
+    pytest.importorskip("h5py", reason="the example saves a Keras .weights.h5 (needs h5py)")
+    block = next(b for b in _python_blocks() if "from cnnfast import keras" in b)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README Keras namespace example", "exec"), namespace)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best.keras", "model.weights.h5", "training.csv"]
+    x = namespace["x"]
+    assert namespace["history"].history["val_accuracy"][-1] > 0.8
+    assert namespace["restored"].predict(x).shape == (256, 2)
