@@ -429,12 +429,24 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
         return failed ? -1 : 0;
     }
 
-    /* Few images: pad them all into one shared buffer, then split the rows. */
+    /* Few images: pad them all into one shared buffer, then split the rows.
+     * With the wide kernel, whose tiles span rows, each thread takes one
+     * block of about orows / nthreads rows of an image (up to grp) in one
+     * call: one row per call would leave a partial tile at every row's end
+     * and hand out single rows one by one. The tiles compute each output
+     * pixel as the direct kernel does, so the split changes no bits. */
     CV_T *xp = (CV_T *)cf_workspace(CF_WS_PADDED_BATCH, (size_t)(s->n * img + slack) * sizeof(CV_T));
     if (xp == NULL)
         return -1;
     memset(xp + s->n * img, 0, (size_t)slack * sizeof(CV_T));
-    const int64_t rows = s->n * orows;
+    int64_t blk = 1; /* output rows per work item */
+    if (plan.wide) {
+        const int64_t per_image = (nthreads + s->n - 1) / s->n; /* blocks per image */
+        blk = (orows + per_image - 1) / per_image;
+        blk = blk > grp ? grp : blk < 1 ? 1 : blk;
+    }
+    const int64_t blocks_per_image = (orows + blk - 1) / blk;
+    const int64_t rows = s->n * blocks_per_image;
     int nt = cf_team_size(nthreads, rows);
     (void)nt;
 #ifdef _OPENMP
@@ -455,12 +467,12 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
-        for (int64_t r = 0; r < rows; r++) {
+        for (int64_t item = 0; item < rows; item++) {
             if (failed)
                 continue;
-            const int64_t n = r / orows;
-            CV_FN(emit_rows)(s, &plan, po, xp + n * img, wp, n, r % orows, 1, bias, relu, y,
-                             stage);
+            const int64_t n = item / blocks_per_image, r = item % blocks_per_image * blk;
+            CV_FN(emit_rows)(s, &plan, po, xp + n * img, wp, n, r,
+                             orows - r < blk ? orows - r : blk, bias, relu, y, stage);
         }
         CF_REGION_FP_LEAVE();
     }
