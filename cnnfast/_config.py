@@ -180,7 +180,8 @@ def config_dict() -> dict:
         "flush_denormal": get_flush_denormal(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "GOMP_SPINCOUNT": (f"{_openmp_env.applied} (set by cnnfast while loading libgomp"
-                           + (": other runtimes keep their own)" if omp_others else ")")
+                           + ("; other OpenMP runtimes read theirs when they loaded)"
+                              if omp_others else ")")
                            if _openmp_env.applied and openmp_enabled()
                            else os.environ.get("GOMP_SPINCOUNT")),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),

@@ -23,7 +23,11 @@ runtimes in one process. A libgomp loaded before cnnfast into the global symbol 
 from the wheel, and cnnfast's copy then lies idle. So the claim is made after the load:
 cnnfast reports its setting only when the runtime its kernels are bound to
 (``_kernels.openmp_library()``, from ``dladdr``) is a libgomp that was not mapped before
-the import (Linux: ``/proc/self/maps``; elsewhere cnnfast claims nothing).
+the import (Linux: ``/proc/self/maps``; elsewhere cnnfast claims nothing). When cnnfast
+itself imports PyTorch (``cnnfast.torch``, ``cnnfast bench``) it does so within
+:func:`same_spin`, so that a libgomp of PyTorch's loading then spins as cnnfast's does and
+the bench's comparison stays even with the wheel too; a torch the user imports is left as
+it comes.
 """
 
 from __future__ import annotations
@@ -85,3 +89,20 @@ def bound_to(runtime: str) -> None:
         return
     if os.path.realpath(runtime) not in _mapped_before:
         applied = SPINCOUNT
+
+
+@contextlib.contextmanager
+def same_spin() -> Iterator[None]:
+    """Within this block (cnnfast importing another library, e.g. PyTorch), an OpenMP
+    runtime that loads gets the spin cnnfast's got: GOMP_SPINCOUNT is SPINCOUNT when
+    cnnfast applied it and the user chose no spin or wait policy. The environment is put
+    back afterwards."""
+    if (applied is None or "GOMP_SPINCOUNT" in os.environ
+            or "OMP_WAIT_POLICY" in os.environ):
+        yield
+        return
+    os.environ["GOMP_SPINCOUNT"] = applied
+    try:
+        yield
+    finally:
+        del os.environ["GOMP_SPINCOUNT"]

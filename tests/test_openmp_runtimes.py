@@ -115,8 +115,8 @@ def test_a_second_runtime_is_reported(tmp_path):
     got = _in_subprocess(f"import cnnfast, ctypes; ctypes.CDLL({copy!r})")
     assert _same(got["lib"], IN_USE) and [_same(p, copy) for p in got["others"]] == [True], got
     assert got["info_others"] == got["others"][0]
-    assert got["spin"] == ("30000 (set by cnnfast while loading libgomp: other runtimes keep "
-                           "their own)"), got
+    assert got["spin"] == ("30000 (set by cnnfast while loading libgomp; other OpenMP runtimes "
+                           "read theirs when they loaded)"), got
     assert sorted(map(os.path.realpath, got["threadpoolctl"])) == sorted(
         map(os.path.realpath, [IN_USE, copy]))
 
@@ -162,3 +162,31 @@ def test_wheel_next_to_torch(preload):
         assert got["lib"] == vendored[0] and got["spin"].startswith("30000"), got
     else:
         assert got["lib"] == torch_gomp[0] and got["spin"] is None, got
+
+
+def _spincounts_displayed(code: str) -> list[str]:
+    """GOMP_SPINCOUNT of every libgomp that loads while ``code`` runs in a fresh
+    interpreter, as libgomp itself prints it (OMP_DISPLAY_ENV=verbose)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env["OMP_DISPLAY_ENV"] = "verbose"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert out.returncode == 0, out.stdout + out.stderr
+    return [line.split("=", 1)[1].strip().strip("'") for line in out.stderr.splitlines()
+            if line.strip().startswith("GOMP_SPINCOUNT =")]
+
+
+@needs_openmp
+@needs_libgomp
+def test_torch_imported_by_cnnfast_spins_as_cnnfast():
+    """cnnfast.torch (and the bench) import torch within _openmp_env.same_spin: every
+    libgomp that loads then spins as cnnfast's, the wheel's second runtime included. A
+    torch the user imports keeps libgomp's own default."""
+    pytest.importorskip("torch", reason="torch is not installed")
+    spins = _spincounts_displayed("import cnnfast.torch")
+    assert spins and set(spins) == {"30000"}, spins
+    assert len(spins) == (2 if FROM_WHEEL else 1), spins
+    spins = _spincounts_displayed("import cnnfast, torch")
+    assert spins[0] == "30000", spins
+    if FROM_WHEEL:
+        assert len(spins) == 2 and spins[1] != "30000", spins
