@@ -36,6 +36,7 @@ settings.load_profile(
 
 # The SIMD levels cnnfast's kernels have on each platform, lowest first.
 PLATFORM_LEVELS = {"x86_64": ("scalar", "avx2", "avx512"), "aarch64": ("scalar", "neon")}
+ALL_LEVELS = ("scalar", "avx2", "avx512", "neon")
 _MACHINE = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 # /proc/cpuinfo flags each x86 level needs (what csrc/cpu_features.c checks)
 _LEVEL_FLAGS = {"avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl")}
@@ -69,7 +70,9 @@ def simd_skip_reason(level: str) -> str | None:
 
     levels = _platform_levels()
     if level not in levels:
-        return f"{level}: not a SIMD level of {platform.machine()} builds"
+        arch = [a for a, lv in PLATFORM_LEVELS.items() if level in lv]
+        return (f"{level}: a SIMD level of {' / '.join(arch) or 'no'} builds; this is "
+                f"{platform.machine()}")
     detected = str(_kernels.simd_detected())
     in_use = str(_kernels.simd_level())  # the session's start: tests restore their caps
     rank = levels.index
@@ -97,20 +100,20 @@ def simd_levels() -> list[str]:
 
 
 def simd_level_params() -> list:
-    """Every SIMD level of the platform as a pytest parameter; those the tests cannot run
-    here are marked skip, with the reason (``pytest -ra`` prints it)."""
+    """Every SIMD level cnnfast has (any platform's) as a pytest parameter; those the
+    tests cannot run here are marked skip, with the reason (``pytest -ra`` prints it)."""
     import pytest
 
     return [pytest.param(lv, id=lv, marks=pytest.mark.skip(reason=simd_skip_reason(lv)))
             if simd_skip_reason(lv) else pytest.param(lv, id=lv)
-            for lv in _platform_levels()]
+            for lv in ALL_LEVELS]
 
 
 def pytest_report_header(config):
     """The levels run and the levels skipped, with why: tests that loop over the levels
     inside one test (tests/test_conv2d_paths.py, tests/test_conv_pool.py) say it only here."""
     try:
-        skipped = [r for r in map(simd_skip_reason, _platform_levels()) if r]
+        skipped = [r for r in map(simd_skip_reason, ALL_LEVELS) if r]
         return [f"cnnfast SIMD levels tested: {', '.join(simd_levels())}",
                 *(f"cnnfast SIMD level skipped: {r}" for r in skipped)]
     except ImportError:  # the extension is not built: the tests say so themselves

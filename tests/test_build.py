@@ -202,6 +202,7 @@ def test_simd_skip_reasons_name_the_cpu_and_the_cap(monkeypatch):
     params = {p.id: p.marks for p in conftest.simd_level_params()}
     assert not params["scalar"] and not params["avx2"]
     assert params["avx512"][0].kwargs["reason"] == why
+    assert params["neon"][0].kwargs["reason"].startswith("neon: a SIMD level of aarch64 builds")
     monkeypatch.setattr(_kernels, "simd_level", lambda: "scalar")
     monkeypatch.setenv("CNNFAST_CPU_FEATURES", "scalar")
     assert conftest.simd_skip_reason("avx2") == (
