@@ -40,8 +40,7 @@ SPINCOUNT = "30000"
 
 # What cnnfast set, for show_config(); None when it left the setting alone.
 applied: str | None = None
-
-
+# The files mapped just before the extension loaded (None: not recorded or unknown).
 _mapped_before: set[str] | None = None
 
 
@@ -55,12 +54,6 @@ def mapped_files() -> set[str] | None:
     # address perms offset dev inode [path]: the path is the sixth field
     fields = (line.split(None, 5) for line in lines)
     return {os.path.realpath(f[5].strip()) for f in fields if len(f) == 6 and "/" in f[5]}
-
-
-def is_openmp_runtime(path: str) -> bool:
-    """Whether ``path`` names an OpenMP runtime library (GNU, LLVM or Intel's)."""
-    name = os.path.basename(path)
-    return name.startswith(("libgomp", "libomp", "libiomp", "vcomp"))
 
 
 @contextlib.contextmanager
