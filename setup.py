@@ -10,11 +10,24 @@ and the kernels run single-threaded (they guard every pragma with ``_OPENMP``).
 
 No ``-march=native``: the baseline is plain x86-64 (or whatever the platform's
 default is). AVX2/AVX-512 code lives in functions carrying GCC ``target``
-attributes and is chosen at run time (see ``csrc/cpu_features.c``).
+attributes and is chosen at run time (see ``csrc/cpu_features.c``). No flag
+here is x86-specific: on aarch64 / arm64 (Linux, Apple silicon) the same flags
+build the portable code plus whatever the sources guard with ``__aarch64__``,
+where Advanced SIMD (NEON) is part of the baseline.
+
+OpenMP on macOS: Apple clang has no OpenMP runtime. With LLVM's libomp
+installed (``brew install libomp``; Homebrew keeps it out of the default search
+paths) the build finds it under /opt/homebrew/opt/libomp or
+/usr/local/opt/libomp and uses ``-Xpreprocessor -fopenmp -lomp``; another
+libomp installation is named with CNNFAST_OPENMP_PREFIX (a directory holding
+include/omp.h and lib/libomp.dylib).
 
 Environment switches:
   CNNFAST_NO_OPENMP=1     build without OpenMP on purpose
-  CNNFAST_NATIVE=1        local builds only: add -march=native
+  CNNFAST_NATIVE=1        local builds only: add -march=native (-mcpu=native
+                          on arm64/aarch64, where -march=native is not
+                          accepted by every clang)
+  CNNFAST_OPENMP_PREFIX   macOS: where libomp is installed (see above)
   CNNFAST_DEBUG=1         -O0 -g and Cython bounds checks
   CNNFAST_SANITIZE=list   build the C with the listed sanitizers, e.g.
                           "address" or "address,undefined" (for test runs with
@@ -26,6 +39,7 @@ Environment switches:
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -63,8 +77,10 @@ def _openmp_candidates(compiler_type: str):
     cands = [(["-fopenmp"], ["-fopenmp"])]
     if sys.platform == "darwin":
         extra_inc, extra_lib = [], []
-        for prefix in ("/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"):
-            if os.path.isdir(prefix):
+        prefixes = [os.environ.get("CNNFAST_OPENMP_PREFIX", ""),
+                    "/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"]
+        for prefix in prefixes:
+            if prefix and os.path.isdir(prefix):
                 extra_inc.append(f"-I{prefix}/include")
                 extra_lib.append(f"-L{prefix}/lib")
         cands.append(
@@ -107,7 +123,8 @@ class BuildExt(build_ext):
                     "\n" + "*" * 72 + "\n"
                     "cnnfast WARNING: this compiler cannot build OpenMP code.\n"
                     "cnnfast will be built without OpenMP and run single-threaded.\n"
-                    "(On macOS: `brew install libomp`, then reinstall.)\n" + "*" * 72 + "\n"
+                    "(On macOS: `brew install libomp`, then reinstall; see setup.py.)\n"
+                    + "*" * 72 + "\n"
                 )
         if ctype == "msvc":
             base = ["/O2"]
@@ -116,7 +133,8 @@ class BuildExt(build_ext):
         else:
             base = ["-O3", "-std=c99", "-Wall", "-Wextra", "-fno-math-errno"]
             if _env_on("CNNFAST_NATIVE"):
-                base.append("-march=native")
+                arm = platform.machine().lower() in ("arm64", "aarch64")
+                base.append("-mcpu=native" if arm else "-march=native")
         san = ",".join(
             s.strip() for s in os.environ.get("CNNFAST_SANITIZE", "").split(",") if s.strip()
         )
@@ -163,6 +181,9 @@ extensions = [
         "cnnfast._kernels",
         sources=["cnnfast/_kernels.pyx", *sorted(glob("csrc/*.c"))],
         include_dirs=["csrc", np.get_include()],
+        # dladdr (csrc/threads.c names the OpenMP runtime in use) lives in libdl
+        # before glibc 2.34 and in libc since.
+        libraries=["dl"] if sys.platform.startswith("linux") else [],
         # headers (templates included by the .c files) trigger rebuilds too
         depends=sorted(glob("csrc/*.h")) + sorted(glob("cnnfast/*.pxi")),
     )

@@ -15,6 +15,8 @@ with short_spin():  # libgomp loads with the extension and reads its settings th
 
 from . import _openmp_env
 
+_openmp_env.bound_to(str(_kernels.openmp_library()))
+
 __all__ = [
     "get_num_threads",
     "set_num_threads",
@@ -22,6 +24,7 @@ __all__ = [
     "set_flush_denormal",
     "get_flush_denormal",
     "openmp_enabled",
+    "openmp_runtimes",
     "simd_level",
     "show_config",
     "config_dict",
@@ -114,6 +117,35 @@ def simd_level() -> str:
     return str(_kernels.simd_level())
 
 
+def openmp_runtimes() -> tuple[str | None, list[str]]:
+    """The OpenMP runtime library the kernels' calls are bound to (its path; None
+    without OpenMP or where the platform cannot say) and the other OpenMP runtimes
+    loaded in this process (paths, as threadpoolctl finds them).
+
+    Each runtime keeps its own threads and settings: cnnfast's ``set_num_threads``
+    acts on the first alone, ``threadpoolctl.threadpool_limits`` on them all. A
+    second one comes, e.g., with PyTorch next to cnnfast's manylinux wheel, whose
+    libgomp is a renamed copy (see ``cnnfast/_openmp_env.py``).
+    """
+    from threadpoolctl import threadpool_info
+
+    # dladdr gives the name the loader used: the wheel's RPATH makes it
+    # .../cnnfast/../cnnfast.libs/libgomp-<hash>.so.1.0.0
+    found = str(_kernels.openmp_library())
+    in_use = os.path.normpath(found) if found else None
+    real = os.path.realpath(in_use) if in_use else None
+    seen = {real} if real else set()
+    others = []
+    for lib in threadpool_info():
+        path = lib.get("filepath") or ""
+        if lib.get("user_api") != "openmp" or not path:
+            continue
+        if os.path.realpath(path) not in seen:
+            seen.add(os.path.realpath(path))
+            others.append(path)
+    return in_use, others
+
+
 _OPENMP_VERSIONS = {
     201107: "3.1",
     201307: "4.0",
@@ -128,6 +160,7 @@ def config_dict() -> dict:
     """The build and run-time configuration as a dict (what show_config prints)."""
 
     omp_ver = int(_kernels.openmp_version())
+    omp_library, omp_others = openmp_runtimes()
     return {
         "cnnfast": __version__,
         "python": sys.version.split()[0],
@@ -138,13 +171,17 @@ def config_dict() -> dict:
         "openmp_version": (
             f"{_OPENMP_VERSIONS.get(omp_ver, '?')} ({omp_ver})" if omp_ver else None
         ),
+        "openmp_library": omp_library,
+        "other_openmp_runtimes": ", ".join(omp_others) if omp_others else "none",
         "simd_detected": str(_kernels.simd_detected()),
         "simd_in_use": simd_level(),
         "num_threads": get_num_threads(),
         "forked_child": bool(_kernels.forked()),
         "flush_denormal": get_flush_denormal(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "GOMP_SPINCOUNT": (f"{_openmp_env.applied} (set by cnnfast while loading libgomp)"
+        "GOMP_SPINCOUNT": (f"{_openmp_env.applied} (set by cnnfast while loading libgomp"
+                           + ("; other OpenMP runtimes read theirs when they loaded)"
+                              if omp_others else ")")
                            if _openmp_env.applied and openmp_enabled()
                            else os.environ.get("GOMP_SPINCOUNT")),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),

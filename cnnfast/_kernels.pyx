@@ -27,6 +27,7 @@ cdef extern from "threads.h" nogil:
     void cf_set_num_threads(int n)
     int cf_openmp_enabled()
     int cf_openmp_version()
+    const char *cf_openmp_library()
 
 cdef extern from "runtime.h" nogil:
     ctypedef struct cf_call_state:
@@ -173,6 +174,11 @@ def openmp_enabled():
 
 def openmp_version():
     return cf_openmp_version()
+
+
+def openmp_library():
+    """Path of the OpenMP runtime the kernels' calls are bound to ("" if unknown)."""
+    return cf_openmp_library().decode(errors="replace")
 
 
 def simd_level():

@@ -1,18 +1,30 @@
 /* Thread-count policy: see threads.h. */
+/* dladdr and Dl_info are GNU/BSD extensions, hidden by -std=c99 without this. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE
+#endif
 #include "threads.h"
 
 #include "runtime.h"
 
+#include <string.h>
+
 #ifdef _OPENMP
 #include <omp.h>
+#if defined(__linux__) || defined(__APPLE__)
+#include <dlfcn.h>
+#define CF_HAVE_DLADDR 1
+#endif
 #endif
 
 /* 0 = not set by the user. Read without a lock: an int store is atomic on
  * every platform we build for, and a stale read only changes a thread count. */
 static volatile int user_threads = 0;
+#ifdef _OPENMP
 /* OpenMP's own default, remembered before we first change it, so that
  * cf_set_num_threads(0) can restore it. */
 static int omp_default = -1;
+#endif
 
 int cf_get_num_threads(void)
 {
@@ -61,4 +73,22 @@ int cf_openmp_version(void)
 #else
     return 0;
 #endif
+}
+
+const char *cf_openmp_library(void)
+{
+#if defined(_OPENMP) && defined(CF_HAVE_DLADDR)
+    /* The address of an OpenMP entry point as this library's own references
+     * resolve it: where the dynamic linker bound the kernels' OpenMP calls,
+     * which is not necessarily the file our DT_NEEDED names (a runtime loaded
+     * earlier into the global scope, e.g. by PyTorch, interposes). */
+    Dl_info info;
+    int (*probe)(void) = omp_get_num_threads;
+    void *addr;
+    /* ISO C has no function-to-object pointer conversion; POSIX guarantees it. */
+    memcpy(&addr, &probe, sizeof addr);
+    if (dladdr(addr, &info) != 0 && info.dli_fname != NULL)
+        return info.dli_fname;
+#endif
+    return "";
 }

@@ -37,6 +37,11 @@ int cf_openmp_enabled(void);
 /* The _OPENMP macro (yyyymm) of the build, 0 without OpenMP. */
 int cf_openmp_version(void);
 
+/* Path of the shared library that the kernels' OpenMP calls are bound to
+ * (dladdr of omp_get_num_threads), "" without OpenMP or where the platform
+ * cannot say. Static storage owned by the dynamic linker: do not free. */
+const char *cf_openmp_library(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import simd_level_params
 
 import cnnfast
 from cnnfast import _kernels
@@ -85,10 +86,6 @@ def test_simd_level_detected_from_cpu():
     assert _detected() == want
 
 
-def _supported_levels():
-    return LEVELS[: LEVELS.index(_detected()) + 1]
-
-
 def _check_kernels_against_reference():
     """A few kernels on shapes with full SIMD vectors and remainders (C, F = 1, 17, 37)."""
     rng = np.random.default_rng(42)
@@ -136,10 +133,8 @@ def _check_gemm_against_numpy():
                                            atol=scale)
 
 
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", simd_level_params())
 def test_simd_cap_in_process(level):
-    if level not in _supported_levels():
-        pytest.skip(f"this CPU has no {level}")
     before = cnnfast.simd_level()  # may itself be capped by CNNFAST_CPU_FEATURES
     try:
         assert _kernels.set_simd_cap(level) == level
@@ -177,13 +172,38 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", simd_level_params())
 def test_simd_env_var_in_fresh_interpreter(level):
-    if level not in _supported_levels():
-        pytest.skip(f"this CPU has no {level}")
     env = dict(os.environ, CNNFAST_CPU_FEATURES=level)
     code = CHILD.format(tests=os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=300, cwd=_HERE)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"LEVEL {level}" in out.stdout
+
+
+def test_simd_skip_reasons_name_the_cpu_and_the_cap(monkeypatch):
+    """The reason a level's tests skip: the CPU lacks it (named, with the missing
+    flags), or CNNFAST_CPU_FEATURES caps the session below it."""
+    import conftest
+
+    if conftest._platform_levels() != ("scalar", "avx2", "avx512"):
+        pytest.skip(f"x86-64 levels only ({platform.machine()})")
+    monkeypatch.setattr(_kernels, "simd_detected", lambda: "avx2")
+    monkeypatch.setattr(_kernels, "simd_level", lambda: "avx2")
+    monkeypatch.setattr(conftest, "_cpu_model_and_flags",
+                        lambda: ("AMD EPYC 7B13", {"avx2", "fma", "sse4_2"}))
+    why = conftest.simd_skip_reason("avx512")
+    assert why.startswith("avx512: this CPU (AMD EPYC 7B13) lacks "
+                          "AVX512F/AVX512BW/AVX512DQ/AVX512VL"), why
+    assert "Intel SDE" in why
+    assert conftest.simd_skip_reason("avx2") is None
+    assert conftest.simd_levels() == ["scalar", "avx2"]
+    params = {p.id: p.marks for p in conftest.simd_level_params()}
+    assert not params["scalar"] and not params["avx2"]
+    assert params["avx512"][0].kwargs["reason"] == why
+    assert params["neon"][0].kwargs["reason"].startswith("neon: a SIMD level of aarch64 builds")
+    monkeypatch.setattr(_kernels, "simd_level", lambda: "scalar")
+    monkeypatch.setenv("CNNFAST_CPU_FEATURES", "scalar")
+    assert conftest.simd_skip_reason("avx2") == (
+        "avx2: CNNFAST_CPU_FEATURES=scalar caps this session at scalar (the CPU has avx2)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import simd_levels
+from conftest import simd_level_params
 
 import cnnfast
 from cnnfast import _kernels
@@ -23,12 +23,12 @@ from cnnfast import reference as ref
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
-LEVELS = simd_levels()
 _START_LEVEL = cnnfast.simd_level()
 
 
-@pytest.fixture(params=[(lv, t) for lv in LEVELS for t in (1, 2)],
-                ids=lambda p: f"{p[0]}-{p[1]}t")
+@pytest.fixture(params=[pytest.param((p.values[0], t), marks=p.marks,
+                                     id=f"{p.values[0]}-{t}t")
+                        for p in simd_level_params() for t in (1, 2)])
 def level_threads(request):
     level, threads = request.param
     _kernels.set_simd_cap(level)

@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import simd_levels
+from conftest import simd_level_params, simd_levels
 
 import cnnfast
 from cnnfast import _kernels, reference
@@ -119,7 +119,7 @@ def test_path_matches_reference(case, dtype):
         cnnfast.set_num_threads(None)
 
 
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", simd_level_params())
 def test_fused_relu_matches_reference(level):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((5, 8, 8, 16)).astype(np.float32)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import simd_levels
+from conftest import simd_level_params
 from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnfast
 from cnnfast import _kernels
 
-LEVELS = simd_levels()
 # the level each test found, restored after it changes the cap
 _START_LEVEL = cnnfast.simd_level()
 
@@ -38,7 +37,7 @@ def test_matches_numpy(m, k, n, dtype, seed):
             np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", simd_level_params())
 def test_every_simd_level_and_thread_count_agree(level):
     rng = np.random.default_rng(3)
     a = rng.standard_normal((130, 800)).astype(np.float32)
@@ -92,7 +91,7 @@ def test_bad_input(a, b, kw, exc, word):
 
 
 @pytest.mark.parametrize("shape", [(128, 128, 3136), (20, 300, 700), (3, 1000, 400)])
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", simd_level_params())
 def test_wide_products(shape, level):
     """n >> m takes the path that splits B's column panels over the threads."""
     m, k, n = shape
@@ -174,7 +173,7 @@ def test_dense_matches_numpy(m, k, n, dtype, with_bias, activation, seed):
 
 
 @pytest.mark.parametrize("shape", [(130, 800, 77), (128, 3136, 128), (3, 50, 10)])
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", simd_level_params())
 def test_dense_every_simd_level_and_thread_count_agree(shape, level):
     """A last panel of fewer than MR rows (read from a padded copy), a last column
     panel narrower than NR: bit-identical for 1-3 threads on every SIMD level."""

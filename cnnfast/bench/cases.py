@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._openmp_env import same_spin
 from .workloads import (
     CONV_DIRECTIONS,
     CONV_IMPLS,
@@ -64,7 +65,8 @@ def _import_torch() -> tuple[Any, str | None]:
     """(torch, None) or (None, why not), tried once per process: a failed import of a
     large package is slow and fails the same way each time."""
     try:
-        import torch
+        with same_spin():  # a libgomp of torch's own spins as cnnfast's (_openmp_env)
+            import torch
     except Exception as exc:  # ImportError, or a broken install
         return None, f"torch not importable ({type(exc).__name__}: {exc})"
     return torch, None

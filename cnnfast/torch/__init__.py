@@ -13,8 +13,11 @@ Optional: ``import cnnfast`` never imports torch; this package needs it
 
 from __future__ import annotations
 
+from .._openmp_env import same_spin
+
 try:
-    import torch as _torch  # noqa: F401  (only to fail early, with the install hint)
+    with same_spin():  # a libgomp of torch's own spins as cnnfast's (see _openmp_env)
+        import torch as _torch  # noqa: F401  (only to fail early, with the install hint)
 except ImportError as exc:  # pragma: no cover - exercised in an environment without torch
     raise ImportError(
         'cnnfast.torch needs PyTorch: pip install "cnnfast[torch]" (or pip install torch)'
