@@ -114,7 +114,7 @@ def test_wide_products(shape, level):
 
 
 @pytest.mark.parametrize("shape", [(1, 3136, 128), (2, 700, 300), (3, 1000, 130), (4, 385, 129)])
-@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("level", simd_level_params())
 def test_few_rows_products(shape, level):
     """One to four rows (a Dense layer on one sample) take the few-rows kernel for a
     row-contiguous B; a transposed B takes the tiled path: for these wide products
