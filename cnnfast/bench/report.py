@@ -79,6 +79,11 @@ def task_summary(task: Task, peak: float | None, nominal: float | None,
             d["pct_peak"] = None if not peak else 100 * d["gflops"] / peak
             d["pct_nominal"] = None if not nominal else 100 * d["gflops"] / nominal
             d["pct_fma"] = 100 * d["gflops"] / ceiling
+            # the ceiling computes nothing to compare: no speed-ups, no ratios
+            d.update(dict.fromkeys(("speedup_vs_reference", "speedup_vs_numpy",
+                                    "torch_best_over_this", "torch_ratio_iqr",
+                                    "ort_over_this", "ort_ratio_iqr")))
+            d["torch_ratio_rounds"] = []
         elif ms is not None:
             if task.flops:
                 d["gflops"] = task.flops / (ms * 1e-3) / 1e9

@@ -149,6 +149,9 @@ def run_model_task(wl: ModelWorkload, cfg: Config, torch_skip: str | None = None
         if torch_skip and impl in TORCH_IMPLS:
             row.skipped = torch_skip
             continue
+        if torch_skip and impl == "onnxruntime":
+            row.skipped = f"needs torch to export the model ({torch_skip})"
+            continue
         try:
             case = model_case(impl, wl, threads=cfg.threads)
             case.fn()  # fails here rather than inside the timing loop
