@@ -104,16 +104,17 @@ def measure_fma_ceiling(iters: int, samples: int, min_time: float) -> dict:
     ``min_time`` seconds), with the level, lanes, chains and threads it ran at."""
     from .._config import fma_ceiling, fma_loop_shape, get_num_threads, simd_level
 
-    flops = fma_ceiling(iters)  # the warm-up, and the FLOPs of one call
+    fma_ceiling(iters)  # the warm-up
     t0 = time.perf_counter()
     fma_ceiling(iters)
     k = max(1, math.ceil(min_time / max(time.perf_counter() - t0, 1e-9)))
     rates = []
     for _ in range(samples):
+        flops = 0.0  # each call counts the team that ran it
         t0 = time.perf_counter()
         for _ in range(k):
-            fma_ceiling(iters)
-        rates.append(k * flops / (time.perf_counter() - t0) / 1e9)
+            flops += fma_ceiling(iters)
+        rates.append(flops / (time.perf_counter() - t0) / 1e9)
     lanes, chains = fma_loop_shape()
     return {"median_gflops": statistics.median(rates), "best_gflops": max(rates),
             "samples_gflops": rates, "level": simd_level(), "lanes": lanes,
