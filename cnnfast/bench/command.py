@@ -222,9 +222,10 @@ def _run(args: argparse.Namespace, cfg: Config, keys: list[str], torch, torch_re
     if nominal:
         print(f"nominal peak: {nominal[0]:.1f} GFLOP/s = {nominal[1]}")
     fma_start = _fma(cfg)
+    cfg.fma_iters = fma_start["steps"]  # the tables' FMA rows: calls of that length
     print(f"FMA-loop ceiling: {fma_start['median_gflops']:.1f} GFLOP/s at "
           f"{fma_start['level']}, {fma_start['chains']} chains, {fma_start['threads']} "
-          f"threads (median of {cfg.fma_samples} samples, best "
+          f"threads (median of {cfg.fma_samples} calls of {fma_start['steps']:,} steps, best "
           f"{fma_start['best_gflops']:.1f}; registers only, csrc/calibrate.c)")
     print("columns: %peak = of the measured peak, %nom = of the nominal, %fma = of the "
           "FMA-loop row timed in the same rounds as the table; x ref / x numpy = "

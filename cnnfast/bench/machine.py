@@ -100,26 +100,33 @@ def measure_blas_peak(threads: int, size: int, samples: int) -> dict:
 
 def measure_fma_ceiling(iters: int, samples: int, min_time: float) -> dict:
     """The registers-only FMA loop of the SIMD level in use on cnnfast's thread team:
-    median and best GFLOP/s of ``samples`` samples (each k calls lasting at least
-    ``min_time`` seconds), with the level, lanes, chains and threads it ran at."""
+    median and best GFLOP/s of ``samples`` calls, with the level, lanes, chains, threads
+    and steps it ran at.
+
+    A call runs at least ``iters`` steps, more where the fastest of three calls of
+    ``iters`` steps took less than ``min_time``: on a shared machine one preemption of
+    one thread stalls a short call's whole team at its closing barrier, so calls as
+    short as a millisecond read the machine's scheduling, not its arithmetic. The
+    steps found ("steps") are what the tables' FMA-loop rows then run.
+    """
     from .._config import fma_ceiling, fma_loop_shape, get_num_threads, simd_level
 
     fma_ceiling(iters)  # the warm-up
-    t0 = time.perf_counter()
-    fma_ceiling(iters)
-    k = max(1, math.ceil(min_time / max(time.perf_counter() - t0, 1e-9)))
+    fastest = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fma_ceiling(iters)
+        fastest = min(fastest, time.perf_counter() - t0)
+    steps = max(iters, math.ceil(iters * min_time / max(fastest, 1e-9)))
     rates = []
     for _ in range(samples):
-        flops = 0.0  # each call counts the team that ran it
         t0 = time.perf_counter()
-        for _ in range(k):
-            flops += fma_ceiling(iters)
+        flops = fma_ceiling(steps)  # each call counts the team that ran it
         rates.append(flops / (time.perf_counter() - t0) / 1e9)
     lanes, chains = fma_loop_shape()
     return {"median_gflops": statistics.median(rates), "best_gflops": max(rates),
             "samples_gflops": rates, "level": simd_level(), "lanes": lanes,
-            "chains": chains, "threads": get_num_threads(), "steps": iters,
-            "calls_per_sample": k}
+            "chains": chains, "threads": get_num_threads(), "steps": steps}
 
 
 def _busy_seconds() -> float | None:

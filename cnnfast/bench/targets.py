@@ -110,7 +110,7 @@ def format_targets(levels: list[tuple[str, list[dict] | None, str | None]]) -> s
                 labels.append((t["key"], t["label"], t["threshold"]))
     width = 34
     lines = ["== issue 16 targets, this run (ok: at or past the target) ==",
-             f"{'target':<{width + 8}}" + "".join(f"{lv:<30}" for lv, _, _ in levels)]
+             f"{'target':<{width + 8}}" + "".join(f"{lv:<36}" for lv, _, _ in levels)]
     for key, label, threshold in labels:
         cells = []
         for _, targets, why in levels:
@@ -119,7 +119,7 @@ def format_targets(levels: list[tuple[str, list[dict] | None, str | None]]) -> s
                 continue
             cells.append(_cell(next((t for t in targets if t["key"] == key), None)))
         head = f"{label} >= {threshold:g}"
-        lines.append(f"{head:<{width + 8}}" + "".join(f"{c:<30}" for c in cells))
+        lines.append(f"{head:<{width + 8}}" + "".join(f"{c:<36}" for c in cells))
     for level, targets, why in levels:
         if targets is None:
             lines.append(f"{level}: {why}")

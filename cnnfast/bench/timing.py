@@ -24,9 +24,10 @@ class Config:
     """How long and how often ``cnnfast bench`` measures; one per run, passed explicitly.
 
     ``latency_*_calls``: per-call samples of the latency rows (each call timed alone).
-    ``fma_iters``: steps of one call of the registers-only FMA loop (a few milliseconds),
-    the ceiling row of the convolution and model tables and of the header, whose
-    figure is the median of ``fma_samples`` samples.
+    ``fma_iters``: the fewest steps of one call of the registers-only FMA loop, the
+    ceiling of the header (the median of ``fma_samples`` calls, each lasting at least
+    ``min_time``) and of the convolution and model tables' FMA row, whose calls run the
+    steps the header's measurement found.
     """
 
     repeats: int = 7
