@@ -428,6 +428,9 @@ def test_targets_read_off_the_tables():
     tasks = [
         _task("conv-a-fwd", "conv", torch_best_over_this=1.2, pct_fma=40.0),
         _task("conv-b-fwd", "conv", torch_best_over_this=0.8, pct_fma=130.0),
+        # the paired median ratio (of the rounds) decides, the medians' ratio is beside it
+        _task("conv-d-fwd", "conv", torch_best_over_this=0.8,
+              torch_ratio_rounds=[0.9, 1.2, 1.1]),
         _task("pool-p28-max-fwd", "pool", torch_best_over_this=2.0),
         _task("pool-p14-avg-bwd", "pool", torch_best_over_this=0.9),
         _task("model-train", "model", torch_best_over_this=3.1),
@@ -443,13 +446,17 @@ def test_targets_read_off_the_tables():
     assert got["pool"]["value"] == 0.9 and got["pool"]["ok"] is False
     assert got["pool"]["detail"] == "min of 2: p14-avg-bwd"
     assert got["train"]["ok"] is True and got["infer"]["ok"] is False
-    assert got["predict"]["value"] == 0.4 and got["predict"]["detail"] == "300 vs 120 us"
+    assert got["predict"]["value"] == 0.4
+    assert got["predict"]["detail"] == "medians 300 vs 120 us"
+    assert got["conv-d-fwd"]["value"] == 1.1 and got["conv-d-fwd"]["ok"] is True
+    assert got["conv-d-fwd"]["detail"] == "medians 0.80"
     assert got["fma-b"]["value"] == 130.0 and got["fma-b"]["ok"] is True
     assert got["fma-c"]["ok"] is None
     text = format_targets([("avx512", list(got.values()), None),
                            ("avx2", None, "skipped: this CPU lacks avx2")])
     assert "conv b fwd: torch/cnnfast >= 1" in text and "0.80 miss" in text
-    assert "130 ok" in text and "avx2: skipped: this CPU lacks avx2" in text
+    assert "130 ok" in text and "1.10 ok (medians 0.80)" in text
+    assert "avx2: skipped: this CPU lacks avx2" in text
 
 
 def test_levels_options_env_and_skips():

@@ -83,7 +83,7 @@ def task_summary(task: Task, peak: float | None, nominal: float | None,
             d.update(dict.fromkeys(("speedup_vs_reference", "speedup_vs_numpy",
                                     "torch_best_over_this", "torch_ratio_iqr",
                                     "ort_over_this", "ort_ratio_iqr")))
-            d["torch_ratio_rounds"] = []
+            d["torch_ratio_rounds"] = d["ort_ratio_rounds"] = []
         elif ms is not None:
             if task.flops:
                 d["gflops"] = task.flops / (ms * 1e-3) / 1e9
@@ -116,6 +116,7 @@ def task_summary(task: Task, peak: float | None, nominal: float | None,
             rounds = (_paired_ratios(ort_row, r)
                       if ort_row is not None and r is not ort_row and r.calls_per_sample
                       else [])
+            d["ort_ratio_rounds"] = rounds
             d["ort_ratio_iqr"] = _quartiles(rounds)
         out.append(d)
     return out

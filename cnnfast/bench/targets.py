@@ -5,11 +5,17 @@ bwd-input, bwd-kernel} and every pooling cell at least as fast as PyTorch's fast
 the MNIST training step at least 3x PyTorch eager; batch-1000 inference at least as fast
 as ONNX Runtime and one-image ``predict`` no slower than it; conv b and c forward at an
 effective rate (direct-convolution FLOPs / time) of at least 120% of the FMA-loop
-ceiling. ``run_targets`` works on the JSON form of the tables (``json_document``'s
-"tasks"), so the same code judges a run in this process and a level's child process.
+ceiling. A ratio is the issue's "paired median ratio": the median of the ratios taken
+round by round (the rows' samples i come from the same round), which a phase of the
+machine that slows one row's samples and not the other's moves less than the ratio of
+the two medians (the tables' ``torch/x`` and ``ort/x``, shown beside it). ``run_targets``
+works on the JSON form of the tables (``json_document``'s "tasks"), so the same code
+judges a run in this process and a level's child process.
 """
 
 from __future__ import annotations
+
+import statistics
 
 from .workloads import CONV_DIRECTIONS, CONV_WORKLOADS
 
@@ -39,12 +45,26 @@ def _target(key: str, label: str, threshold: float, value: float | None,
             "detail": detail, "ok": ok}
 
 
+# a ratio column and the round-by-round ratios it is paired from
+_ROUNDS = {"torch_best_over_this": "torch_ratio_rounds", "ort_over_this": "ort_ratio_rounds"}
+
+
+def _paired(row: dict, field: str) -> tuple[float | None, str]:
+    """(the paired median ratio of ``field``, or the plain value where the row has no
+    rounds; a note giving the ratio of medians beside a paired median)."""
+    medians = row.get(field)
+    rounds = row.get(_ROUNDS.get(field, ""), None) or []
+    if medians is None or not rounds:
+        return medians, ""
+    return statistics.median(rounds), f"medians {medians:.2f}"
+
+
 def _row_target(key: str, label: str, threshold: float, task: dict | None,
                 field: str, missing: str) -> dict:
     row, why = _cnnfast(task)
-    value = None if row is None else row.get(field)
+    value, note = (None, "") if row is None else _paired(row, field)
     return _target(key, label, threshold, value,
-                   why or ("" if value is not None else missing))
+                   why or (note if value is not None else missing))
 
 
 def run_targets(tasks: list[dict]) -> list[dict]:
@@ -61,7 +81,7 @@ def run_targets(tasks: list[dict]) -> list[dict]:
                                    by_key.get(key), "torch_best_over_this",
                                    "no PyTorch row"))
     pools = [(t["key"], _cnnfast(t)[0]) for t in tasks if t["kind"] == "pool"]
-    ratios = [(row["torch_best_over_this"], key) for key, row in pools
+    ratios = [(_paired(row, "torch_best_over_this")[0], key) for key, row in pools
               if row is not None and row.get("torch_best_over_this") is not None]
     if ratios:
         worst, where = min(ratios)
@@ -81,7 +101,7 @@ def run_targets(tasks: list[dict]) -> list[dict]:
                     "ort_over_this", "no ONNX Runtime row")
     if t["value"] is not None:
         rows = {r["impl"]: r for r in predict["rows"]}
-        t["detail"] = (f"{rows['cnnfast']['median_us']:.0f} vs "
+        t["detail"] = (f"medians {rows['cnnfast']['median_us']:.0f} vs "
                        f"{rows['onnxruntime']['median_us']:.0f} us")
     out.append(t)
     for wl in FMA_CELLS:
