@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .cases import (
+    Case,
     Unavailable,
     conv_case,
     conv_inputs,
@@ -38,7 +39,7 @@ from .workloads import (
 TORCH_IMPLS = ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused")
 
 
-def _fma_entry(task: Task, cfg: Config, repeats: int) -> tuple[Row, object, int]:
+def _fma_entry(task: Task, cfg: Config, repeats: int) -> tuple[Row, Case, int]:
     """The FMA-loop ceiling row of a table, timed in the same rounds as the others so
     that the ``%fma`` of every row divides by a ceiling taken in the same phases of the
     machine."""
