@@ -48,11 +48,9 @@ def _fma_case() -> dict:
     """The cores' arithmetic ceiling: a registers-only FMA loop (no memory, no
     synchronisation inside) on every thread. On a shared or virtual machine its
     speed-up is what the second core actually gives at the moment."""
-    from cnnfast import _kernels
-
     steps = 2_000_000  # split over the team: the same work at every thread count
     return {"FMA loop (registers only)":
-            lambda: _kernels.fma_ceiling(steps // cnnfast.get_num_threads())}
+            lambda: cnnfast._config.fma_ceiling(steps // cnnfast.get_num_threads())}
 
 
 def _train_case() -> dict:

@@ -28,6 +28,8 @@ __all__ = [
     "simd_level",
     "show_config",
     "config_dict",
+    "fma_ceiling",
+    "fma_loop_shape",
 ]
 
 
@@ -144,6 +146,35 @@ def openmp_runtimes() -> tuple[str | None, list[str]]:
             seen.add(os.path.realpath(path))
             others.append(path)
     return in_use, others
+
+
+def fma_ceiling(iters: int) -> float:
+    """Run the registers-only FMA loop (``csrc/calibrate.c``) for ``iters`` steps on
+    every thread of the current team and return the FLOPs done (2 per lane per FMA).
+
+    Timed, it gives the cores' arithmetic ceiling at the SIMD level in use: no memory
+    traffic, no synchronisation inside, as many independent accumulator chains as the
+    level's register file holds without spilling. ``cnnfast bench`` and
+    ``benchmarks/scaling.py`` report their rates against it.
+    """
+    if isinstance(iters, bool) or not hasattr(iters, "__index__"):
+        raise TypeError(f"iters must be an integer >= 0, got {iters!r}")
+    return float(_kernels.fma_ceiling(int(iters)))
+
+
+# float32 lanes of the vectors the FMA loop uses at each SIMD level
+_FMA_LANES = {"avx512": 16, "avx2": 8, "scalar": 1}
+
+
+def fma_loop_shape() -> tuple[int | None, int | None]:
+    """(float32 lanes per vector, independent chains per thread) of the FMA loop at the
+    SIMD level in use, read off its FLOP count (one step on the current team), or
+    (None, None) for a level this table does not know."""
+    lanes = _FMA_LANES.get(simd_level())
+    if lanes is None:
+        return None, None
+    team = get_num_threads() if openmp_enabled() else 1
+    return lanes, int(round(fma_ceiling(1) / (2 * lanes * team)))
 
 
 _OPENMP_VERSIONS = {

@@ -154,16 +154,18 @@ def test_bench_tiny_all_workloads_json(tmp_path, capsys):
     for task in doc["tasks"]:
         rows = {r["impl"]: r for r in task["rows"]}
         assert rows["cnnfast"]["skipped"] is None or task["kind"] == "model"
+        # the convolution and model tables time the FMA-loop ceiling in their rounds
+        assert ("fma" in rows) == (task["kind"] in ("conv", "model")), task["key"]
         for impl, r in rows.items():
             if r["skipped"]:
-                assert impl in ("torch", "torch-cl", "cnnfast") and r["skipped"]
+                assert impl in ("torch", "torch-cl", "cnnfast", "onnxruntime") and r["skipped"]
                 continue
             assert r["median_ms"] > 0 and len(r["samples_ms"]) >= 1
-            if task["kind"] != "model" and impl != "copy":
+            if task["kind"] != "model" and impl not in ("copy", "fma"):
                 # every result checked against the float64 reference
                 assert r["max_abs_err"] is not None and r["max_abs_err"] < 1e-4, (task, r)
-            if task["kind"] == "conv":
-                assert r["gflops"] > 0 and r["pct_peak"] > 0
+            if task["kind"] == "conv" and impl != "fma":
+                assert r["gflops"] > 0 and r["pct_peak"] > 0 and r["pct_fma"] > 0
                 assert r["speedup_vs_reference"] > 0 and r["speedup_vs_numpy"] > 0
             if task["kind"] == "pool":
                 assert r["gbytes_per_s"] > 0 and r["x_copy"] > 0
@@ -172,8 +174,10 @@ def test_bench_tiny_all_workloads_json(tmp_path, capsys):
             assert ref["scaled"] and ref["timed_batch"] < ref["scale"] * ref["timed_batch"]
         if task["kind"] == "pool":
             assert "copy" in rows
-    # one printed table per task
-    assert sum(line.startswith("== ") for line in out.splitlines()) == len(keys)
+    # one printed table per task, then the targets table
+    tables = [line for line in out.splitlines() if line.startswith("== ")]
+    assert len(tables) == len(keys) + 1 and tables[-1].startswith("== issue 16 targets")
+    assert {t["key"] for t in doc["targets"]} >= {"conv-a-fwd", "pool", "train", "infer"}
 
 
 def test_bench_without_torch(tmp_path, capsys):
@@ -323,3 +327,199 @@ def test_bench_latency_without_torch(capsys):
     assert code == 0
     assert "torch eager             skipped: --no-torch given" in out
     assert "onnxruntime             skipped: needs torch to export the model" in out
+
+
+def test_fma_door_in_config():
+    """The bench reaches the FMA loop through cnnfast._config (the kernels' door): the
+    FLOPs of a call and the loop's shape at the SIMD level in use."""
+    import cnnfast
+    from cnnfast import _config
+
+    lanes, chains = _config.fma_loop_shape()
+    assert lanes == {"avx512": 16, "avx2": 8, "scalar": 1}[cnnfast.simd_level()]
+    assert chains >= 8  # enough to hide the FMA latency on two units
+    try:
+        cnnfast.set_num_threads(1)
+        assert _config.fma_ceiling(10) == 2 * lanes * chains * 10
+        assert _config.fma_ceiling(0) == 0
+    finally:
+        cnnfast.set_num_threads(0)
+    with pytest.raises(TypeError, match="iters"):
+        _config.fma_ceiling(1.5)
+    with pytest.raises(ValueError, match="iters"):
+        _config.fma_ceiling(-1)
+
+
+def test_bench_fma_ceiling_header_rows_and_pct(tmp_path, capsys):
+    import cnnfast
+
+    path = tmp_path / "f.json"
+    code, out = _run_main(["--tiny", "--threads", "1", "--no-torch", "--workloads", "b,train",
+                           "--json", str(path)], capsys)
+    assert code == 0
+    level = cnnfast.simd_level()
+    _, chains = cnnfast._config.fma_loop_shape()
+    assert f"at {level}, {chains} chains, 1 threads" in out
+    assert "FMA-loop ceiling at the end:" in out and "%fma" in out
+    doc = json.loads(path.read_text())
+    for when in ("start", "end"):
+        ceiling = doc["fma_ceiling"][when]
+        assert ceiling["level"] == level and ceiling["chains"] == chains
+        assert ceiling["threads"] == 1 and ceiling["median_gflops"] > 0
+        assert len(ceiling["samples_gflops"]) == doc["config"]["fma_samples"]
+    for task in doc["tasks"]:
+        rows = {r["impl"]: r for r in task["rows"]}
+        fma = rows["fma"]
+        assert fma["pct_fma"] == pytest.approx(100.0)
+        assert fma["torch_best_over_this"] is None and fma["max_abs_err"] is None
+        fast = rows["cnnfast"]
+        assert fast["pct_fma"] == pytest.approx(100 * fast["gflops"] / fma["gflops"])
+
+
+def test_bench_infer_onnxruntime_row(tmp_path, capsys):
+    path = tmp_path / "i.json"
+    code, out = _run_main(["--tiny", "--threads", "1", "--workloads", "infer",
+                           "--json", str(path)], capsys)
+    assert code == 0
+    (task,) = json.loads(path.read_text())["tasks"]
+    rows = {r["impl"]: r for r in task["rows"]}
+    assert list(rows) == ["cnnfast", "torch", "torch-cl", "onnxruntime", "fma"]
+    ort = rows["onnxruntime"]
+    torch, _ = bench.torch_or_reason()
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        onnxruntime = None
+    if torch is None or onnxruntime is None:
+        assert ort["skipped"]
+        assert rows["cnnfast"]["ort_over_this"] is None
+        return
+    assert ort["skipped"] is None and "1 intra-op threads" in ort["note"]
+    assert rows["cnnfast"]["ort_over_this"] == pytest.approx(
+        ort["median_ms"] / rows["cnnfast"]["median_ms"])
+    assert ort["ort_over_this"] == pytest.approx(1.0)
+    assert "ort/x" in out
+
+
+def test_bench_infer_without_onnxruntime_or_torch(capsys):
+    code, out = _run_main(["--tiny", "--no-torch", "--workloads", "infer"], capsys)
+    assert code == 0
+    assert "onnxruntime             skipped: needs torch to export the model (--no-torch" in out
+    # a fresh interpreter where `import onnxruntime` fails: the row says why
+    code = ("import sys; sys.modules['onnxruntime'] = None\n"
+            "from cnnfast import bench\n"
+            "raise SystemExit(bench.main(['--tiny', '--workloads', 'infer']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert proc.returncode == 0, proc.stderr
+    torch, _ = bench.torch_or_reason()
+    why = "onnxruntime not importable" if torch is not None else "needs torch"
+    assert f"onnxruntime             skipped: {why}" in proc.stdout
+
+
+def _task(key: str, kind: str, **cnnfast_row) -> dict:
+    return {"key": key, "kind": kind,
+            "rows": [{"impl": "cnnfast", "skipped": None, **cnnfast_row}]}
+
+
+def test_targets_read_off_the_tables():
+    from cnnfast.bench.targets import format_targets, run_targets
+
+    tasks = [
+        _task("conv-a-fwd", "conv", torch_best_over_this=1.2, pct_fma=40.0),
+        _task("conv-b-fwd", "conv", torch_best_over_this=0.8, pct_fma=130.0),
+        # the paired median ratio (of the rounds) decides, the medians' ratio is beside it
+        _task("conv-d-fwd", "conv", torch_best_over_this=0.8,
+              torch_ratio_rounds=[0.9, 1.2, 1.1]),
+        _task("pool-p28-max-fwd", "pool", torch_best_over_this=2.0),
+        _task("pool-p14-avg-bwd", "pool", torch_best_over_this=0.9),
+        _task("model-train", "model", torch_best_over_this=3.1),
+        _task("model-infer", "model", torch_best_over_this=4.0, ort_over_this=0.7),
+        {"key": "latency-predict", "kind": "latency", "rows": [
+            {"impl": "cnnfast", "skipped": None, "median_us": 300.0, "ort_over_this": 0.4},
+            {"impl": "onnxruntime", "skipped": None, "median_us": 120.0}]},
+    ]
+    got = {t["key"]: t for t in run_targets(tasks)}
+    assert len(got) == 15 + 6
+    assert got["conv-a-fwd"]["ok"] is True and got["conv-b-fwd"]["ok"] is False
+    assert got["conv-c-fwd"]["value"] is None and got["conv-c-fwd"]["detail"] == "not run"
+    assert got["pool"]["value"] == 0.9 and got["pool"]["ok"] is False
+    assert got["pool"]["detail"] == "min of 2: p14-avg-bwd"
+    assert got["train"]["ok"] is True and got["infer"]["ok"] is False
+    assert got["predict"]["value"] == 0.4
+    assert got["predict"]["detail"] == "medians 300 vs 120 us"
+    assert got["conv-d-fwd"]["value"] == 1.1 and got["conv-d-fwd"]["ok"] is True
+    assert got["conv-d-fwd"]["detail"] == "medians 0.80"
+    assert got["fma-b"]["value"] == 130.0 and got["fma-b"]["ok"] is True
+    assert got["fma-c"]["ok"] is None
+    text = format_targets([("avx512", list(got.values()), None),
+                           ("avx2", None, "skipped: this CPU lacks avx2")])
+    assert "conv b fwd: torch/cnnfast >= 1" in text and "0.80 miss" in text
+    assert "130 ok" in text and "1.10 ok (medians 0.80)" in text
+    assert "avx2: skipped: this CPU lacks avx2" in text
+
+
+def test_levels_options_env_and_skips():
+    from cnnfast.bench import levels
+
+    assert levels.parse_levels("avx512, AVX2,avx2") == ["avx512", "avx2"]
+    for bad in ("sse", " , "):
+        with pytest.raises(SystemExit):
+            levels.parse_levels(bad)
+    assert levels.skip_reason("avx2", "avx512") is None
+    assert "lacks avx512" in levels.skip_reason("avx512", "avx2")
+    base = {"PATH": "/bin", "ATEN_CPU_CAPABILITY": "default", "PYTHONPATH": "/x"}
+    env2 = levels.level_env("avx2", base)
+    assert env2["CNNFAST_CPU_FEATURES"] == "avx2" and env2["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert env2["ONEDNN_MAX_CPU_ISA"] == "AVX2" and env2["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+    assert env2["PYTHONPATH"].endswith(os.pathsep + "/x") and env2["PATH"] == "/bin"
+    env512 = levels.level_env("avx512", base)
+    assert env512["CNNFAST_CPU_FEATURES"] == "avx512"
+    assert not set(levels.CAP_VARIABLES) & set(env512)  # the peers at their best
+    assert bench.main(["--tiny", "--levels", "neon"]) == 2
+
+
+def test_bench_expect_level_mismatch_fails(capsys):
+    import cnnfast
+
+    other = "avx2" if cnnfast.simd_level() != "avx2" else "avx512"
+    code = bench.main(["--tiny", "--no-torch", "--workloads", "b", "--expect-level", other])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"not at the level asked for ({other})" in captured.err
+    assert "== conv" not in captured.out  # nothing measured at the wrong level
+
+
+def test_bench_levels_runs_a_child_per_level(tmp_path, capsys):
+    """--levels avx2,avx512: one child process per level (cnnfast and PyTorch capped in
+    the avx2 one), their tables, the targets table of both, one JSON with both."""
+    import cnnfast
+
+    path = tmp_path / "levels.json"
+    code = bench.main(["--tiny", "--threads", "1", "--workloads", "b,infer",
+                       "--levels", "avx2,avx512", "--json", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    doc = json.loads(path.read_text())
+    entries = {e["level"]: e for e in doc["levels"]}
+    assert list(entries) == ["avx2", "avx512"]
+    detected = cnnfast._config.config_dict()["simd_detected"]
+    assert doc["simd_detected"] == detected
+    for level, e in entries.items():
+        if level == "avx512" and detected != "avx512":
+            assert e["skipped"].startswith("skipped: this CPU lacks avx512")
+            assert e["run"] is None
+            continue
+        assert e["failed"] is None and e["returncode"] == 0
+        run = e["run"]
+        assert run["simd"]["level"] == level and run["fma_ceiling"]["start"]["level"] == level
+        assert [t["key"] for t in run["tasks"]] == ["conv-b-fwd", "conv-b-bwd-input",
+                                                    "conv-b-bwd-kernel", "model-infer"]
+        assert {t["key"] for t in e["targets"]} >= {"conv-b-fwd", "infer", "fma-b"}
+        cap = run["simd"]["torch_cpu_capability"]
+        if level == "avx2":
+            assert run["simd"]["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+            assert cap in (None, "AVX2")  # None: no torch here
+        assert f"SIMD level: cnnfast {level}" in out
+    assert out.count("== issue 16 targets") == 1
+    assert "conv b fwd: %fma >= 120" in out

@@ -7,11 +7,15 @@ batch), a vectorised NumPy baseline (``cnnfast.baselines``) and PyTorch CPU (NCH
 channels_last) when ``torch`` imports -- and times them *interleaved*: warm-up, then
 round-robin repeats so that the machine's noise hits every implementation alike,
 reporting medians. Each table also shows GFLOP/s against this machine's measured peak
-(a large float32 matmul through numpy's BLAS at start) and the nominal one, speed-ups,
-the ratio to PyTorch's best, and every result's max abs error against the reference
-computed in float64 on a small batch. The ``latency`` workload times single small
-calls instead: ``ops.conv2d`` on one image against its C kernel alone, and
-``Sequential.predict`` on one image against PyTorch eager and ONNX Runtime.
+(a large float32 matmul through numpy's BLAS at start), the nominal one and the
+registers-only FMA loop of the SIMD level in use (timed in the same rounds), speed-ups,
+the ratios to PyTorch's best and to ONNX Runtime (batch-1000 inference), and every
+result's max abs error against the reference computed in float64 on a small batch; a run
+ends with issue 16's targets, each with its value and ok / miss. The ``latency``
+workload times single small calls instead: ``ops.conv2d`` on one image against its C
+kernel alone, and ``Sequential.predict`` on one image against PyTorch eager and ONNX
+Runtime. ``--levels avx512,avx2`` runs the whole command once per SIMD level, each in
+its own process with PyTorch and numpy's BLAS capped to the same level.
 
 Threading hazard (measured, see BENCHMARKS.md): numpy's OpenBLAS keeps its worker
 threads spinning for about 0.1 s after each call; an OpenMP kernel run right after
@@ -23,7 +27,9 @@ The modules, by concern: ``workloads`` (what is measured), ``cases`` (the
 implementations; the pytest-benchmark suite in ``benchmarks/`` builds its cases with the
 same functions), ``machine`` (CPU facts, peaks, load, versions), ``timing`` (the
 configuration, rows and the interleaved timers), ``tasks`` and ``latency`` (one table
-each), ``report`` (summaries, tables, plot, JSON) and ``command`` (the command line).
+each), ``report`` (summaries, tables, plot, JSON), ``targets`` (the targets table),
+``levels`` (``--levels``: a child process per SIMD level) and ``command`` (the command
+line).
 Nothing here imports ``cnnfast.cli``; ``cnnfast.cli`` imports this package only when
 ``cnnfast bench`` runs.
 """
@@ -47,6 +53,7 @@ from .command import build_parser, main
 from .latency import LATENCY_WORKLOADS, LatencyWorkload
 from .machine import LoadMeter, measure_blas_peak, nominal_peak
 from .report import format_task, task_summary, write_plot
+from .targets import format_targets, run_targets
 from .timing import Config, Row, Task
 from .workloads import (
     CONV_DIRECTIONS,
@@ -109,6 +116,8 @@ __all__ = [
     "nominal_peak",
     "task_summary",
     "format_task",
+    "run_targets",
+    "format_targets",
     "write_plot",
     "build_parser",
     "main",

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -45,6 +47,8 @@ class Case:
 
     ``fn`` is the timed call (inputs already laid out for it); ``canon`` turns
     its result into the canonical layout (NHWC / HWCF numpy) for error checks.
+    ``uses_blas``: it calls numpy's BLAS; ``spins``: its runtime's worker threads spin
+    on after each call (ONNX Runtime's); either way the next case waits (``settles``).
     """
 
     impl: str
@@ -54,6 +58,12 @@ class Case:
     uses_blas: bool = False
     note: str = ""
     ref_key: Any = None  # which reference result to compare with (padding variant)
+    spins: bool = False
+
+    @property
+    def settles(self) -> bool:
+        """Whether a pause must follow each call, for spinning threads to stop."""
+        return self.uses_blas or self.spins
 
 
 # ---------------------------------------------------------------------------
@@ -92,9 +102,36 @@ def _need_torch():
     return torch
 
 
-# ---------------------------------------------------------------------------
-# Inputs
-# ---------------------------------------------------------------------------
+def onnxruntime_or_reason() -> tuple[Any, str | None]:
+    """(onnxruntime module, None) or (None, why it is not usable)."""
+    try:
+        import onnxruntime
+    except Exception as exc:  # ImportError, or a broken install
+        return None, f"onnxruntime not importable ({type(exc).__name__}: {exc})"
+    return onnxruntime, None
+
+
+def onnx_session(ort: Any, torch: Any, model: Any, tx: Any, threads: int) -> Any:
+    """An ONNX Runtime session (CPUExecutionProvider, ``threads`` intra-op threads) of
+    the torch model, exported with the TorchScript-based exporter to a temporary file;
+    its input is named "x" and has ``tx``'s shape."""
+    fd, path = tempfile.mkstemp(suffix=".onnx")
+    os.close(fd)
+    try:
+        # The TorchScript-based exporter needs neither onnxscript nor torch.export and
+        # handles this plain Sequential; torch warns that it is the legacy one.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (tx,), path, input_names=["x"], output_names=["y"],
+                              dynamo=False)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    finally:
+        os.unlink(path)
+
+
 # ---------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------
@@ -387,6 +424,17 @@ def copy_case(nbytes: int, threads: int, pool: ThreadPoolExecutor) -> Case:
     return Case("copy", IMPL_LABELS["copy"], run, note=f"np.copyto, {threads} thr")
 
 
+def fma_case(iters: int) -> tuple[Case, float]:
+    """(the registers-only FMA loop of ``iters`` steps on the current thread team, the
+    FLOPs of one call): the arithmetic ceiling of the SIMD level in use."""
+    from .._config import fma_ceiling, fma_loop_shape, simd_level
+
+    flops = fma_ceiling(iters)
+    lanes, chains = fma_loop_shape()
+    return Case("fma", IMPL_LABELS["fma"], lambda: fma_ceiling(iters),
+                note=f"{simd_level()}, {chains} chains x {lanes} lanes, {iters} steps"), flops
+
+
 # ---------------------------------------------------------------------------
 # Model cases (the tutorial CNN)
 # ---------------------------------------------------------------------------
@@ -415,15 +463,17 @@ def torch_tutorial_model(torch: Any, channels_last: bool) -> Any:
     return model
 
 
-def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int = 0) -> Case:
+def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int = 0,
+               threads: int = 1) -> Case:
     """A training step (``wl.key == 'train'``) or batched inference of the tutorial CNN.
 
     cnnfast: one ``model.train_on_batch(x, y)`` / ``model.predict(x, batch_size=batch)``.
     torch: zero_grad, forward, cross_entropy, backward, Adam step / eval forward
     under inference_mode. torch-bridge: the torch step of the NCHW model after
     ``cnnfast.torch.convert`` (convolutions and poolings on cnnfast);
-    torch-bridge-fused: after ``convert(model, fuse=True)``. Same
-    architecture, random data, random labels.
+    torch-bridge-fused: after ``convert(model, fuse=True)``. onnxruntime (inference
+    only): the NCHW torch model exported to ONNX, run by ONNX Runtime on ``threads``
+    intra-op threads. Same architecture, random data, random labels.
     """
     n = wl.batch if batch is None else batch
     rng = np.random.default_rng(seed)
@@ -438,6 +488,8 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
                         note="train_on_batch (Adam, dropout, Python layer API)")
         return Case(impl, label, lambda: model.predict(x, batch_size=n, verbose=0),
                     note="predict")
+    if impl == "onnxruntime":
+        return _onnxruntime_case(wl, x, seed, threads)
     if impl in ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused"):
         torch = _need_torch()
         torch.manual_seed(seed)
@@ -477,4 +529,32 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
 
         return Case(impl, label, infer, note="eval, inference_mode")
     raise ValueError(f"unknown model implementation {impl!r}; choose from "
-                     f"{MODEL_IMPLS + TORCH_BRIDGE_IMPLS[:2]}")
+                     f"{MODEL_IMPLS + TORCH_BRIDGE_IMPLS[:2] + ('onnxruntime',)}")
+
+
+def _onnxruntime_case(wl: ModelWorkload, x: np.ndarray, seed: int, threads: int) -> Case:
+    """Batched inference of the tutorial CNN by ONNX Runtime: the torch model (NCHW,
+    seeded as the torch rows) exported with ``dynamo=False``; its output is checked
+    against torch's before it is timed."""
+    if wl.training:
+        raise Unavailable("ONNX Runtime runs inference only")
+    torch, reason = torch_or_reason()
+    if torch is None:
+        raise Unavailable(f"needs torch to export the model ({reason})")
+    ort, reason = onnxruntime_or_reason()
+    if ort is None:
+        raise Unavailable(reason)
+    torch.manual_seed(seed)
+    model = torch_tutorial_model(torch, channels_last=False).eval()
+    tx = torch.from_numpy(to_nchw(x))
+    sess = onnx_session(ort, torch, model, tx, threads)
+    feed = {"x": tx.numpy()}
+    with torch.no_grad():
+        want = model(tx).numpy()
+    err = float(np.max(np.abs(sess.run(None, feed)[0] - want)))
+    if not err < 1e-3:
+        raise ValueError(f"ONNX Runtime's output differs from torch's by {err:.2e}")
+    return Case("onnxruntime", IMPL_LABELS["onnxruntime"], lambda: sess.run(None, feed)[0],
+                spins=True,
+                note=f"torch model exported (dynamo=False), {threads} intra-op threads, "
+                     f"max|err| vs torch {err:.1e}")

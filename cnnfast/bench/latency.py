@@ -17,15 +17,19 @@ and the tables show medians in microseconds with the quartiles of the calls.
 
 from __future__ import annotations
 
-import os
-import tempfile
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from .cases import Unavailable, aligned_copy, to_nchw, torch_or_reason
+from .cases import (
+    Unavailable,
+    aligned_copy,
+    onnx_session,
+    onnxruntime_or_reason,
+    to_nchw,
+    torch_or_reason,
+)
 from .timing import Config, Row, Task, time_per_call
 from .workloads import ConvWorkload
 
@@ -110,35 +114,6 @@ def run_latency_conv_task(lw: LatencyWorkload, cfg: Config) -> Task:
     return task
 
 
-def onnxruntime_or_reason() -> tuple[Any, str | None]:
-    """(onnxruntime module, None) or (None, why it is not usable)."""
-    try:
-        import onnxruntime
-    except Exception as exc:  # ImportError, or a broken install
-        return None, f"onnxruntime not importable ({type(exc).__name__}: {exc})"
-    return onnxruntime, None
-
-
-def _onnx_session(ort: Any, torch: Any, model: Any, tx: Any, threads: int) -> Any:
-    """An ONNX Runtime session (``threads`` intra-op threads) of the torch model, exported
-    with the TorchScript-based exporter to a temporary file."""
-    fd, path = tempfile.mkstemp(suffix=".onnx")
-    os.close(fd)
-    try:
-        # The TorchScript-based exporter needs neither onnxscript nor torch.export and
-        # handles this plain Sequential; torch warns that it is the legacy one.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model, (tx,), path, input_names=["x"], output_names=["y"],
-                              dynamo=False)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    finally:
-        os.unlink(path)
-
-
 def run_latency_predict_task(lw: LatencyWorkload, cfg: Config,
                              torch_skip: str | None = None) -> Task:
     """The table of one-image inference of the tutorial CNN: cnnfast's
@@ -192,7 +167,7 @@ def run_latency_predict_task(lw: LatencyWorkload, cfg: Config,
         rows["onnxruntime"].skipped = ort_reason
     else:
         try:
-            sess = _onnx_session(ort, torch, tmodel, tx, cfg.threads)
+            sess = onnx_session(ort, torch, tmodel, tx, cfg.threads)
             feed = {"x": tx.numpy()}
             with torch.no_grad():
                 want = tmodel(tx).numpy()

@@ -2,11 +2,13 @@
 
 The CPU model and flags (``/proc/cpuinfo``), the nominal float32 peak they imply, the
 measured peak (a large matmul through numpy's BLAS, with the BLAS threadpoolctl names),
-how busy *other* processes kept the CPUs meanwhile, and the versions of what ran.
+the FMA-loop ceiling of cnnfast's SIMD level, how busy *other* processes kept the CPUs
+meanwhile, and the versions of what ran (with PyTorch's CPU capability).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -35,17 +37,19 @@ def cpuinfo() -> dict:
     return info
 
 
-def nominal_peak(threads: int, cpu: dict | None = None) -> tuple[float, str] | None:
+def nominal_peak(threads: int, cpu: dict | None = None,
+                 level: str | None = None) -> tuple[float, str] | None:
     """(GFLOP/s, how) from the clock and SIMD width, or None when unknown.
 
     Assumes two FMA units per core (true of the server Xeons with AVX-512; a
     part with one would have half): AVX-512 64, AVX2+FMA 32 float32 FLOP/cycle.
+    ``level``: the SIMD level the run uses ("avx2" caps an AVX-512 CPU's figure).
     """
     cpu = cpu or cpuinfo()
     if not cpu["mhz"]:
         return None
     flags = cpu["flags"]
-    if "avx512f" in flags:
+    if "avx512f" in flags and level in (None, "avx512"):
         fpc, isa = 64, "AVX-512"
     elif "avx2" in flags and "fma" in flags:
         fpc, isa = 32, "AVX2+FMA"
@@ -92,6 +96,37 @@ def measure_blas_peak(threads: int, size: int, samples: int) -> dict:
         "best_gflops": flop / min(times) / 1e9,
         "blas": blas_info(),
     }
+
+
+def measure_fma_ceiling(iters: int, samples: int, min_time: float) -> dict:
+    """The registers-only FMA loop of the SIMD level in use on cnnfast's thread team:
+    median and best GFLOP/s of ``samples`` calls, with the level, lanes, chains, threads
+    and steps it ran at.
+
+    A call runs at least ``iters`` steps, more where the fastest of three calls of
+    ``iters`` steps took less than ``min_time``: on a shared machine one preemption of
+    one thread stalls a short call's whole team at its closing barrier, so calls as
+    short as a millisecond read the machine's scheduling, not its arithmetic. The
+    steps found ("steps") are what the tables' FMA-loop rows then run.
+    """
+    from .._config import fma_ceiling, fma_loop_shape, get_num_threads, simd_level
+
+    fma_ceiling(iters)  # the warm-up
+    fastest = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fma_ceiling(iters)
+        fastest = min(fastest, time.perf_counter() - t0)
+    steps = max(iters, math.ceil(iters * min_time / max(fastest, 1e-9)))
+    rates = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        flops = fma_ceiling(steps)  # each call counts the team that ran it
+        rates.append(flops / (time.perf_counter() - t0) / 1e9)
+    lanes, chains = fma_loop_shape()
+    return {"median_gflops": statistics.median(rates), "best_gflops": max(rates),
+            "samples_gflops": rates, "level": simd_level(), "lanes": lanes,
+            "chains": chains, "threads": get_num_threads(), "steps": steps}
 
 
 def _busy_seconds() -> float | None:
@@ -154,4 +189,7 @@ def versions(torch: Any = None) -> dict:
         pass
     if torch is not None:
         out["torch"] = torch.__version__
+        cpu = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+        if cpu is not None:
+            out["torch.cpu_capability"] = cpu()
     return out

@@ -1,8 +1,9 @@
 """What ``cnnfast bench`` prints and writes: per-row summaries, tables, the plot and JSON.
 
-``task_summary`` derives every row's numbers (GFLOP/s, % of peak, speed-ups, the ratio to
-PyTorch's best with its round-by-round quartiles); ``format_task`` prints them as one
-table; ``write_plot`` draws the bar chart; ``json_document`` assembles the JSON file.
+``task_summary`` derives every row's numbers (GFLOP/s, % of peak and of the FMA-loop
+ceiling, speed-ups, the ratios to PyTorch's best and to ONNX Runtime with their
+round-by-round quartiles); ``format_task`` prints them as one table; ``write_plot`` draws
+the bar chart; ``json_document`` assembles the JSON file.
 """
 
 from __future__ import annotations
@@ -42,12 +43,21 @@ def _quartiles(values: list[float]) -> tuple[float, float] | None:
     return q[0], q[2]
 
 
-def task_summary(task: Task, peak: float | None, nominal: float | None) -> list[dict]:
-    """Derived numbers of every row (what the table prints and the JSON stores)."""
+def task_summary(task: Task, peak: float | None, nominal: float | None,
+                 ceiling: float | None = None) -> list[dict]:
+    """Derived numbers of every row (what the table prints and the JSON stores).
+
+    ``%fma`` divides a row's GFLOP/s by the task's own FMA-loop row (timed in the same
+    rounds) where it has one, else by ``ceiling`` (the run's figure, GFLOP/s)."""
     med = {r.impl: r.median_ms for r in task.rows if r.median_ms is not None}
     torch_best = min((med[i] for i in ("torch", "torch-cl") if i in med), default=None)
     torch_row = next((r for r in task.rows if r.impl in ("torch", "torch-cl")
                       and r.median_ms is not None and r.median_ms == torch_best), None)
+    ort_row = next((r for r in task.rows if r.impl == "onnxruntime"
+                    and r.median_ms is not None), None)
+    fma_row = next((r for r in task.rows if r.impl == "fma" and r.median_ms), None)
+    if fma_row is not None:
+        ceiling = fma_row.flops / (fma_row.median_ms * 1e-3) / 1e9
     out = []
     for r in task.rows:
         ms = r.median_ms
@@ -64,11 +74,22 @@ def task_summary(task: Task, peak: float | None, nominal: float | None) -> list[
             "calls_per_sample": r.calls_per_sample,
             "max_abs_err": r.max_abs_err,
         }
-        if ms is not None:
+        if ms is not None and r.impl == "fma":
+            d["gflops"] = r.flops / (ms * 1e-3) / 1e9
+            d["pct_peak"] = None if not peak else 100 * d["gflops"] / peak
+            d["pct_nominal"] = None if not nominal else 100 * d["gflops"] / nominal
+            d["pct_fma"] = 100 * d["gflops"] / ceiling
+            # the ceiling computes nothing to compare: no speed-ups, no ratios
+            d.update(dict.fromkeys(("speedup_vs_reference", "speedup_vs_numpy",
+                                    "torch_best_over_this", "torch_ratio_iqr",
+                                    "ort_over_this", "ort_ratio_iqr")))
+            d["torch_ratio_rounds"] = d["ort_ratio_rounds"] = []
+        elif ms is not None:
             if task.flops:
                 d["gflops"] = task.flops / (ms * 1e-3) / 1e9
                 d["pct_peak"] = None if not peak else 100 * d["gflops"] / peak
                 d["pct_nominal"] = None if not nominal else 100 * d["gflops"] / nominal
+                d["pct_fma"] = None if not ceiling else 100 * d["gflops"] / ceiling
             if task.nbytes:
                 d["gbytes_per_s"] = task.nbytes / (ms * 1e-3) / 1e9
                 d["x_copy"] = _ratio(ms, med.get("copy"))
@@ -91,6 +112,12 @@ def task_summary(task: Task, peak: float | None, nominal: float | None) -> list[
                       else [])
             d["torch_ratio_rounds"] = rounds
             d["torch_ratio_iqr"] = _quartiles(rounds)
+            d["ort_over_this"] = None if ort_row is None else _ratio(ort_row.median_ms, ms)
+            rounds = (_paired_ratios(ort_row, r)
+                      if ort_row is not None and r is not ort_row and r.calls_per_sample
+                      else [])
+            d["ort_ratio_rounds"] = rounds
+            d["ort_ratio_iqr"] = _quartiles(rounds)
         out.append(d)
     return out
 
@@ -105,16 +132,18 @@ def format_task(task: Task, summary: list[dict]) -> str:
     lines = [f"== {task.title} =={load}"]
     if task.kind == "conv":
         head = (f"{'implementation':<22}{'median ms':>11}{'GFLOP/s':>9}{'%peak':>7}{'%nom':>6}"
-                f"{'x ref':>9}{'x numpy':>9}{'torch/x':>9}{'(IQR)':>12}{'max|err|':>10}  note")
+                f"{'%fma':>6}{'x ref':>9}{'x numpy':>9}{'torch/x':>9}{'(IQR)':>12}"
+                f"{'max|err|':>10}  note")
     elif task.kind == "pool":
         head = (f"{'implementation':<22}{'median ms':>11}{'GB/s':>8}{'x copy':>8}"
                 f"{'x ref':>9}{'x numpy':>9}{'torch/x':>9}{'(IQR)':>12}{'max|err|':>10}  note")
     elif task.kind == "latency":
         head = (f"{'implementation':<22}{'median us':>11}{'(IQR us)':>16}{'target':>13}"
-                f"{'torch/x':>9}{'calls':>7}{'max|err|':>10}  note")
+                f"{'torch/x':>9}{'ort/x':>7}{'calls':>7}{'max|err|':>10}  note")
     else:
         head = (f"{'implementation':<22}{'median ms':>11}{'img/s':>9}{'GFLOP/s':>9}{'%peak':>7}"
-                f"{'%nom':>6}{'torch/x':>9}{'(IQR)':>12}  note")
+                f"{'%nom':>6}{'%fma':>6}{'torch/x':>9}{'(IQR)':>12}{'ort/x':>7}{'(IQR)':>12}"
+                f"  note")
     lines.append(head)
     for r, d in zip(task.rows, summary):
         if r.skipped:
@@ -139,6 +168,7 @@ def format_task(task: Task, summary: list[dict]) -> str:
             lines.append(f"{r.label:<22}{ms:>11}{_fmt(d.get('gflops'), '.1f'):>9}"
                          f"{_fmt(d.get('pct_peak'), '.0f'):>7}"
                          f"{_fmt(d.get('pct_nominal'), '.0f'):>6}"
+                         f"{_fmt(d.get('pct_fma'), '.0f'):>6}"
                          f"{common}  {note}")
         elif task.kind == "pool":
             lines.append(f"{r.label:<22}{ms:>11}{_fmt(d.get('gbytes_per_s'), '.1f'):>8}"
@@ -147,7 +177,10 @@ def format_task(task: Task, summary: list[dict]) -> str:
             lines.append(f"{r.label:<22}{ms:>11}{_fmt(d.get('images_per_s'), '.0f'):>9}"
                          f"{_fmt(d.get('gflops'), '.1f'):>9}{_fmt(d.get('pct_peak'), '.0f'):>7}"
                          f"{_fmt(d.get('pct_nominal'), '.0f'):>6}"
-                         f"{_fmt(d.get('torch_best_over_this'), '.2f'):>9}{iqr:>12}  {note}")
+                         f"{_fmt(d.get('pct_fma'), '.0f'):>6}"
+                         f"{_fmt(d.get('torch_best_over_this'), '.2f'):>9}{iqr:>12}"
+                         f"{_fmt(d.get('ort_over_this'), '.2f'):>7}"
+                         f"{_fmt_iqr(d.get('ort_ratio_iqr')):>12}  {note}")
     return "\n".join(lines)
 
 
@@ -160,7 +193,8 @@ def _latency_line(r: Row, d: dict) -> str:
     calls = str(len(r.samples_ms)) if r.calls_per_sample else "-"
     err = "-" if d["max_abs_err"] is None else f"{d['max_abs_err']:.1e}"
     return (f"{r.label:<22}{_fmt(d['median_us'], '.1f'):>11}{iqr:>16}{target:>13}"
-            f"{_fmt(d.get('torch_best_over_this'), '.2f'):>9}{calls:>7}{err:>10}  {r.note}")
+            f"{_fmt(d.get('torch_best_over_this'), '.2f'):>9}"
+            f"{_fmt(d.get('ort_over_this'), '.2f'):>7}{calls:>7}{err:>10}  {r.note}")
 
 
 def write_plot(path: str, tasks: list[Task], summaries: list[list[dict]]) -> str:

@@ -2,7 +2,9 @@
 
 Each function builds every implementation's case of one workload (a row per
 implementation; one that cannot run here is a skipped row with the reason), checks each
-result against the float64 reference on a small batch, and times them interleaved.
+result against the float64 reference on a small batch, and times them interleaved; the
+convolution and model tables also time the registers-only FMA loop in the same rounds
+(their ``%fma`` ceiling).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .cases import (
+    Case,
     Unavailable,
     conv_case,
     conv_inputs,
     conv_reference64,
     conv_reference64_bwd,
     copy_case,
+    fma_case,
     model_case,
     pool_case,
     pool_inputs,
@@ -33,6 +37,16 @@ from .workloads import (
 )
 
 TORCH_IMPLS = ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused")
+
+
+def _fma_entry(task: Task, cfg: Config, repeats: int) -> tuple[Row, Case, int]:
+    """The FMA-loop ceiling row of a table, timed in the same rounds as the others so
+    that the ``%fma`` of every row divides by a ceiling taken in the same phases of the
+    machine."""
+    case, flops = fma_case(cfg.fma_iters)
+    row = Row("fma", case.label, note=case.note, batch=task.batch, flops=flops)
+    task.rows.append(row)
+    return row, case, repeats
 
 
 def _implementation_rows(task: Task, impls: tuple, make_case, reference, full: dict,
@@ -68,7 +82,7 @@ def _implementation_rows(task: Task, impls: tuple, make_case, reference, full: d
         except Exception as exc:  # report a failing implementation, keep benchmarking
             row.skipped = f"failed: {type(exc).__name__}: {exc}"
             continue
-        if err_case.uses_blas:
+        if err_case.settles:
             time.sleep(cfg.settle)
         entries.append((row, case, cfg.ref_repeats if use_small else cfg.repeats))
     return entries
@@ -99,6 +113,7 @@ def run_conv_task(wl: ConvWorkload, direction: str, cfg: Config, ref_cache: dict
         task, CONV_IMPLS, lambda impl, inp: conv_case(impl, wl, direction, inp),
         lambda case: ref64("same" if case.ref_key is None else case.ref_key),
         full, small, wl.n, wl.n_small, cfg, torch_skip)
+    entries.append(_fma_entry(task, cfg, cfg.repeats))
     time_round_robin(entries, cfg)
     return task
 
@@ -135,8 +150,11 @@ def run_model_task(wl: ModelWorkload, cfg: Config, torch_skip: str | None = None
         if torch_skip and impl in TORCH_IMPLS:
             row.skipped = torch_skip
             continue
+        if torch_skip and impl == "onnxruntime":
+            row.skipped = f"needs torch to export the model ({torch_skip})"
+            continue
         try:
-            case = model_case(impl, wl)
+            case = model_case(impl, wl, threads=cfg.threads)
             case.fn()  # fails here rather than inside the timing loop
         except Unavailable as exc:
             row.skipped = str(exc)
@@ -146,5 +164,6 @@ def run_model_task(wl: ModelWorkload, cfg: Config, torch_skip: str | None = None
             continue
         row.note = case.note
         entries.append((row, case, cfg.model_repeats if wl.training else cfg.repeats))
+    entries.append(_fma_entry(task, cfg, cfg.model_repeats if wl.training else cfg.repeats))
     time_round_robin(entries, cfg)
     return task

@@ -2,8 +2,8 @@
 
 Every case of a table is warmed up, calibrated to k calls per sample, and then timed in
 rotated round-robin order, so that the machine's noise hits every implementation alike;
-a case that calls numpy's BLAS is followed by a pause (``Config.settle``) so that
-OpenBLAS's spinning worker threads do not slow the next one.
+a case that calls numpy's BLAS (or ONNX Runtime) is followed by a pause
+(``Config.settle``) so that their spinning worker threads do not slow the next one.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ class Config:
     """How long and how often ``cnnfast bench`` measures; one per run, passed explicitly.
 
     ``latency_*_calls``: per-call samples of the latency rows (each call timed alone).
+    ``fma_iters``: the fewest steps of one call of the registers-only FMA loop, the
+    ceiling of the header (the median of ``fma_samples`` calls, each lasting at least
+    ``min_time``) and of the convolution and model tables' FMA row, whose calls run the
+    steps the header's measurement found.
     """
 
     repeats: int = 7
@@ -41,13 +45,16 @@ class Config:
     tiny: bool = False
     latency_conv_calls: int = 2000
     latency_predict_calls: int = 500
+    fma_iters: int = 400_000
+    fma_samples: int = 7
 
 
 @dataclass
 class Row:
     """One implementation's line of a table: its samples (ms per call) or why it was skipped.
 
-    ``target_us`` is the latency rows' goal, shown next to their median.
+    ``target_us`` is the latency rows' goal, shown next to their median; ``flops``: the
+    work of one call where it is not the task's (the FMA-loop row).
     """
 
     impl: str
@@ -60,6 +67,7 @@ class Row:
     max_abs_err: float | None = None
     skipped: str | None = None
     target_us: float | None = None
+    flops: float | None = None
 
     @property
     def median_ms(self) -> float | None:
@@ -86,14 +94,14 @@ def time_round_robin(entries: list[tuple[Row, Case, int]], cfg: Config) -> None:
         t0 = time.perf_counter()
         case.fn()
         t1 = time.perf_counter() - t0
-        if case.uses_blas:
+        if case.settles:
             time.sleep(cfg.settle)
         if t1 >= cfg.slow_call:
             max_samples = min(max_samples, cfg.slow_repeats)
         else:
             for _ in range(cfg.warmup - 1):
                 case.fn()
-                if case.uses_blas:
+                if case.settles:
                     time.sleep(cfg.settle)
         k = max(1, math.ceil(cfg.min_time / t1))
         row.calls_per_sample = k
@@ -108,7 +116,7 @@ def time_round_robin(entries: list[tuple[Row, Case, int]], cfg: Config) -> None:
             for _ in range(k):
                 case.fn()
             row.samples_ms.append((time.perf_counter() - t0) / k * 1e3)
-            if case.uses_blas:
+            if case.settles:
                 time.sleep(cfg.settle)
 
 

@@ -123,7 +123,9 @@ class ModelWorkload:
     @property
     def impls(self) -> tuple[str, ...]:
         """The rows of this workload's table."""
-        return TORCH_BRIDGE_IMPLS if self.key == "torch-bridge" else MODEL_IMPLS
+        if self.key == "torch-bridge":
+            return TORCH_BRIDGE_IMPLS
+        return MODEL_IMPLS if self.training else INFER_IMPLS
 
     @property
     def title(self) -> str:
@@ -198,6 +200,7 @@ POOL_DIRECTIONS = ("fwd", "bwd")
 CONV_IMPLS = ("cnnfast", "cnnfast-nchw", "reference", "numpy", "torch", "torch-cl")
 POOL_IMPLS = CONV_IMPLS
 MODEL_IMPLS = ("cnnfast", "torch", "torch-cl")
+INFER_IMPLS = (*MODEL_IMPLS, "onnxruntime")  # ONNX Runtime runs inference only
 # the converted PyTorch step first, then the cnnfast layer API's and stock PyTorch's
 TORCH_BRIDGE_IMPLS = ("torch-bridge", "torch-bridge-fused", "cnnfast", "torch", "torch-cl")
 
@@ -211,5 +214,7 @@ IMPL_LABELS = {
     "copy": "copy same bytes",
     "torch-bridge": "torch + cnnfast.torch",
     "torch-bridge-fused": "torch + cnnfast, fused",
+    "onnxruntime": "onnxruntime",
+    "fma": "FMA loop (registers)",
 }
 POOL_NUMPY_LABEL = "numpy window loop"
