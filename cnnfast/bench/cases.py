@@ -470,8 +470,9 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
     cnnfast: one ``model.train_on_batch(x, y)`` / ``model.predict(x, batch_size=batch)``.
     torch: zero_grad, forward, cross_entropy, backward, Adam step / eval forward
     under inference_mode. torch-bridge: the torch step of the NCHW model after
-    ``cnnfast.torch.convert`` (convolutions and poolings on cnnfast);
-    torch-bridge-fused: after ``convert(model, fuse=True)``. onnxruntime (inference
+    ``cnnfast.torch.convert(model)`` (convolutions and poolings on cnnfast, each
+    Conv2d-ReLU-MaxPool2d run fused); torch-bridge-unfused: after
+    ``convert(model, fuse=False)``. onnxruntime (inference
     only): the NCHW torch model exported to ONNX, run by ONNX Runtime on ``threads``
     intra-op threads. Same architecture, random data, random labels.
     """
@@ -490,7 +491,7 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
                     note="predict")
     if impl == "onnxruntime":
         return _onnxruntime_case(wl, x, seed, threads)
-    if impl in ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused"):
+    if impl in ("torch", "torch-cl", "torch-bridge", "torch-bridge-unfused"):
         torch = _need_torch()
         torch.manual_seed(seed)
         cl = impl == "torch-cl"
@@ -501,9 +502,9 @@ def model_case(impl: str, wl: ModelWorkload, batch: int | None = None, seed: int
                 import cnnfast.torch as cnnfast_torch
             except ImportError as exc:
                 raise Unavailable(str(exc)) from None
-            fuse = impl == "torch-bridge-fused"
+            fuse = impl == "torch-bridge"
             cnnfast_torch.convert(model, fuse=fuse)
-            note = f"convert(model{', fuse=True' if fuse else ''}); Adam, cross_entropy"
+            note = f"convert(model{'' if fuse else ', fuse=False'}); Adam, cross_entropy"
         tx = torch.from_numpy(to_nchw(x))
         if cl:
             tx = tx.contiguous(memory_format=torch.channels_last)

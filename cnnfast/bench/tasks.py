@@ -36,7 +36,7 @@ from .workloads import (
     PoolWorkload,
 )
 
-TORCH_IMPLS = ("torch", "torch-cl", "torch-bridge", "torch-bridge-fused")
+TORCH_IMPLS = ("torch", "torch-cl", "torch-bridge", "torch-bridge-unfused")
 
 
 def _fma_entry(task: Task, cfg: Config, repeats: int) -> tuple[Row, Case, int]:

@@ -202,7 +202,7 @@ POOL_IMPLS = CONV_IMPLS
 MODEL_IMPLS = ("cnnfast", "torch", "torch-cl")
 INFER_IMPLS = (*MODEL_IMPLS, "onnxruntime")  # ONNX Runtime runs inference only
 # the converted PyTorch step first, then the cnnfast layer API's and stock PyTorch's
-TORCH_BRIDGE_IMPLS = ("torch-bridge", "torch-bridge-fused", "cnnfast", "torch", "torch-cl")
+TORCH_BRIDGE_IMPLS = ("torch-bridge", "torch-bridge-unfused", "cnnfast", "torch", "torch-cl")
 
 IMPL_LABELS = {
     "cnnfast": "cnnfast NHWC",
@@ -213,7 +213,7 @@ IMPL_LABELS = {
     "torch-cl": "torch channels_last",
     "copy": "copy same bytes",
     "torch-bridge": "torch + cnnfast.torch",
-    "torch-bridge-fused": "torch + cnnfast, fused",
+    "torch-bridge-unfused": "torch+cnnfast unfused",
     "onnxruntime": "onnxruntime",
     "fma": "FMA loop (registers)",
 }
