@@ -617,6 +617,42 @@ static void test_pool(cf_dtype dt, int mode)
     if (mode != CF_POOL_AVG)  /* distinct random values: no ties */
         check_i32("argmax", arg[0], ref_arg, ny);
 
+    /* The SIMD rows reproduce the scalar rows bit for bit (pool2d_impl.h),
+     * NaNs included (the first NaN wins, NaN sums give the default NaN):
+     * the same x with NaNs and ties sprinkled in, at this level and scalar. */
+    if (ctx_level != CF_SIMD_SCALAR) {
+        void *xn = buf_copy(dt, x, nx);
+        for (int64_t i = 0; i < nx; i++) {
+            const int64_t r = rng_int(0, 9);
+            if (r == 0)
+                set(dt, xn, i, NAN);
+            else if (r == 1)
+                set(dt, xn, i, 0.5);
+        }
+        void *dyn = buf_copy(dt, dy, ny);
+        for (int64_t i = 0; i < ny; i++)
+            if (rng_int(0, 9) == 0)
+                set(dt, dyn, i, NAN);
+        void *ys = buf_new(dt, ny), *yl = buf_new(dt, ny), *dxs = buf_new(dt, nx);
+        void *dxl = buf_new(dt, nx);
+        int32_t *as = (int32_t *)xalloc((size_t)ny * sizeof(int32_t));
+        int32_t *al = (int32_t *)xalloc((size_t)ny * sizeof(int32_t));
+        int32_t *amax = mode == CF_POOL_AVG ? NULL : as;
+        call_begin(&cs);
+        cf_pool2d_forward_by_dtype(dt, &p, mode, xn, yl, mode == CF_POOL_AVG ? NULL : al, 2);
+        cf_pool2d_backward_by_dtype(dt, &p, mode, dyn, xn, NULL, dxl, 0, 2);
+        cf_simd_set_cap(CF_SIMD_SCALAR);
+        cf_pool2d_forward_by_dtype(dt, &p, mode, xn, ys, amax, 2);
+        cf_pool2d_backward_by_dtype(dt, &p, mode, dyn, xn, NULL, dxs, 0, 2);
+        cf_simd_set_cap(ctx_level);
+        call_end(&cs);
+        check_bits("y with NaNs vs scalar", ys, yl, (size_t)ny * es, 2);
+        if (amax)
+            check_i32("argmax with NaNs vs scalar", al, as, ny);
+        check_bits("dx with NaNs vs scalar", dxs, dxl, (size_t)nx * es, 2);
+        free(xn), free(dyn), free(ys), free(yl), free(dxs), free(dxl), free(as), free(al);
+    }
+
     /* backward twice for max/min: from argmax, and finding the winners in x */
     double *dyd = to_double(dt, dy, ny);
     for (int from_x = 0; from_x < (mode == CF_POOL_AVG ? 1 : 2); from_x++) {
