@@ -1,5 +1,5 @@
-/* NEON micro-kernels (AArch64 Advanced SIMD): the GEMM, direct-convolution,
- * taps (kernel gradient) and column-sum tiles of ukernel.h, from the same
+/* NEON micro-kernels (AArch64 Advanced SIMD): the GEMM, few-rows GEMM,
+ * direct-convolution, taps (kernel gradient) and column-sum tiles of ukernel.h, from the same
  * templates as the AVX2 and AVX-512 kernels, with 128-bit vectors.
  *
  * Advanced SIMD is part of the AArch64 baseline, so these need no target
@@ -104,6 +104,9 @@ UK_CHECK_ROWS(uk_rows_check_neon, UK_ROWS, CF_NEON_MR)
 #define UK_CSNAME uk_colsum_neon_f32
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
+#define UK_RNAME uk_rows_neon_f32
+#include "ukernel_rows_impl.h"
+#undef UK_RNAME
 #define UK_DNAME uk_direct_neon_f32
 #include "ukernel_direct_impl.h"
 #undef UK_DNAME
@@ -140,6 +143,9 @@ UK_CHECK_ROWS(uk_rows_check_neon, UK_ROWS, CF_NEON_MR)
 #define UK_CSNAME uk_colsum_neon_f64
 #include "ukernel_colsum_impl.h"
 #undef UK_CSNAME
+#define UK_RNAME uk_rows_neon_f64
+#include "ukernel_rows_impl.h"
+#undef UK_RNAME
 #define UK_DNAME uk_direct_neon_f64
 #include "ukernel_direct_impl.h"
 #undef UK_DNAME
@@ -147,7 +153,8 @@ UK_CHECK_ROWS(uk_rows_check_neon, UK_ROWS, CF_NEON_MR)
 cf_ukernel_f32 cf_ukernel_neon_f32(void)
 {
     const cf_ukernel_f32 uk = {
-        .fn = uk_gemm_neon_f32, .direct = uk_direct_neon_f32, .narrow = NULL,
+        .fn = uk_gemm_neon_f32, .rows = uk_rows_neon_f32, .direct = uk_direct_neon_f32,
+        .narrow = NULL,
         .taps = uk_taps_neon_f32, .taps_wide = NULL, .taps_short = NULL,
         .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_neon_f32,
         .direct_wide = NULL, .pack_t = NULL,
@@ -158,7 +165,8 @@ cf_ukernel_f32 cf_ukernel_neon_f32(void)
 cf_ukernel_f64 cf_ukernel_neon_f64(void)
 {
     const cf_ukernel_f64 uk = {
-        .fn = uk_gemm_neon_f64, .direct = uk_direct_neon_f64, .narrow = NULL,
+        .fn = uk_gemm_neon_f64, .rows = uk_rows_neon_f64, .direct = uk_direct_neon_f64,
+        .narrow = NULL,
         .taps = uk_taps_neon_f64, .taps_wide = NULL, .taps_short = NULL,
         .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_neon_f64,
         .direct_wide = NULL, .pack_t = NULL,
