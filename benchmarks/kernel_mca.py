@@ -60,6 +60,7 @@ KERNELS = [
     ("ukernel_neon.c", "aarch64-linux-gnu-gcc", "uk_gemm_neon_f32", 4),
     ("ukernel_neon.c", "aarch64-linux-gnu-gcc", "uk_direct_neon_f32", 4),
     ("ukernel_neon.c", "aarch64-linux-gnu-gcc", "uk_taps_neon_f32", 4),
+    ("ukernel_neon.c", "aarch64-linux-gnu-gcc", "uk_rows_neon_f32", 4),
     ("ukernel_neon.c", "aarch64-linux-gnu-gcc", "uk_gemm_neon_f64", 2),
     ("ukernel_neon.c", "aarch64-linux-gnu-gcc", "uk_direct_neon_f64", 2),
     ("ukernel_neon.c", "aarch64-linux-gnu-gcc", "uk_taps_neon_f64", 2),
@@ -67,6 +68,7 @@ KERNELS = [
     ("ukernel.c", "gcc", "uk_gemm_avx2_f32", 8),
     ("ukernel.c", "gcc", "uk_direct_avx2_f32", 8),
     ("ukernel.c", "gcc", "uk_taps_avx2_f32", 8),
+    ("ukernel.c", "gcc", "uk_rows_avx2_f32", 8),
     ("calibrate.c", "gcc", "fma_avx2", 8),
 ]
 ARM_MODELS = ["neoverse-n1", "neoverse-v1", "apple-m1"]
