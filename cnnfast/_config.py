@@ -115,7 +115,7 @@ def openmp_enabled() -> bool:
 
 
 def simd_level() -> str:
-    """SIMD path in use by the kernels: 'avx512', 'avx2' or 'scalar'."""
+    """SIMD path in use by the kernels: 'avx512', 'avx2', 'neon' (AArch64) or 'scalar'."""
     return str(_kernels.simd_level())
 
 

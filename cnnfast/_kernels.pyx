@@ -204,11 +204,13 @@ def simd_detected():
     return cf_simd_name(cf_simd_detected()).decode()
 
 
-_SIMD_LEVELS = {"scalar": 0, "avx2": 1, "avx512": 2}
+# "neon" (AArch64) has AVX2's rank: each platform's first vector level is 1
+# (csrc/cpu_features.h), so either name caps at it on any platform.
+_SIMD_LEVELS = {"scalar": 0, "avx2": 1, "neon": 1, "avx512": 2}
 
 
 def set_simd_cap(str name):
-    """Cap the SIMD path ("scalar", "avx2", "avx512"); returns the level now in use.
+    """Cap the SIMD path ("scalar", "avx2", "neon", "avx512"); returns the level now in use.
 
     For tests and comparisons; call it between kernel calls, not during them.
     """

@@ -42,6 +42,20 @@
 #define CF_AVX2_VW_F64 4
 
 /* ------------------------------------------------------------------------ */
+/* NEON (AArch64 Advanced SIMD, 32 q registers of 128 bits).                 */
+
+/* 14 rows x 2 vectors = 28 q accumulators, the 2 B vectors and the A value
+ * of a k step in the other 4 (A loaded as a scalar and used by lane, so a
+ * broadcast costs a load, not a vector op). 14 rows, as AVX-512's: a 14- or
+ * 28-pixel image row is whole tiles. */
+#define CF_NEON_MR 14
+/* 2 vectors of 4 floats / 2 doubles */
+#define CF_NEON_NR_F32 8
+#define CF_NEON_NR_F64 4
+#define CF_NEON_VW_F32 4
+#define CF_NEON_VW_F64 2
+
+/* ------------------------------------------------------------------------ */
 /* AVX-512 (32 zmm registers).                                              */
 
 /* The main tile: 14 rows x 2 vectors = 28 zmm accumulators, 2 B vectors and

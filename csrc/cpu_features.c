@@ -20,6 +20,9 @@ static int detect(void)
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return CF_SIMD_AVX2;
 #endif
+#if CF_HAVE_NEON
+    return CF_SIMD_NEON; /* part of the AArch64 baseline */
+#endif
     return CF_SIMD_SCALAR;
 }
 
@@ -30,8 +33,8 @@ static int env_cap(void)
         return CF_SIMD_AVX512;
     if (strcmp(s, "scalar") == 0)
         return CF_SIMD_SCALAR;
-    if (strcmp(s, "avx2") == 0)
-        return CF_SIMD_AVX2;
+    if (strcmp(s, "avx2") == 0 || strcmp(s, "neon") == 0)
+        return CF_SIMD_AVX2; /* == CF_SIMD_NEON */
     return CF_SIMD_AVX512;
 }
 
@@ -62,7 +65,7 @@ const char *cf_simd_name(int level)
 {
     switch (level) {
     case CF_SIMD_AVX512: return "avx512";
-    case CF_SIMD_AVX2: return "avx2";
+    case CF_SIMD_AVX2: return CF_HAVE_NEON ? "neon" : "avx2"; /* == CF_SIMD_NEON */
     default: return "scalar";
     }
 }

@@ -325,6 +325,10 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #undef CF_MASKED
 #endif
 
+#if CF_HAVE_NEON
+#include "pool2d_neon_impl.h"
+#endif
+
 /* ---- public entry points ---------------------------------------------------- */
 #define T float
 #define SFX f32

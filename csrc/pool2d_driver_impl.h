@@ -3,7 +3,7 @@
  *
  * Template header, included by pool2d.c once per type after the row
  * templates (pool2d_impl.h and, on x86-64, pool2d_simd_impl.h for avx512 and
- * avx2), with T and SFX defined.
+ * avx2; on AArch64 for neon, pool2d_neon_impl.h), with T and SFX defined.
  *
  * Work split (every output element and every dx element has one owner, so
  * results do not depend on the thread count):
@@ -38,6 +38,12 @@ static CF_FN(cf_pool_fwd_fn_) CF_FN(cf_pool_pick_fwd_)(const cf_pool2d_shape *s)
         row2 = CF_FN(cf_pool_fwd2_avx2_);
     }
 #endif
+#if CF_HAVE_NEON
+    if (cf_simd_level() >= CF_SIMD_NEON) {
+        row = CF_FN(cf_pool_fwd_neon_);
+        row2 = CF_FN(cf_pool_fwd2_neon_);
+    }
+#endif
     return cf_pool_is_2x2(s) ? row2 : row;
 }
 
@@ -55,6 +61,12 @@ static void CF_FN(cf_pool_pick_bwd_)(CF_FN(cf_pool_bwd_fn_) *row, CF_FN(cf_pool_
     } else if (level >= CF_SIMD_AVX2) {
         *row = CF_FN(cf_pool_bwd_avx2_);
         *row2 = CF_FN(cf_pool_bwd2_avx2_);
+    }
+#endif
+#if CF_HAVE_NEON
+    if (cf_simd_level() >= CF_SIMD_NEON) {
+        *row = CF_FN(cf_pool_bwd_neon_);
+        *row2 = CF_FN(cf_pool_bwd2_neon_);
     }
 #endif
 }

@@ -713,12 +713,20 @@ static const cf_ukernel_f64 uk_table_f64[] = {
 
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {
+#if CF_HAVE_NEON
+    if (level >= CF_SIMD_NEON)
+        return cf_ukernel_neon_f32();
+#endif
     const int top = UK_TABLE_TOP(uk_table_f32);
     return uk_table_f32[level < 0 ? 0 : level > top ? top : level];
 }
 
 cf_ukernel_f64 cf_ukernel_select_f64(int level)
 {
+#if CF_HAVE_NEON
+    if (level >= CF_SIMD_NEON)
+        return cf_ukernel_neon_f64();
+#endif
     const int top = UK_TABLE_TOP(uk_table_f64);
     return uk_table_f64[level < 0 ? 0 : level > top ? top : level];
 }

@@ -194,6 +194,11 @@ typedef struct {
 cf_ukernel_f32 cf_ukernel_select_f32(int simd_level);
 cf_ukernel_f64 cf_ukernel_select_f64(int simd_level);
 
+/* The NEON tables (ukernel_neon.c; defined on AArch64 only, where
+ * cf_ukernel_select_* returns them from level CF_SIMD_NEON). */
+cf_ukernel_f32 cf_ukernel_neon_f32(void);
+cf_ukernel_f64 cf_ukernel_neon_f64(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,7 +24,7 @@ import cnnfast
 from cnnfast import _kernels
 from cnnfast import reference as ref
 
-LEVELS = ("scalar", "avx2", "avx512")
+LEVELS = ("scalar", "avx2", "avx512", "neon")
 
 
 def test_openmp_enabled():
@@ -74,6 +74,9 @@ def _detected() -> str:
 def test_simd_level_detected_from_cpu():
     assert cnnfast.simd_level() in LEVELS
     assert _detected() in LEVELS
+    if platform.machine() in ("aarch64", "arm64"):
+        assert _detected() == "neon"  # Advanced SIMD is the AArch64 baseline
+        return
     flags = _cpu_flags()
     if platform.machine() not in ("x86_64", "AMD64") or not flags:
         pytest.skip("level detection is checked on x86-64 Linux only")

@@ -190,7 +190,7 @@ def test_fma_ceiling_counts_the_team():
     # level's register file holds without spilling (csrc/calibrate.c)
     from cnnfast import _kernels
 
-    lanes, chains = {"avx512": (16, 30), "avx2": (8, 14),
+    lanes, chains = {"avx512": (16, 30), "avx2": (8, 14), "neon": (4, 30),
                      "scalar": (1, 14)}[cnnfast.simd_level()]
     try:
         cnnfast.set_num_threads(1)
