@@ -9,7 +9,6 @@ MNIST CNN that learns.
 from __future__ import annotations
 
 import copy
-
 import os
 import subprocess
 import sys
