@@ -154,3 +154,30 @@ def test_importing_cnnfast_does_not_import_mpi4py():
             "assert 'mpi4py' not in sys.modules and 'cnnfast.distributed' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
                    cwd=Path(__file__).resolve().parent)
+
+
+@needs_mpi
+def test_cnnfast_train_distributed_on_two_ranks(tmp_path):
+    if os.environ.get("CNNFAST_DATA"):
+        data = ["--limit", "1000"]  # real MNIST, the first 1,000 images
+    else:
+        pytest.importorskip("sklearn", reason="no CNNFAST_DATA (MNIST), and --dataset "
+                                              "digits needs scikit-learn")
+        data = ["--dataset", "digits"]
+    cmd = [_mpiexec(), "-n", "2", sys.executable, "-m", "cnnfast", "train", "--distributed",
+           *data, "--epochs", "2", "--verbose", "2", "--save-weights", str(tmp_path / "w.npz")]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.count("MPI ranks: 2 | kernel threads: ") == 1  # rank 0 alone prints
+    assert out.count("Epoch 2/2") == 1 and "Test accuracy:" in out
+    assert (tmp_path / "w.npz").exists()
+
+
+def test_cnnfast_train_distributed_without_mpi4py_says_what_to_install(monkeypatch, capsys):
+    from cnnfast import cli
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py raises ImportError
+    assert cli.main(["train", "--distributed", "--epochs", "1"]) == 1  # before any data
+    err = capsys.readouterr().err
+    assert "--distributed" in err and "pip install 'cnnfast[mpi]'" in err
