@@ -5,6 +5,7 @@ data-parallel"; notes/distributed.md).
     mpiexec -n 2 python benchmarks/distributed.py allreduce       # N ranks
     mpiexec -n 2 python benchmarks/distributed.py fit             # N ranks, 1 thread each
     python benchmarks/distributed.py fit --local --threads 2      # the same, one process
+    python benchmarks/distributed.py model --compute 128=18,64=10,32=6,16=4,8=3
 
 ``compute``: the tutorial model's training step (forward, backward, Adam) at local
 batches 128, 64, 32, 16 and 8: what one machine computes per step when a global batch
@@ -18,6 +19,14 @@ it), and the ``Allgather`` alone; a barrier before each call, median over calls.
 ``fit``: ms per step of ``fit`` on the first ``--limit`` training images of MNIST
 (``$CNNFAST_DATA``), batch 128, the second epoch (the first warms up), distributed over
 the ranks of the job, or ``--local`` in one process.
+
+``model``: the epoch time (383 steps of a global batch of 128, the tutorial's 49,000
+images) on 2, 4, 8 and 16 machines, one rank each, at 10 and 25 Gbit/s, from the compute
+time per step at each local batch (``--compute``, ms, measured with ``compute``) and a
+model of the exchange of the 421,642 float32 gradients: cnnfast's ring ``Allgather``,
+``(N - 1) * (alpha + S / B)`` plus ``N + 1`` passes over the gradients here (pack, sum;
+timed on this machine), against a ring all-reduce, ``2 (N - 1) * (alpha + S / (N B))``;
+``alpha`` (``--latency-us``) per message. Nothing overlaps: step = compute + exchange.
 """
 
 from __future__ import annotations
@@ -58,12 +67,13 @@ def compute(args) -> None:
                 for _ in range(5):
                     model.train_on_batch(*data[b])
                 times[t, b].append((time.perf_counter() - t0) / 5)
-    print(f"SIMD {cnnfast.simd_level()}, median of {args.repeats} rounds of 5 steps, "
-          "thread counts interleaved; ms/step")
-    print("local batch " + "".join(f"{t:>8} thr" for t in counts))
+    print(f"SIMD {cnnfast.simd_level()}, {args.repeats} rounds of 5 steps, thread counts "
+          "interleaved; ms/step, median (minimum)")
+    print("local batch " + "".join(f"{f'{t} thr':>18}" for t in counts))
     for b in batches:
-        print(f"{b:>11} " + "".join(f"{1e3 * statistics.median(times[t, b]):12.2f}"
-                                    for t in counts))
+        print(f"{b:>11} " + "".join(
+            f"{1e3 * statistics.median(times[t, b]):10.2f} ({1e3 * min(times[t, b]):5.2f})"
+            for t in counts))
 
 
 def allreduce(args) -> None:
@@ -118,18 +128,57 @@ def fit(args) -> None:
               f"loss {hist.history['loss'][1]:.4f}")
 
 
+def model(args) -> None:
+    compute_ms = {int(k): float(v) for k, v in
+                  (item.split("=") for item in args.compute.split(","))}
+    n_grad = 421_642
+    s_bytes = 4 * n_grad
+    g = np.ones(n_grad, np.float32)
+    out = np.zeros_like(g)
+    t = []
+    for _ in range(200):  # one pass over the gradients: out += row
+        t0 = time.perf_counter()
+        out += g
+        t.append(time.perf_counter() - t0)
+    pass_ms = 1e3 * statistics.median(t)
+    alpha = args.latency_us * 1e-6
+    steps = -(-49_000 // 128)
+    print(f"S = {s_bytes / 1e6:.2f} MB of gradients, alpha = {args.latency_us:g} us per "
+          f"message, one pass over the gradients here {pass_ms:.3f} ms, {steps} steps "
+          "of 128 per epoch; 1 machine: "
+          f"{compute_ms[128]:.1f} ms/step, {steps * compute_ms[128] / 1e3:.1f} s/epoch")
+    print("machines  Gbit/s  local batch  compute ms  allgather ms  epoch s  speed-up"
+          "  | ring allreduce ms  epoch s  speed-up")
+    for gbit in (10, 25):
+        bw = gbit * 1e9 / 8
+        for n in (2, 4, 8, 16):
+            b = 128 // n
+            c = compute_ms[b]
+            ag = 1e3 * (n - 1) * (alpha + s_bytes / bw) + (n + 1) * pass_ms
+            ring = 1e3 * 2 * (n - 1) * (alpha + s_bytes / (n * bw))
+            e_ag, e_ring = steps * (c + ag) / 1e3, steps * (c + ring) / 1e3
+            base = steps * compute_ms[128] / 1e3
+            print(f"{n:>8}  {gbit:>6}  {b:>11}  {c:>10.2f}  {ag:>12.2f}  {e_ag:>7.2f}  "
+                  f"{base / e_ag:>7.2f}x  | {ring:>17.2f}  {e_ring:>7.2f}  "
+                  f"{base / e_ring:>7.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("compute", "allreduce", "fit"))
+    p.add_argument("what", choices=("compute", "allreduce", "fit", "model"))
     p.add_argument("--threads", type=lambda s: [int(t) for t in s.split(",")], default=None,
                    help="kernel threads (compute: a list, e.g. 1,2, timed interleaved)")
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--limit", type=int, default=12_800)
     p.add_argument("--local", action="store_true", help="fit: one process, not distributed")
+    p.add_argument("--compute", default="128=18,64=10,32=6,16=4,8=3",
+                   help="model: ms per step at local batches 128, 64, 32, 16, 8")
+    p.add_argument("--latency-us", type=float, default=30.0,
+                   help="model: latency per message, microseconds (TCP over Ethernet)")
     args = p.parse_args()
     if args.threads is not None:
         cnnfast.set_num_threads(args.threads[0])
-    {"compute": compute, "allreduce": allreduce, "fit": fit}[args.what](args)
+    {"compute": compute, "allreduce": allreduce, "fit": fit, "model": model}[args.what](args)
 
 
 if __name__ == "__main__":
