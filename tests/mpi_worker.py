@@ -4,9 +4,11 @@ one-process reference): a small CNN with dropout on synthetic data, 20 optimizer
     python mpi_worker.py MODE OUT_DIR
 
 MODE ``local``: one process, ``fit()``; ``mpi``: ``fit(distributed=True)``; ``raise``:
-like ``mpi``, but rank 1 raises in its 3rd step. Each rank writes OUT_DIR/rank<r>.npz:
-the final weights, a SHA-256 of its weights after every step, the history; and calls
-``save_weights(OUT_DIR/saved_by_<r>.npz)`` (only rank 0 should write).
+like ``mpi``, but rank 1 raises in its 3rd step; ``perturb``: like ``mpi``, but rank 1
+starts from other weights, optimizer state and random generator (``fit`` must replace
+them with rank 0's); ``mismatch``: rank 1 has one sample fewer. Each rank writes
+OUT_DIR/rank<r>.npz: the final weights, a SHA-256 of its weights after every step, the
+history; and calls ``save_weights(OUT_DIR/saved_by_<r>.npz)`` (only rank 0 should write).
 """
 
 from __future__ import annotations
@@ -44,6 +46,16 @@ def main(mode: str, out_dir: str) -> None:
         from mpi4py import MPI
 
         rank = MPI.COMM_WORLD.Get_rank()
+    if rank == 1 and mode == "perturb":
+        set_random_seed(99)
+        for w in model.weights:
+            w += 1.0
+        model.optimizer.build(model.trainable_weights)
+        for a in model.optimizer.state_arrays():
+            a.fill(3.0)
+        model.optimizer.iterations = 7
+    if rank == 1 and mode == "mismatch":
+        x, y = x[:-1], y[:-1]
     digests: list[str] = []
     apply = model.optimizer.apply
 

@@ -71,7 +71,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("mpi")
     done = {}
     for name, mode, ranks in (("local", "local", None), ("a", "mpi", 2), ("b", "mpi", 2),
-                              ("one", "mpi", 1)):
+                              ("one", "mpi", 1), ("perturbed", "perturb", 2)):
         proc = _run(mode, base / name, ranks)
         assert proc.returncode == 0, f"{name}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
         done[name] = (base / name, proc)
@@ -96,6 +96,20 @@ def test_two_rank_runs_are_bit_identical(runs):
     assert np.array_equal(a["digests"], b["digests"])
     for wa, wb in zip(_weights(a), _weights(b)):
         assert np.array_equal(wa, wb)
+
+
+@needs_mpi
+def test_fit_starts_every_rank_from_rank_0s_weights_state_and_generator(runs):
+    a, p = _load(runs["a"][0] / "rank1.npz"), _load(runs["perturbed"][0] / "rank1.npz")
+    assert np.array_equal(a["digests"], p["digests"])
+    assert np.array_equal(a["history"], p["history"])
+
+
+@needs_mpi
+def test_ranks_that_disagree_on_the_data_all_raise(tmp_path):
+    proc = _run("mismatch", tmp_path, 2, timeout=30)
+    assert proc.returncode != 0
+    assert "every rank must fit the same model on the same data" in proc.stderr
 
 
 @needs_mpi
