@@ -153,8 +153,10 @@ def broadcast_weights(model, comm=None, root: int = 0) -> None:
     # the same arrays everywhere, then filled with the root's.
     opt.build(model.trainable_weights)
     opt.iterations = int(comm.bcast(opt.iterations, root))
-    for a in opt.state_arrays():
-        _bcast_array(comm, a, root)
+    slots = opt.state()
+    for name in sorted(slots):
+        for a in slots[name]:
+            _bcast_array(comm, a, root)
 
 
 def _bcast_array(comm, a: np.ndarray, root: int) -> None:

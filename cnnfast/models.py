@@ -49,8 +49,8 @@ from . import saving as _saving
 from . import utils as _utils
 from ._layer_base import InputLayer, Layer, _auto_name
 from ._sigint import SigintDeferred
-from .callbacks import History
 from ._strategy import resolve_strategy
+from .callbacks import History
 from .progress import Progbar
 
 __all__ = ["Sequential", "History", "load_model", "save_model"]

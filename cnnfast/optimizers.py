@@ -116,11 +116,6 @@ class Optimizer:
         if [(p.shape, p.dtype) for p in params] != self._shapes:
             self._build(params)
 
-    def state_arrays(self) -> list[np.ndarray]:
-        """The state arrays (momenta, moments), in a fixed order; empty before ``build``
-        or the first ``apply``. Writing into them sets the state (``iterations`` aside)."""
-        return []
-
     def apply(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """One update step of ``params`` (in place) with ``grads``."""
         if len(params) != len(grads):
@@ -155,9 +150,6 @@ class SGD(Optimizer):
 
     def _build_state(self, params):
         self._velocity = [_zeros_aligned(p) for p in params] if self.momentum else []
-
-    def state_arrays(self):
-        return list(self._velocity)
 
     def _update(self, i, p, g, tmp):
         lr = self.learning_rate
@@ -198,9 +190,6 @@ class Adam(Optimizer):
     def _build_state(self, params):
         self._m = [_zeros_aligned(p) for p in params]
         self._v = [_zeros_aligned(p) for p in params]
-
-    def state_arrays(self):
-        return self._m + self._v
 
     def _update(self, i, p, g, tmp):
         t = self.iterations
@@ -245,9 +234,6 @@ class RMSprop(Optimizer):
 
     def _build_state(self, params):
         self._a = [_zeros_aligned(p) for p in params]
-
-    def state_arrays(self):
-        return list(self._a)
 
     def _update(self, i, p, g, tmp):
         a = self._a[i]

@@ -8,7 +8,9 @@ like ``mpi``, but rank 1 raises in its 3rd step; ``perturb``: like ``mpi``, but 
 starts from other weights, optimizer state and random generator (``fit`` must replace
 them with rank 0's); ``mismatch``: rank 1 has one sample fewer. Each rank writes
 OUT_DIR/rank<r>.npz: the final weights, a SHA-256 of its weights after every step, the
-history; and calls ``save_weights(OUT_DIR/saved_by_<r>.npz)`` (only rank 0 should write).
+history; and calls ``save_weights(OUT_DIR/saved_by_<r>.npz)``, and its callbacks write
+``log_<r>.csv`` and ``ckpt_<r>.npz`` (only rank 0 should write); a learning-rate schedule
+halves the rate in the second epoch (on every rank alike).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 
 import numpy as np
 
+from cnnfast.callbacks import CSVLogger, LearningRateScheduler, ModelCheckpoint
 from cnnfast.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from cnnfast.models import Sequential
 from cnnfast.utils import set_random_seed, to_categorical
@@ -51,8 +54,9 @@ def main(mode: str, out_dir: str) -> None:
         for w in model.weights:
             w += 1.0
         model.optimizer.build(model.trainable_weights)
-        for a in model.optimizer.state_arrays():
-            a.fill(3.0)
+        for slot in model.optimizer.state().values():
+            for a in slot:
+                a.fill(3.0)
         model.optimizer.iterations = 7
     if rank == 1 and mode == "mismatch":
         x, y = x[:-1], y[:-1]
@@ -69,7 +73,12 @@ def main(mode: str, out_dir: str) -> None:
         digests.append(h.hexdigest())
 
     model.optimizer.apply = apply_and_record
-    hist = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=2,
+    callbacks = [
+        CSVLogger(os.path.join(out_dir, f"log_{rank}.csv")),
+        ModelCheckpoint(os.path.join(out_dir, f"ckpt_{rank}.npz"), save_weights_only=True),
+        LearningRateScheduler(lambda epoch, lr: lr / 2 if epoch == 1 else lr),
+    ]
+    hist = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, verbose=2, callbacks=callbacks,
                      validation_data=(xv, yv), distributed=mode != "local")
     model.save_weights(os.path.join(out_dir, f"saved_by_{rank}.npz"))
     np.savez(os.path.join(out_dir, f"rank{rank}.npz"), *model.get_weights(),

@@ -128,10 +128,14 @@ def test_one_rank_is_bit_identical_to_plain_fit(runs):
 
 
 @needs_mpi
-def test_rank_0_alone_prints_and_writes_the_weights(runs):
+def test_rank_0_alone_prints_and_writes_the_weights_and_logs(runs):
     out, proc = runs["a"]
     assert proc.stdout.count("Epoch 1/2") == 1
-    assert (out / "saved_by_0.npz").exists() and not (out / "saved_by_1.npz").exists()
+    for name in ("saved_by", "ckpt", "log"):
+        suffix = ".csv" if name == "log" else ".npz"
+        assert (out / f"{name}_0{suffix}").exists(), name
+        assert not (out / f"{name}_1{suffix}").exists(), name
+    assert len((out / "log_0.csv").read_text().splitlines()) == 3  # header, 2 epochs
 
 
 @needs_mpi
