@@ -23,7 +23,8 @@ data. Then ``fit`` (through ``MPIStrategy``, the strategy protocol of
   the same N (a plain ``Allreduce`` promises no order);
 * reports the global loss and accuracy (and the validation metrics, the validation set
   split across the ranks the same way); rank 0 alone prints, and only rank 0 writes
-  ``model.save_weights`` (atomically, as always).
+  ``model.save_weights`` / ``model.save`` and the callbacks' files (atomically, as
+  always); the callbacks run on every rank with the same logs, so they decide alike.
 
 An uncaught exception on any rank prints that rank's traceback to stderr and aborts the
 whole job (``abort_on_exception``, installed by ``fit``), so no rank waits forever in a
