@@ -105,8 +105,8 @@ cdef extern from "dispatch.h" nogil:
                          void *c, int64_t ldc, int accumulate, const void *bias, int relu,
                          int nthreads)
     void cf_relu_mask_by_dtype(cf_dtype dt, int64_t n, void *dy, const void *y, int nthreads)
-    void cf_dropout_by_dtype(cf_dtype dt, int64_t n, uint64_t key, double rate, const void *x,
-                             void *y, void *mask, int nthreads)
+    void cf_dropout_by_dtype(cf_dtype dt, int64_t n, uint64_t key, int64_t offset,
+                             double rate, const void *x, void *y, void *mask, int nthreads)
     double cf_softmax_xent_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z,
                                     const void *y, const void *probs, void *grad)
     void cf_adam_by_dtype(cf_dtype dt, int64_t n, void *p, const void *g, void *m, void *v,
@@ -421,13 +421,16 @@ def relu_mask(cnp.ndarray dy, cnp.ndarray y):
         cf_call_end(&cs)
 
 
-def dropout(cnp.ndarray x, uint64_t key, double rate, cnp.ndarray y, cnp.ndarray mask):
+def dropout(cnp.ndarray x, uint64_t key, double rate, cnp.ndarray y, cnp.ndarray mask,
+            int64_t offset=0):
     """Inverted dropout forward in one OpenMP pass: mask = (u >= rate) / (1 - rate) in
-    x's dtype, y = x * mask, with u uniform in [0, 1) drawn per element from (key, index)
-    (SplitMix64): the same bits for any thread count."""
+    x's dtype, y = x * mask, with u uniform in [0, 1) drawn per element from
+    (key, offset + index) (SplitMix64): the same bits for any thread count."""
     dt = x.dtype
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout: rate must be in [0, 1), got {rate}")
+    if offset < 0:
+        raise ValueError(f"dropout: offset must be >= 0, got {offset}")
     for name, a in (("y", y), ("mask", mask)):
         if a.dtype != dt or (<object>a).shape != (<object>x).shape:
             raise ValueError(f"dropout: {name} must have x's dtype {dt} and shape "
@@ -446,7 +449,7 @@ def dropout(cnp.ndarray x, uint64_t key, double rate, cnp.ndarray y, cnp.ndarray
     cdef cf_call_state cs
     with nogil:
         cf_call_begin(&cs)
-        cf_dropout_by_dtype(edt, n, key, rate, xp, yp, mp, nt)
+        cf_dropout_by_dtype(edt, n, key, offset, rate, xp, yp, mp, nt)
         cf_call_end(&cs)
 
 

@@ -43,6 +43,13 @@ def __getattr__(name: str):
 
 def _print(msg: str) -> None:
     print(msg)
+
+
+def _writes_files(model) -> bool:
+    """False on the ranks other than 0 of a data-parallel fit (``cnnfast.distributed``):
+    rank 0 writes the job's logs (its ``save``/``save_weights`` gate themselves)."""
+    distribution = getattr(model, "distribution", None)
+    return distribution is None or distribution.is_chief
     sys.stdout.flush()
 
 
@@ -351,6 +358,8 @@ class CSVLogger(Callback):
         self._header = True
 
     def on_train_begin(self, logs=None):
+        if not _writes_files(self.model):
+            return
         if self.append and os.path.exists(self.filename):
             with open(self.filename, encoding="utf-8") as f:
                 self._header = not f.readline()
@@ -366,6 +375,8 @@ class CSVLogger(Callback):
         self.keys = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._file is None or self._file.closed:  # not rank 0 of a data-parallel fit
+            return
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)

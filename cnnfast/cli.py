@@ -9,7 +9,9 @@ test, OpenML's ``mnist_784`` order), 70/30 as scikit-learn's
 scikit-learn). It prints progress, the time of every epoch and the accuracy on the
 21,000 held-out images, and can save the weights and a PNG of the training curves.
 ``--dataset digits`` runs the same architecture on scikit-learn's bundled 8x8
-digits, offline (that one needs scikit-learn).
+digits, offline (that one needs scikit-learn). ``--distributed`` trains data-parallel
+over the MPI job it runs in (``mpiexec -n 2 cnnfast train --distributed``;
+``cnnfast.distributed``): rank 0 alone prints and writes files.
 
 The model and the split live in ``cnnfast.tutorial`` (``cnnfast bench`` times the same
 model); this module re-exports them. ``cnnfast bench`` is ``cnnfast.bench.main``,
@@ -19,6 +21,7 @@ imported only when that command runs; ``cnnfast info`` prints ``cnnfast.show_con
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -90,7 +93,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="batch size (default 128)")
     p.add_argument("--threads", type=thread_count, default=None,
                    help="threads of the cnnfast kernels, Dense layers included (default: "
-                        "all cores)")
+                        "all cores; with --distributed, per rank: a host's cores divided "
+                        "among its ranks)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the MPI job (mpiexec -n N cnnfast train "
+                        "--distributed; needs pip install 'cnnfast[mpi]')")
     p.add_argument("--data", default=None,
                    help="directory with the MNIST IDX files (default: $CNNFAST_DATA, "
                         "else ~/.cache/cnnfast/mnist, downloading when missing)")
@@ -147,13 +154,30 @@ def train_main(argv: Sequence[str]) -> int:
     import cnnfast
 
     previous_threads = cnnfast.get_num_threads()
-    if args.threads is not None:
-        cnnfast.set_num_threads(args.threads)
-    try:
-        return _train(args)
-    finally:
+    with contextlib.ExitStack() as stack:
+        if args.distributed:
+            from . import distributed
+
+            try:
+                strategy = distributed.MPIStrategy()  # imports mpi4py, starts MPI
+            except ImportError as e:  # mpi4py missing: say what to install
+                print(f"cnnfast train: --distributed: {e}", file=sys.stderr)
+                return 1
+            distributed.abort_on_exception(strategy.comm)  # a failing rank ends the job
+            if args.threads is None:
+                args.threads = distributed.threads_per_rank(strategy.comm)
+            strategy.threads = args.threads
+            args.distributed = strategy
+            if not args.distributed.is_chief:  # rank 0 prints for the job
+                devnull = stack.enter_context(open(os.devnull, "w"))
+                stack.enter_context(contextlib.redirect_stdout(devnull))
         if args.threads is not None:
-            cnnfast.set_num_threads(previous_threads)
+            cnnfast.set_num_threads(args.threads)
+        try:
+            return _train(args)
+        finally:
+            if args.threads is not None:
+                cnnfast.set_num_threads(previous_threads)
 
 
 def _train(args) -> int:
@@ -184,7 +208,9 @@ def _train(args) -> int:
     model = build_tutorial_model(x_train.shape[1:], num_classes)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
 
-    print(f"cnnfast {cnnfast.__version__} | kernel threads: {cnnfast.get_num_threads()} | "
+    ranks = f"MPI ranks: {args.distributed.size} | " if args.distributed else ""
+    print(f"cnnfast {cnnfast.__version__} | {ranks}kernel threads: "
+          f"{cnnfast.get_num_threads()}{' per rank' if ranks else ''} | "
           f"SIMD: {cnnfast.simd_level()} | seed: {args.seed}")
     print(f"{what}: {len(x_train):,} training / {len(x_test):,} test images "
           "(70/30 train_test_split, random_state=1)")
@@ -192,7 +218,8 @@ def _train(args) -> int:
         model.summary()
     t0 = time.perf_counter()
     hist = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-                     verbose=args.verbose, validation_data=(x_test, y_test))
+                     verbose=args.verbose, validation_data=(x_test, y_test),
+                     distributed=args.distributed)
     total = time.perf_counter() - t0
     h = hist.history
     print()
@@ -208,7 +235,7 @@ def _train(args) -> int:
         if args.save_weights:
             model.save_weights(args.save_weights)
             print(f"weights saved to {args.save_weights}")
-        if args.plot:
+        if args.plot and (not args.distributed or args.distributed.is_chief):
             written = _plot(hist, args.plot, what)
             print(f"training curves saved to {written}")
     except OSError as e:  # checked up front, but the disk can still fill or vanish

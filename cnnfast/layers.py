@@ -433,7 +433,13 @@ class Dropout(Layer):
     the rest by ``1 / (1 - rate)``; identity at inference. Each training call takes one
     64-bit key from the shared generator of ``cnnfast.utils`` (or the layer's own, given
     ``seed``); the mask is drawn from that key and each element's index in one C pass
-    (SplitMix64), so it is the same for any thread count."""
+    (SplitMix64), so it is the same for any thread count.
+
+    ``sample_offset`` is the index of the call's first sample in a larger batch (0 by
+    default): element ``j`` of the call draws the bits of element ``sample_offset *
+    sample_size + j`` of that batch, so data-parallel ranks that each hold a contiguous
+    slice of a global batch, with the same key, draw the one-process mask of the global
+    batch (``cnnfast.distributed``)."""
 
     def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -444,21 +450,32 @@ class Dropout(Layer):
             raise NotImplementedError("Dropout(noise_shape=...) is not supported")
         self.rate = rate
         self.seed = seed
+        self.sample_offset = 0
         self._rng = None if seed is None else np.random.default_rng(seed)
         self._mask: np.ndarray | None = None
 
+    def draws(self, training: bool) -> bool:
+        """Whether a forward call with this ``training`` flag takes a key."""
+        return bool(training) and self.rate != 0.0
+
+    def draw_key(self) -> int:
+        """The next key from this layer's generator, as a training forward takes it (a
+        data-parallel rank with no samples in a step calls it to stay in step)."""
+        rng = self._rng if self._rng is not None else _utils.get_rng()
+        return int(rng.integers(0, 2**64, dtype=np.uint64))
+
     def forward(self, x, training=False):
-        if not training or self.rate == 0.0:
+        if not self.draws(training):
             self._mask = None
             return x
-        rng = self._rng if self._rng is not None else _utils.get_rng()
-        key = int(rng.integers(0, 2**64, dtype=np.uint64))
+        key = self.draw_key()
         x = np.asarray(x)
         x = np.require(x, dtype=self.dtype, requirements=("C", "A"))
         mask = self._ws.get("mask", x.shape, self.dtype)
         y = self._ws.get("y", x.shape, self.dtype)
+        offset = int(self.sample_offset) * (x.size // x.shape[0] if x.shape[0] else 0)
         # mask = (u >= rate) / (1 - rate), y = x * mask
-        _training.dropout(x, key, self.rate, y, mask)
+        _training.dropout(x, key, self.rate, y, mask, offset)
         self._mask = mask
         return y
 

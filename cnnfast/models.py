@@ -49,6 +49,7 @@ from . import saving as _saving
 from . import utils as _utils
 from ._layer_base import InputLayer, Layer, _auto_name
 from ._sigint import SigintDeferred
+from ._strategy import resolve_strategy
 from .callbacks import History
 from .progress import Progbar
 
@@ -88,6 +89,9 @@ class Sequential:
     #: run a Conv2D followed by Max/MinPooling2D as one fused kernel pair
     #: (``cnnfast._plan``; same results bit for bit, less memory traffic).
     fuse_layers: bool = True
+    #: the strategy of the last ``fit(distributed=...)`` (``cnnfast.distributed``), or
+    #: None: with one, only its chief process writes ``save_weights``' file.
+    distribution = None
 
     def __init__(self, layers: Sequence[Layer] | None = None, name: str | None = None,
                  dtype="float32"):
@@ -221,9 +225,12 @@ class Sequential:
         The file is written at exactly ``filepath``: unlike ``numpy.savez`` given a
         name, no ``.npz`` suffix is added. The write is atomic (a temporary file in
         the same directory, renamed over ``filepath`` once complete), so an error or
-        a Ctrl-C in the middle leaves any previous file there intact.
+        a Ctrl-C in the middle leaves any previous file there intact. After a
+        ``fit(distributed=True)`` only rank 0 writes (the others return at once).
         """
         self._require_built()
+        if self.distribution is not None and not self.distribution.is_chief:
+            return  # data-parallel ranks hold the same weights: rank 0 writes them
         _weights_io.save_weights(self, filepath)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
@@ -244,7 +251,10 @@ class Sequential:
 
     def save(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
         """Write the whole model (layers, weights, optimizer and its state) to one zip
-        file, atomically (``cnnfast.saving``); read it back with ``load_model``."""
+        file, atomically (``cnnfast.saving``); read it back with ``load_model``. After a
+        ``fit(distributed=True)`` only rank 0 writes."""
+        if self.distribution is not None and not self.distribution.is_chief:
+            return
         if not overwrite and os.path.exists(filepath):
             raise FileExistsError(f"{os.fspath(filepath)} exists and overwrite=False")
         _saving.save(self, filepath)
@@ -377,15 +387,38 @@ class Sequential:
             return [float(loss), acc]
         return float(loss)
 
+    def _fit_step(self, x: np.ndarray, y: np.ndarray, sel, n_global: int, strategy):
+        """One optimizer step of a (global) batch of ``n_global`` samples, of which this
+        process computes ``sel``; returns the global batch's (loss sum, correct, judged)."""
+        params = self.trainable_weights
+        grads, sums = None, (0.0, 0, 0)
+        yb = y[sel]
+        if len(yb):
+            loss, out, grads = self._compute_gradients(self._batch(x, sel), yb)
+            sums = (float(loss) * len(yb),) + ((
+                _losses.count_correct(self.loss, yb, out),
+                _losses.accuracy_denominator(self.loss, out)) if self._want_accuracy else (0, 0))
+        else:  # a data-parallel rank with no samples in a short last batch
+            strategy.skip_batch(self)
+        grads, sums = strategy.reduce_gradients(grads, params, len(yb), n_global, sums)
+        with SigintDeferred():  # a step is applied whole or not at all
+            self.optimizer.apply(params, grads)
+        return sums
+
     # ---- fit / evaluate / predict -------------------------------------------------------
     @_with_blas_limit
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
             verbose: int | str = 1, callbacks=None, validation_split: float = 0.0,
-            validation_data=None, shuffle: bool = True, initial_epoch: int = 0) -> History:
+            validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
+            distributed=False) -> History:
         """Train for ``epochs`` epochs; returns a ``History``.
 
         ``callbacks``: ``cnnfast.callbacks`` objects, called at Keras's hook points
         (``CallbackList``); ``model.stop_training = True`` ends training after the step.
+
+        ``distributed=True``: data-parallel over the MPI job this process is part of
+        (``mpiexec -n N``; ``cnnfast.distributed``), every rank called with the same
+        arguments and data; or a strategy object (``cnnfast._strategy``).
 
         Ctrl-C (``KeyboardInterrupt``) stops training within the current batch and
         propagates, as in Keras. The model stays usable: its weights and optimizer
@@ -419,10 +452,12 @@ class Sequential:
         if n == 0:
             raise ValueError("fit needs at least one sample")
         steps = -(-n // bs)
+        strategy = resolve_strategy(distributed)
+        strategy.begin(self, n, bs)
+        verbose = verbose if strategy.is_chief else 0
         cbs = _callbacks.CallbackList(
             callbacks, self, {"verbose": verbose, "epochs": epochs, "steps": steps})
         hist = self.history = cbs.history
-        params = self.trainable_weights
         rng = _utils.get_rng()
         self.stop_training = False
         bar = None
@@ -442,20 +477,18 @@ class Sequential:
                 for step in range(steps):
                     cbs.on_train_batch_begin(step)
                     lo, hi = step * bs, min((step + 1) * bs, n)
-                    sel = order[lo:hi] if order is not None else slice(lo, hi)
-                    xb = self._batch(x, sel)
-                    yb = y[sel]
-                    loss, out, grads = self._compute_gradients(xb, yb)
-                    with SigintDeferred():  # a step is applied whole or not at all
-                        self.optimizer.apply(params, grads)
-                    loss_sum += float(loss) * (hi - lo)
+                    a, b = strategy.shard(lo, hi)
+                    sel = order[a:b] if order is not None else slice(a, b)
+                    step_loss, step_correct, step_judged = self._fit_step(
+                        x, y, sel, hi - lo, strategy)
+                    loss_sum += step_loss
                     seen += hi - lo
                     logs = {"loss": loss_sum / seen}
                     if self._want_accuracy:
-                        correct += _losses.count_correct(self.loss, yb, out)
-                        judged += _losses.accuracy_denominator(self.loss, out)
+                        correct += step_correct
+                        judged += step_judged
                         logs[self._accuracy_name] = correct / max(judged, 1)
-                    finite = finite and bool(np.isfinite(loss))
+                    finite = finite and bool(np.isfinite(step_loss))
                     if step + 1 < steps:
                         bar.update(step + 1, list(logs.items()))
                     cbs.on_train_batch_end(step, dict(logs))
@@ -464,10 +497,10 @@ class Sequential:
                 train_time = time.perf_counter() - t0
                 epoch_logs = dict(logs)
                 if xv is not None:
-                    val = self._evaluate_arrays(xv, yv, bs)
-                    epoch_logs["val_loss"] = val[0]
+                    val_loss, val_correct, val_judged = strategy.evaluate_sums(self, xv, yv, bs)
+                    epoch_logs["val_loss"] = val_loss / max(xv.shape[0], 1)
                     if self._want_accuracy:
-                        epoch_logs["val_" + self._accuracy_name] = val[1]
+                        epoch_logs["val_" + self._accuracy_name] = val_correct / max(val_judged, 1)
                 bar.update(steps, list(epoch_logs.items()), finalize=True)
                 hist.train_seconds.append(train_time)
                 hist.epoch_seconds.append(time.perf_counter() - t0)
@@ -487,6 +520,15 @@ class Sequential:
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, bs: int,
                          bar: Progbar | None = None) -> list[float]:
+        loss_sum, correct, judged = self._evaluate_sums(x, y, bs, bar)
+        res = [loss_sum / max(x.shape[0], 1)]
+        if self._want_accuracy:
+            res.append(correct / max(judged, 1))
+        return res
+
+    def _evaluate_sums(self, x: np.ndarray, y: np.ndarray, bs: int,
+                       bar: Progbar | None = None) -> tuple[float, int, int]:
+        """(loss * samples, correct, judged) summed over x in batches of ``bs``."""
         n = x.shape[0]
         loss_sum, correct, judged = 0.0, 0, 0
         steps = -(-n // bs)
@@ -504,10 +546,7 @@ class Sequential:
                 if self._want_accuracy:
                     logs.append((self._accuracy_name, correct / max(judged, 1)))
                 bar.update(step + 1, logs)
-        res = [loss_sum / max(n, 1)]
-        if self._want_accuracy:
-            res.append(correct / max(judged, 1))
-        return res
+        return loss_sum, correct, judged
 
     @_with_blas_limit
     def evaluate(self, x=None, y=None, batch_size: int | None = None,

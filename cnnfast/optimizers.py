@@ -110,6 +110,12 @@ class Optimizer:
     def _build_state(self, params: Sequence[np.ndarray]) -> None:
         pass
 
+    def build(self, params: Sequence[np.ndarray]) -> None:
+        """Allocate the state for ``params`` (zeros), as the first ``apply`` does; a
+        state already built for their shapes is kept."""
+        if [(p.shape, p.dtype) for p in params] != self._shapes:
+            self._build(params)
+
     def apply(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """One update step of ``params`` (in place) with ``grads``."""
         if len(params) != len(grads):

@@ -94,13 +94,14 @@ void cf_relu_mask_by_dtype(cf_dtype dt, int64_t n, void *dy, const void *y, int 
         cf_relu_mask_f64(n, dy, y, nthreads);
 }
 
-void cf_dropout_by_dtype(cf_dtype dt, int64_t n, uint64_t key, double rate, const void *x,
-                         void *y, void *mask, int nthreads)
+void cf_dropout_by_dtype(cf_dtype dt, int64_t n, uint64_t key, int64_t offset, double rate,
+                         const void *x, void *y, void *mask, int nthreads)
 {
     if (dt == CF_FLOAT32)
-        cf_dropout_f32(n, key, rate, (float)(1.0 / (1.0 - rate)), x, y, mask, nthreads);
+        cf_dropout_f32(n, key, offset, rate, (float)(1.0 / (1.0 - rate)), x, y, mask,
+                       nthreads);
     else
-        cf_dropout_f64(n, key, rate, 1.0 / (1.0 - rate), x, y, mask, nthreads);
+        cf_dropout_f64(n, key, offset, rate, 1.0 / (1.0 - rate), x, y, mask, nthreads);
 }
 
 double cf_softmax_xent_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z,

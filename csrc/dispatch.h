@@ -47,9 +47,9 @@ int cf_gemm_by_dtype(cf_dtype dt, int64_t m, int64_t n, int64_t k, const void *a
                      int64_t a_ks, const void *b, int64_t b_ks, int64_t b_js, void *c,
                      int64_t ldc, int accumulate, const void *bias, int relu, int nthreads);
 void cf_relu_mask_by_dtype(cf_dtype dt, int64_t n, void *dy, const void *y, int nthreads);
-/* scale = 1 / (1 - rate), in the element type */
-void cf_dropout_by_dtype(cf_dtype dt, int64_t n, uint64_t key, double rate, const void *x,
-                         void *y, void *mask, int nthreads);
+/* scale = 1 / (1 - rate), in the element type; offset: elementwise.h */
+void cf_dropout_by_dtype(cf_dtype dt, int64_t n, uint64_t key, int64_t offset, double rate,
+                         const void *x, void *y, void *mask, int nthreads);
 double cf_softmax_xent_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z,
                                 const void *y, const void *probs, void *grad);
 void cf_adam_by_dtype(cf_dtype dt, int64_t n, void *p, const void *g, void *m, void *v,

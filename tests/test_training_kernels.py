@@ -241,12 +241,42 @@ def test_dropout_kernel_draws_splitmix64_and_is_thread_and_simd_invariant(dtype,
         assert abs((mask == 0).mean() - rate) < 0.01
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_offset_draws_the_slice_of_the_whole_arrays_mask(dtype):
+    """A call on elements [lo, hi) with offset lo draws exactly those elements of the
+    one-call mask (a data-parallel rank's share of the global batch), at every SIMD
+    level and thread count, across the kernel's 16,384-element chunks."""
+    from cnnfast import _kernels
+
+    n, key, rate = 100_003, 0x0123456789ABCDEF, 0.4
+    x = np.random.default_rng(5).standard_normal(n).astype(dtype)
+    whole_y, whole = np.empty_like(x), np.empty_like(x)
+    _kernels.dropout(x, key, rate, whole_y, whole)
+    try:
+        for level in ("scalar", "avx2", "avx512"):
+            _kernels.set_simd_cap(level)
+            for threads in (1, 2):
+                cnnfast.set_num_threads(threads)
+                for lo, hi in ((0, 37), (20_001, 90_000), (16_384, n), (n - 5, n)):
+                    part = np.ascontiguousarray(x[lo:hi])
+                    y, mask = np.empty_like(part), np.empty_like(part)
+                    _kernels.dropout(part, key, rate, y, mask, lo)
+                    assert np.array_equal(mask, whole[lo:hi]), (level, threads, lo, hi)
+                    assert np.array_equal(y, whole_y[lo:hi])
+    finally:
+        _kernels.set_simd_cap("avx512")
+        cnnfast.set_num_threads(None)
+    assert not np.array_equal(whole[:1000], whole[1:1001])  # the offset matters
+
+
 def test_dropout_kernel_rejects_bad_arguments():
     from cnnfast import _kernels
 
     x = np.ones((4, 5), np.float32)
     with pytest.raises(ValueError, match="rate"):
         _kernels.dropout(x, 1, 1.0, np.empty_like(x), np.empty_like(x))
+    with pytest.raises(ValueError, match="offset"):
+        _kernels.dropout(x, 1, 0.5, np.empty_like(x), np.empty_like(x), -1)
     with pytest.raises(ValueError, match="mask must have"):
         _kernels.dropout(x, 1, 0.5, np.empty_like(x), np.empty((4, 6), np.float32))
     with pytest.raises(ValueError, match="y must have"):

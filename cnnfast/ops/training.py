@@ -30,11 +30,13 @@ def relu_mask(dy: np.ndarray, y: np.ndarray) -> None:
     _kernels.relu_mask(dy, y)
 
 
-def dropout(x: np.ndarray, key: int, rate: float, y: np.ndarray, mask: np.ndarray) -> None:
+def dropout(x: np.ndarray, key: int, rate: float, y: np.ndarray, mask: np.ndarray,
+            offset: int = 0) -> None:
     """Inverted dropout forward into ``y`` and ``mask`` (``mask = (u >= rate) / (1 - rate)``,
-    ``y = x * mask``), each element's ``u`` drawn from ``(key, index)``: the same bits
-    for any thread count."""
-    _kernels.dropout(x, key, rate, y, mask)
+    ``y = x * mask``), each element's ``u`` drawn from ``(key, offset + index)``: the same
+    bits for any thread count. With ``offset = lo`` a call on elements ``[lo, hi)`` of a
+    flattened array draws exactly that slice of the whole array's mask."""
+    _kernels.dropout(x, key, rate, y, mask, offset)
 
 
 def softmax_xent(logits: np.ndarray, y_true: np.ndarray, probs: np.ndarray | None,
