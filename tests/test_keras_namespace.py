@@ -52,14 +52,15 @@ def test_keras_names_cnnfast_lacks_are_refused_by_name(expr, name):
         eval(expr)
 
 
-def test_importing_cnnfast_does_not_import_the_keras_namespace():
+def test_importing_cnnfast_does_not_import_the_keras_namespace(tmp_path):
     code = ("import sys, cnnfast; "
             "print(sorted(m for m in sys.modules if m.startswith(('cnnfast.keras', "
             "'cnnfast.models', 'cnnfast.callbacks', 'cnnfast.saving', 'h5py'))))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(Path(cnnfast.__file__).parents[1])] + sys.path))
+    # from tmp_path: ``-c`` puts the working directory first on sys.path
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, check=True).stdout
+                         env=env, check=True, cwd=tmp_path).stdout
     assert out.strip() == "[]"
 
 

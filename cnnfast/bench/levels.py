@@ -91,7 +91,7 @@ def child_argv(args: argparse.Namespace, level: str, json_path: str) -> list[str
         if value is not None:
             argv += ["--" + opt, str(value)]
     if args.plot:
-        stem, ext = os.path.splitext(args.plot)
+        stem, ext = os.path.splitext(os.path.abspath(args.plot))
         argv += ["--plot", f"{stem}-{level}{ext}"]
     return argv
 
@@ -105,7 +105,10 @@ def _run_child(args: argparse.Namespace, level: str, tmp: str) -> dict:
     print(f"\n######## SIMD level {level}: child process with {env_text} ########\n",
           flush=True)
     cmd = [sys.executable, "-m", "cnnfast.bench", *child_argv(args, level, path)]
-    proc = subprocess.Popen(cmd, env=level_env(level, dict(os.environ)),
+    # run from tmp: ``python -m`` puts the working directory first on sys.path, where
+    # a source checkout's cnnfast/ (without its compiled extension) would shadow
+    # the one this process runs
+    proc = subprocess.Popen(cmd, env=level_env(level, dict(os.environ)), cwd=tmp,
                             stdout=subprocess.PIPE, text=True, bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
