@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -109,6 +110,8 @@ def threads_per_rank(comm=None) -> int:
 
 
 _hook_installed = False
+#: seconds between a raising rank's message and the abort (see abort_on_exception)
+_ABORT_GRACE_S = 1.0
 
 
 def abort_on_exception(comm=None) -> None:
@@ -133,6 +136,10 @@ def abort_on_exception(comm=None) -> None:
                              f"{kind.__name__}; aborting the job\n")
             previous(kind, value, tb)
             sys.stderr.flush()
+            # mpiexec forwards a rank's output through its proxies and drops what is
+            # still in flight when the job is aborted: give it a moment to pass on
+            # the message (and another raising rank the time to write its own)
+            time.sleep(_ABORT_GRACE_S)
         finally:
             comm.Abort(1)
 
