@@ -741,7 +741,7 @@ static void test_elementwise(cf_dtype dt)
     for (int t = 0; t < NTHREADS_MAX; t++) {
         y[t] = buf_new(dt, n), mask[t] = buf_new(dt, n);
         call_begin(&cs);
-        cf_dropout_by_dtype(dt, n, key, rate, x, y[t], mask[t], t + 1);
+        cf_dropout_by_dtype(dt, n, key, 0, rate, x, y[t], mask[t], t + 1);
         call_end(&cs);
         if (t) {
             check_bits("y", y[0], y[t], (size_t)n * es, t + 1);
