@@ -55,7 +55,8 @@ int CV_FN(cf_conv2d_pool_backward)(const cf_conv2d_shape *s, const cf_pool2d_sha
     const CV_UK uk = CV_SELECT(cf_simd_level());
     const CV_FN(dy_source) src = {NULL, p, mode, dyp, argmax, ymask};
     int64_t hp, wp, img, slack;
-    const int direct_dk = s->n >= CF_CONV_DW_DIRECT_MIN_N &&
+    /* Winograd takes dy whole: the unpooled route below */
+    const int direct_dk = !s->winograd && s->n >= CF_CONV_DW_DIRECT_MIN_N &&
                           CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack);
     const int direct_dx = dx == NULL || (s->sh == 1 && s->sw == 1);
     if (direct_dk && direct_dx) {
