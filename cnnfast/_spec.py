@@ -288,8 +288,8 @@ def winograd_geometry(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> b
     return (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
 
 
-def resolve_algorithm(algorithm: object, kh: int, kw: int, c: int, f: int,
-                      window: WindowSpec) -> str:
+def resolve_algorithm(algorithm: object, kernel: tuple[int, int], strides: tuple[int, int],
+                      dilation: tuple[int, int], c: int, f: int) -> str:
     """"direct" or "winograd" for ``algorithm`` ("auto", "direct" or "winograd").
 
     "auto" is a fixed rule on the geometry (never a timing, so a call always
@@ -297,12 +297,11 @@ def resolve_algorithm(algorithm: object, kh: int, kw: int, c: int, f: int,
     WINOGRAD_MIN_CHANNELS input channels and filters, the direct path else."""
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be 'auto', 'direct' or 'winograd', got {algorithm!r}")
-    fits = winograd_geometry(kh, kw, window.sh, window.sw, window.dh, window.dw)
+    fits = winograd_geometry(*kernel, *strides, *dilation)
     if algorithm == "winograd" and not fits:
         raise ValueError(
             f"algorithm='winograd' takes 3x3 kernels of stride 1 and dilation 1, got kernel "
-            f"({kh}, {kw}), strides ({window.sh}, {window.sw}), dilation_rate "
-            f"({window.dh}, {window.dw})")
+            f"{tuple(kernel)}, strides {tuple(strides)}, dilation_rate {tuple(dilation)}")
     if algorithm == "auto":
         fits = fits and min(c, f) >= WINOGRAD_MIN_CHANNELS
         return "winograd" if fits else "direct"
@@ -366,7 +365,8 @@ class ConvSpec(_Resolved):
     def __repr__(self) -> str:
         return (f"ConvSpec(x {self.x_nhwc}, kernel {self.kernel_hwcf}, out {self.out_nhwc}, "
                 f"strides ({self.sh}, {self.sw}), dilation ({self.dh}, {self.dw}), padding "
-                f"(({self.pt}, {self.pb}), ({self.pl}, {self.pr})), {self.fmt})")
+                f"(({self.pt}, {self.pb}), ({self.pl}, {self.pr})), {self.fmt}, "
+                f"{self.algorithm})")
 
 
 def _user_shape(nhwc: tuple, fmt: str) -> tuple:
@@ -416,7 +416,7 @@ def conv_spec(x_shape: tuple, kernel_shape: tuple, strides: object = 1,
     check_elems("output", (n, sp.oh, sp.ow, f))
     check_elems("kernel", (kh, kw, c, f))
     spec = ConvSpec(fmt, n, h, w, c, f, kh, kw, sp,
-                    resolve_algorithm(algorithm, kh, kw, c, f, sp))
+                    resolve_algorithm(algorithm, (kh, kw), (sp.sh, sp.sw), (sp.dh, sp.dw), c, f))
     # Each factor alone fits, but the kernels index a padded image of hp x wp
     # x channels: with huge dilations and paddings together that product
     # would wrap int64 (a heap overflow in C, not an error).
