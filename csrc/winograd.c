@@ -18,6 +18,19 @@
 #include "ukernel.h"
 #include "workspace.h"
 
+/* The lane loops of the tile transforms store to several planes of one
+ * buffer, `plane` elements apart: distinct for any plane >= the lanes, which
+ * the drivers guarantee, but not provably so to the compiler, which would
+ * otherwise keep them scalar (or version them on more alias checks than it
+ * allows). */
+#if defined(__clang__)
+#define WT_LANES _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define WT_LANES _Pragma("GCC ivdep")
+#else
+#define WT_LANES
+#endif
+
 #define WT_CAT2(a, b) a##_##b
 #define WT_CAT(a, b) WT_CAT2(a, b)
 

@@ -27,6 +27,7 @@
 static inline WT_TGT void WT_FN(wt_bt2)(const WT_T *restrict in, int64_t is, WT_T *restrict out,
                                         int64_t os, int64_t n)
 {
+    WT_LANES
     for (int64_t l = 0; l < n; l++) {
         const WT_T d0 = in[l], d1 = in[is + l], d2 = in[2 * is + l], d3 = in[3 * is + l];
         out[l] = d0 - d2;
@@ -40,6 +41,7 @@ static inline WT_TGT void WT_FN(wt_bt2)(const WT_T *restrict in, int64_t is, WT_
 static inline WT_TGT void WT_FN(wt_bt4)(const WT_T *restrict in, int64_t is, WT_T *restrict out,
                                         int64_t os, int64_t n)
 {
+    WT_LANES
     for (int64_t l = 0; l < n; l++) {
         const WT_T d0 = in[l], d1 = in[is + l], d2 = in[2 * is + l], d3 = in[3 * is + l];
         const WT_T d4 = in[4 * is + l], d5 = in[5 * is + l];
@@ -58,6 +60,7 @@ static inline WT_TGT void WT_FN(wt_bt4)(const WT_T *restrict in, int64_t is, WT_
 static inline WT_TGT void WT_FN(wt_at2)(const WT_T *restrict in, int64_t is, WT_T *restrict out,
                                         int64_t os, int64_t n)
 {
+    WT_LANES
     for (int64_t l = 0; l < n; l++) {
         const WT_T m0 = in[l], m1 = in[is + l], m2 = in[2 * is + l], m3 = in[3 * is + l];
         out[l] = m0 + m1 + m2;
@@ -69,6 +72,7 @@ static inline WT_TGT void WT_FN(wt_at2)(const WT_T *restrict in, int64_t is, WT_
 static inline WT_TGT void WT_FN(wt_at4)(const WT_T *restrict in, int64_t is, WT_T *restrict out,
                                         int64_t os, int64_t n)
 {
+    WT_LANES
     for (int64_t l = 0; l < n; l++) {
         const WT_T m0 = in[l], m1 = in[is + l], m2 = in[2 * is + l], m3 = in[3 * is + l];
         const WT_T m4 = in[4 * is + l], m5 = in[5 * is + l];
@@ -84,6 +88,7 @@ static inline WT_TGT void WT_FN(wt_at4)(const WT_T *restrict in, int64_t is, WT_
 static inline WT_TGT void WT_FN(wt_a2)(const WT_T *restrict in, int64_t is, WT_T *restrict out,
                                        int64_t os, int64_t n)
 {
+    WT_LANES
     for (int64_t l = 0; l < n; l++) {
         const WT_T i0 = in[l], i1 = in[is + l];
         out[l] = i0;
@@ -97,6 +102,7 @@ static inline WT_TGT void WT_FN(wt_a2)(const WT_T *restrict in, int64_t is, WT_T
 static inline WT_TGT void WT_FN(wt_a4)(const WT_T *restrict in, int64_t is, WT_T *restrict out,
                                        int64_t os, int64_t n)
 {
+    WT_LANES
     for (int64_t l = 0; l < n; l++) {
         const WT_T i0 = in[l], i1 = in[is + l], i2 = in[2 * is + l], i3 = in[3 * is + l];
         const WT_T ev = i0 + i2, od = i1 + i3, ev4 = i0 + 4 * i2, od2 = 2 * i1 + 8 * i3;
@@ -109,6 +115,90 @@ static inline WT_TGT void WT_FN(wt_a4)(const WT_T *restrict in, int64_t is, WT_T
     }
 }
 
+/* F(2x2, 3x3) tiles in one pass per lane, the whole 4 x 4 tile in registers
+ * (the two 1-D passes below, fused: no temporary round trip), the same sums
+ * in the same order as wt_bt2 / wt_at2 / wt_a2 twice. */
+static inline WT_TGT void WT_FN(wt_input2)(const WT_T *restrict d, int64_t rs, int64_t cs,
+                                           WT_T *restrict out, int64_t plane, int64_t n)
+{
+    const WT_T *restrict r0 = d, *restrict r1 = d + rs, *restrict r2 = d + 2 * rs;
+    const WT_T *restrict r3 = d + 3 * rs;
+    WT_LANES
+    for (int64_t l = 0; l < n; l++) {
+        WT_T t[4][4];
+        for (int j = 0; j < 4; j++) {
+            const WT_T d0 = r0[j * cs + l], d1 = r1[j * cs + l], d2 = r2[j * cs + l];
+            const WT_T d3 = r3[j * cs + l];
+            t[0][j] = d0 - d2;
+            t[1][j] = d1 + d2;
+            t[2][j] = d2 - d1;
+            t[3][j] = d1 - d3;
+        }
+        for (int k = 0; k < 4; k++) {
+            WT_T *restrict o = out + 4 * k * plane + l;
+            o[0] = t[k][0] - t[k][2];
+            o[plane] = t[k][1] + t[k][2];
+            o[2 * plane] = t[k][2] - t[k][1];
+            o[3 * plane] = t[k][1] - t[k][3];
+        }
+    }
+}
+
+/* y00 .. y11: the tile's four output pixels (spare ones point at scratch). */
+static inline WT_TGT void WT_FN(wt_output2)(const WT_T *restrict mt, int64_t plane, int64_t n,
+                                            const WT_T *restrict bias, int has_bias, int relu,
+                                            WT_T *restrict y00, WT_T *restrict y01,
+                                            WT_T *restrict y10, WT_T *restrict y11)
+{
+    WT_LANES
+    for (int64_t l = 0; l < n; l++) {
+        WT_T t[4][2];
+        for (int k = 0; k < 4; k++) {
+            const WT_T *restrict r = mt + 4 * k * plane + l;
+            const WT_T m0 = r[0], m1 = r[plane], m2 = r[2 * plane], m3 = r[3 * plane];
+            t[k][0] = m0 + m1 + m2;
+            t[k][1] = m1 - m2 - m3;
+        }
+        WT_T v00 = t[0][0] + t[1][0] + t[2][0], v01 = t[0][1] + t[1][1] + t[2][1];
+        WT_T v10 = t[1][0] - t[2][0] - t[3][0], v11 = t[1][1] - t[2][1] - t[3][1];
+        if (has_bias) {
+            v00 += bias[l];
+            v01 += bias[l];
+            v10 += bias[l];
+            v11 += bias[l];
+        }
+        if (relu) {
+            v00 = v00 > 0 ? v00 : (WT_T)0;
+            v01 = v01 > 0 ? v01 : (WT_T)0;
+            v10 = v10 > 0 ? v10 : (WT_T)0;
+            v11 = v11 > 0 ? v11 : (WT_T)0;
+        }
+        y00[l] = v00;
+        y01[l] = v01;
+        y10[l] = v10;
+        y11[l] = v11;
+    }
+}
+
+static inline WT_TGT void WT_FN(wt_dy2)(const WT_T *restrict dy, int64_t rs, int64_t cs,
+                                        WT_T *restrict out, int64_t plane, int64_t n)
+{
+    WT_LANES
+    for (int64_t l = 0; l < n; l++) {
+        const WT_T d00 = dy[l], d01 = dy[cs + l], d10 = dy[rs + l], d11 = dy[rs + cs + l];
+        /* columns: t[a][j] = (A dY)[a][j] */
+        const WT_T t[4][2] = {{d00, d01}, {d00 + d10, d01 + d11}, {d00 - d10, d01 - d11},
+                              {-d10, -d11}};
+        for (int a = 0; a < 4; a++) {
+            WT_T *restrict o = out + 4 * a * plane + l;
+            o[0] = t[a][0];
+            o[plane] = t[a][0] + t[a][1];
+            o[2 * plane] = t[a][0] - t[a][1];
+            o[3 * plane] = -t[a][1];
+        }
+    }
+}
+
 /* One input tile: out[(k * alpha + l) * plane + lane] = (B^T d B)[k][l], d[i][j]
  * at d + i * rs + j * cs (n lanes each). tmp: alpha * alpha * n values. */
 static WT_TGT void WT_FN(wt_input_tile)(int m, const WT_T *d, int64_t rs, int64_t cs,
@@ -116,6 +206,10 @@ static WT_TGT void WT_FN(wt_input_tile)(int m, const WT_T *d, int64_t rs, int64_
                                         WT_T *restrict tmp)
 {
     const int al = m + 2;
+    if (m == 2) {
+        WT_FN(wt_input2)(d, rs, cs, out, plane, n);
+        return;
+    }
     for (int j = 0; j < al; j++) /* columns: tmp[k][j] = sum_i B^T[k][i] d[i][j] */
         if (m == 2)
             WT_FN(wt_bt2)(d + j * cs, rs, tmp + j * n, al * n, n);
@@ -137,6 +231,20 @@ static WT_TGT void WT_FN(wt_output_tile)(int m, const WT_T *restrict mt, int64_t
                                          WT_T *restrict tmp)
 {
     const int al = m + 2;
+    if (m == 2) {
+        /* pixels outside the output go to scratch */
+        WT_T *p00 = y, *p01 = cols > 1 ? y + cs : tmp, *p10 = rows > 1 ? y + rs : tmp;
+        WT_T *p11 = rows > 1 && cols > 1 ? y + rs + cs : tmp;
+        if (bias != NULL && relu)
+            WT_FN(wt_output2)(mt, plane, n, bias, 1, 1, p00, p01, p10, p11);
+        else if (bias != NULL)
+            WT_FN(wt_output2)(mt, plane, n, bias, 1, 0, p00, p01, p10, p11);
+        else if (relu)
+            WT_FN(wt_output2)(mt, plane, n, bias, 0, 1, p00, p01, p10, p11);
+        else
+            WT_FN(wt_output2)(mt, plane, n, bias, 0, 0, p00, p01, p10, p11);
+        return;
+    }
     WT_T *restrict t2 = tmp + al * m * n;
     for (int k = 0; k < al; k++) /* rows: tmp[k][j] = sum_l Mt[k][l] A^T[j][l] */
         if (m == 2)
@@ -153,7 +261,8 @@ static WT_TGT void WT_FN(wt_output_tile)(int m, const WT_T *restrict mt, int64_t
             const WT_T *restrict v = t2 + (i * m + j) * n;
             WT_T *restrict o = y + i * rs + j * cs;
             if (bias != NULL && relu) {
-                for (int64_t l = 0; l < n; l++) {
+                WT_LANES
+    for (int64_t l = 0; l < n; l++) {
                     const WT_T r = v[l] + bias[l];
                     o[l] = r > 0 ? r : (WT_T)0;
                 }
@@ -177,6 +286,10 @@ static WT_TGT void WT_FN(wt_dy_tile)(int m, const WT_T *dy, int64_t rs, int64_t 
                                      WT_T *restrict tmp)
 {
     const int al = m + 2;
+    if (m == 2) {
+        WT_FN(wt_dy2)(dy, rs, cs, out, plane, n);
+        return;
+    }
     for (int j = 0; j < m; j++) /* columns: tmp[k][j] = sum_i A[k][i] dY[i][j] */
         if (m == 2)
             WT_FN(wt_a2)(dy + j * cs, rs, tmp + j * n, m * n, n);
