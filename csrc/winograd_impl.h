@@ -273,10 +273,10 @@ int WG_FN(cf_winograd_backward_input)(const cf_conv2d_shape *s, const WG_T *dy,
 }
 
 /* The dy tiles of item `it` into w (alpha^2 planes of prow rows x F, rows
- * past the item's tiles not written), and their pixels' sum into db. */
-static void WG_FN(wg_dy_item)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp,
-                              const WG_TF *tf, const WG_T *dy, int64_t it, WG_T *w, WG_T *db,
-                              WG_T *patch, WG_T *tmp)
+ * past the item's tiles not written). Returns the item's tile count. */
+static int64_t WG_FN(wg_dy_item)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp,
+                                 const WG_TF *tf, const WG_T *dy, int64_t it, WG_T *w,
+                                 WG_T *patch, WG_T *tmp)
 {
     const int m = sp->m;
     const int64_t F = s->f, OH = s->oh, OW = s->ow, plane = sp->prow * F;
@@ -289,26 +289,24 @@ static void WG_FN(wg_dy_item)(const cf_conv2d_shape *s, const WG_FN(wg_split) *s
         const int inside = oy + m <= OH && ox + m <= OW;
         for (int64_t f0 = 0; f0 < F; f0 += CF_WINO_LANES) {
             const int64_t nf = F - f0 < CF_WINO_LANES ? F - f0 : CF_WINO_LANES;
+            WG_T *out = w + t * F + f0;
+            if (inside) {
+                tf->dy(m, dyn + (oy * OW + ox) * F + f0, OW * F, F, out, plane, nf, tmp);
+                continue;
+            }
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < m; j++) {
                     const int64_t iy = oy + i, ix = ox + j;
                     WG_T *d = patch + (i * m + j) * nf;
-                    if (iy < OH && ix < OW) {
-                        const WG_T *src = dyn + (iy * OW + ix) * F + f0;
-                        tf->add_row(db + f0, src, nf);
-                        if (!inside)
-                            memcpy(d, src, (size_t)nf * sizeof(WG_T));
-                    } else {
+                    if (iy < OH && ix < OW)
+                        memcpy(d, dyn + (iy * OW + ix) * F + f0, (size_t)nf * sizeof(WG_T));
+                    else
                         memset(d, 0, (size_t)nf * sizeof(WG_T));
-                    }
                 }
-            WG_T *out = w + t * F + f0;
-            if (inside)
-                tf->dy(m, dyn + (oy * OW + ox) * F + f0, OW * F, F, out, plane, nf, tmp);
-            else
-                tf->dy(m, patch, m * nf, nf, out, plane, nf, tmp);
+            tf->dy(m, patch, m * nf, nf, out, plane, nf, tmp);
         }
     }
+    return ntile;
 }
 
 int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s, const WG_T *x,
@@ -328,6 +326,12 @@ int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s, const WG_T *x,
     WG_FN(wg_split) sp;
     WG_FN(wg_make_split)(s, MR, &sp);
     const int64_t al2 = (int64_t)sp.al * sp.al, UF = al2 * C * F, PE = UF + F;
+    /* The partials' rows are the channels (C x F) or, when that fills the
+     * micro-kernel's MR x NR tiles better, the filters (F x C, tr). */
+    const int64_t tiles_cf = ((C + MR - 1) / MR) * ((F + NR - 1) / NR);
+    const int64_t tiles_fc = ((F + MR - 1) / MR) * ((C + NR - 1) / NR);
+    const int tr = tiles_fc < tiles_cf;
+    const int64_t RD = tr ? F : C, QD = tr ? C : F;
     /* fixed chunks of items (never the thread count), each summed into its
      * own partial: the partials are then added in chunk order */
     int64_t nch = sp.items < CF_CONV_DW_MAX_CHUNKS ? sp.items : CF_CONV_DW_MAX_CHUNKS;
@@ -346,9 +350,14 @@ int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s, const WG_T *x,
 #endif
     {
         CF_REGION_FP_ENTER();
+        /* MR values of slack: the micro-kernel reads MR rows from the last */
         WG_T *v = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_INPUT, (size_t)(al2 * sp.prow * C + MR) * sizeof(WG_T), &failed);
-        WG_T *w = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_PRODUCTS, (size_t)(al2 * sp.prow * F) * sizeof(WG_T), &failed);
+        WG_T *w = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_PRODUCTS, (size_t)(al2 * sp.prow * F + MR) * sizeof(WG_T), &failed);
         WG_T scratch[WG_TILE_SCRATCH];
+        if (v != NULL && w != NULL) {
+            memset(v + al2 * sp.prow * C, 0, (size_t)MR * sizeof(WG_T));
+            memset(w + al2 * sp.prow * F, 0, (size_t)MR * sizeof(WG_T));
+        }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -361,18 +370,22 @@ int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s, const WG_T *x,
             for (int64_t it = ch * chunk; it < i1; it++) {
                 const int64_t ntile = WG_FN(wg_input_item)(s, &sp, &tf, x, it, v, scratch,
                                                            scratch + 36 * CF_WINO_LANES);
-                WG_FN(wg_dy_item)(s, &sp, &tf, dy, it, w, db, scratch,
-                                  scratch + 36 * CF_WINO_LANES);
-                /* pk[e] (C x F) (+)= v[e]^T w[e]: A(c, t) = v[e][t * C + c] */
+                WG_FN(wg_dy_item)(s, &sp, &tf, dy, it, w, scratch, scratch + 36 * CF_WINO_LANES);
+                /* the bias gradient: the sum of each dy tile is its transform's
+                 * entry (1, 1) (A's row 1 is all ones) */
+                uk.colsum(ntile, F, w + (sp.al + 1) * sp.prow * F, F, db);
+                /* pk[e] (R x Q) (+)= a[e]^T b[e], rows A(r, t) = a[e][t * R + r]:
+                 * (C x F) from v^T w, or (F x C) from w^T v */
                 for (int64_t e = 0; e < al2; e++) {
-                    const WG_T *ve = v + e * sp.prow * C, *we = w + e * sp.prow * F;
+                    const WG_T *ae = (tr ? w : v) + e * sp.prow * RD;
+                    const WG_T *be = (tr ? v : w) + e * sp.prow * QD;
                     WG_T *pe = pk + e * C * F;
-                    for (int64_t c0 = 0; c0 < C; c0 += MR) {
-                        const int64_t mr = C - c0 < MR ? C - c0 : MR;
-                        for (int64_t f0 = 0; f0 < F; f0 += NR) {
-                            const int64_t nr = F - f0 < NR ? F - f0 : NR;
-                            uk.fn(ntile, ve + c0, C, we + f0, F, pe + c0 * F + f0, F, (int)mr,
-                                  (int)nr, it > ch * chunk, NULL, 0);
+                    for (int64_t r0 = 0; r0 < RD; r0 += MR) {
+                        const int64_t mr = RD - r0 < MR ? RD - r0 : MR;
+                        for (int64_t q0 = 0; q0 < QD; q0 += NR) {
+                            const int64_t nr = QD - q0 < NR ? QD - q0 : NR;
+                            uk.fn(ntile, ae + r0, RD, be + q0, QD, pe + r0 * QD + q0, QD,
+                                  (int)mr, (int)nr, it > ch * chunk, NULL, 0);
                         }
                     }
                 }
@@ -401,9 +414,11 @@ int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s, const WG_T *x,
                     for (int a = 0; a < al; a++)
                         for (int j = 0; j < 3; j++) {
                             double acc = 0;
-                            for (int b = 0; b < al; b++)
-                                acc += (double)part[((int64_t)(a * al + b) * C + c) * F + f] *
+                            for (int b = 0; b < al; b++) {
+                                const int64_t e = a * al + b;
+                                acc += (double)part[tr ? (e * F + f) * C + c : (e * C + c) * F + f] *
                                        WG_FN(wg_gval)(sp.m, b, j);
+                            }
                             t[a][j] = acc;
                         }
                     for (int i = 0; i < 3; i++)
