@@ -350,15 +350,12 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
     if (s->n == 0)
         return 0;
     if (s->winograd) {
-        /* Winograd writes whole output tiles: a pooled output takes the
-         * convolution output whole, then the pooling (the same bits as the
-         * two calls); a pooled-gradient source is unpooled whole first */
+        /* a pooled-gradient source is unpooled whole first */
         if (src != NULL)
             return CV_FN(forward_unpooled)(s, src, kernel, nthreads, y);
         if (po != NULL)
-            return CV_FN(conv_pool_forward_unfused)(s, po->p, po->mode, x, kernel, bias,
-                                                    relu, y, po->argmax, po->mark_dead,
-                                                    nthreads);
+            return CV_FN(cf_winograd_pool_forward)(s, po->p, po->mode, x, kernel, bias, relu, y,
+                                                   po->argmax, po->mark_dead, nthreads);
         return CV_FN(cf_winograd_forward)(s, x, kernel, bias, relu, y, nthreads);
     }
     int64_t hp, wp, img, slack;

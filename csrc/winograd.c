@@ -13,6 +13,7 @@
 
 #include "blocking.h"
 #include "cpu_features.h"
+#include "pool2d.h"
 #include "runtime.h"
 #include "threads.h"
 #include "ukernel.h"
@@ -139,7 +140,9 @@ static wg_tf_f64 wg_transforms_f64(int level)
 #define WG_UK cf_ukernel_f32
 #define WG_SELECT cf_ukernel_select_f32
 #define WG_TF wg_tf_f32
+#define WG_POOL_BAND_FWD cf_pool2d_band_forward_f32
 #include "winograd_impl.h"
+#undef WG_POOL_BAND_FWD
 #undef WG_T
 #undef WG_SFX
 #undef WG_UK
@@ -151,7 +154,9 @@ static wg_tf_f64 wg_transforms_f64(int level)
 #define WG_UK cf_ukernel_f64
 #define WG_SELECT cf_ukernel_select_f64
 #define WG_TF wg_tf_f64
+#define WG_POOL_BAND_FWD cf_pool2d_band_forward_f64
 #include "winograd_impl.h"
+#undef WG_POOL_BAND_FWD
 #undef WG_T
 #undef WG_SFX
 #undef WG_UK

@@ -38,6 +38,18 @@ int cf_winograd_forward_f32(const cf_conv2d_shape *s, const float *x, const floa
                             const float *bias, int relu, float *y, int nthreads);
 int cf_winograd_forward_f64(const cf_conv2d_shape *s, const double *x, const double *kernel,
                             const double *bias, int relu, double *y, int nthreads);
+/* Convolution then max/min pooling, as cf_conv2d_pool_forward_* (conv2d.h):
+ * the output transform writes each work item's rows to per-thread scratch,
+ * pooled from there at once; the same bits as cf_winograd_forward then
+ * cf_pool2d_forward. */
+int cf_winograd_pool_forward_f32(const cf_conv2d_shape *s, const cf_pool2d_shape *p, int mode,
+                                 const float *x, const float *kernel, const float *bias,
+                                 int relu, float *y, int32_t *argmax, int mark_dead,
+                                 int nthreads);
+int cf_winograd_pool_forward_f64(const cf_conv2d_shape *s, const cf_pool2d_shape *p, int mode,
+                                 const double *x, const double *kernel, const double *bias,
+                                 int relu, double *y, int32_t *argmax, int mark_dead,
+                                 int nthreads);
 int cf_winograd_backward_input_f32(const cf_conv2d_shape *s, const float *dy,
                                    const float *kernel, float *dx, int nthreads);
 int cf_winograd_backward_input_f64(const cf_conv2d_shape *s, const double *dy,

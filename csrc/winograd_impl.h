@@ -34,13 +34,17 @@ typedef struct {
     int64_t th, tw, R, bands, items, ptiles, prow;
 } WG_FN(wg_split);
 
-static void WG_FN(wg_make_split)(const cf_conv2d_shape *s, int64_t MR, WG_FN(wg_split) *sp)
+/* rmul: R is a multiple of it (or all the tile rows), so that an item's
+ * first output row is a multiple of a pooling stride. */
+static void WG_FN(wg_make_split)(const cf_conv2d_shape *s, int64_t MR, int64_t rmul,
+                                 WG_FN(wg_split) *sp)
 {
     sp->m = (int)s->winograd;
     sp->al = sp->m + 2;
     sp->th = (s->oh + sp->m - 1) / sp->m;
     sp->tw = (s->ow + sp->m - 1) / sp->m;
     int64_t R = (CF_WINO_BLOCK_TILES + sp->tw - 1) / sp->tw;
+    R = (R + rmul - 1) / rmul * rmul;
     sp->R = R < 1 ? 1 : R > sp->th ? sp->th : R;
     sp->bands = (sp->th + sp->R - 1) / sp->R;
     sp->items = s->n * sp->bands;
@@ -127,15 +131,16 @@ static void WG_FN(wg_products)(const WG_UK *uk, const WG_FN(wg_split) *sp, int64
     }
 }
 
-/* The output tiles of item `it` from its products mt, + bias, ReLU, into y. */
+/* The output tiles of item `it` from its products mt, + bias, ReLU, into
+ * dst: the output rows from row0 on of the item's image (OW x F each). */
 static void WG_FN(wg_output_item)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp,
                                   const WG_TF *tf, int64_t it, int64_t ntile, const WG_T *mt,
-                                  const WG_T *bias, int relu, WG_T *y, WG_T *tmp)
+                                  const WG_T *bias, int relu, WG_T *dst, int64_t row0,
+                                  WG_T *tmp)
 {
     const int m = sp->m;
     const int64_t F = s->f, OH = s->oh, OW = s->ow, plane = sp->prow * F;
-    const int64_t n = it / sp->bands, ty0 = (it % sp->bands) * sp->R;
-    WG_T *yn = y + n * OH * OW * F;
+    const int64_t ty0 = (it % sp->bands) * sp->R;
     for (int64_t t = 0; t < ntile; t++) {
         const int64_t oy = (ty0 + t / sp->tw) * m, ox = (t % sp->tw) * m;
         const int rows = OH - oy < m ? (int)(OH - oy) : m;
@@ -143,7 +148,7 @@ static void WG_FN(wg_output_item)(const cf_conv2d_shape *s, const WG_FN(wg_split
         for (int64_t f0 = 0; f0 < F; f0 += CF_WINO_LANES) {
             const int64_t nf = F - f0 < CF_WINO_LANES ? F - f0 : CF_WINO_LANES;
             tf->output(m, mt + t * F + f0, plane, nf, bias ? bias + f0 : NULL, relu,
-                       yn + (oy * OW + ox) * F + f0, OW * F, F, rows, cols, tmp);
+                       dst + ((oy - row0) * OW + ox) * F + f0, OW * F, F, rows, cols, tmp);
         }
     }
 }
@@ -186,21 +191,61 @@ static int WG_FN(wg_kernel_finite)(const cf_conv2d_shape *s, const WG_T *kernel)
  * passes' temporaries (6 x 6 x lanes each). */
 #define WG_TILE_SCRATCH (2 * 36 * CF_WINO_LANES)
 
-int WG_FN(cf_winograd_forward)(const cf_conv2d_shape *s, const WG_T *x, const WG_T *kernel,
-                               const WG_T *bias, int relu, WG_T *y, int nthreads)
+/* Pooling of the forward's output (the fused convolution + pooling of
+ * conv2d.h): each item's output rows go to per-thread scratch, and the
+ * pooled rows whose windows they hold are pooled from there at once. */
+typedef struct {
+    const cf_pool2d_shape *p; /* unpadded windows that do not overlap */
+    int mode, mark_dead;
+    int32_t *argmax; /* or NULL */
+} WG_FN(wg_pool);
+
+/* The pooled rows of item `it` from its output rows in band (rows from r0). */
+static void WG_FN(wg_pool_item)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp,
+                                const WG_FN(wg_pool) *po, int64_t it, const WG_T *band,
+                                WG_T *y)
 {
-    if (s->n == 0)
-        return 0;
-    if (!WG_FN(wg_kernel_finite)(s, kernel)) {
-        cf_conv2d_shape d = *s;
-        d.winograd = 0;
-        return WG_FN(cf_conv2d_forward)(&d, x, kernel, bias, relu, y, nthreads);
+    const cf_pool2d_shape *p = po->p;
+    const int64_t n = it / sp->bands, r0 = (it % sp->bands) * sp->R * sp->m;
+    const int64_t r1 = r0 + sp->R * sp->m, rowlen = s->ow * s->f, prow = p->ow * p->c;
+    cf_pool2d_shape one = *p;
+    one.n = 1;
+    one.h = p->kh;
+    one.oh = 1;
+    for (int64_t q = r0 / p->sh; q < p->oh && q * p->sh < r1; q++) {
+        const int64_t off = (n * p->oh + q) * prow;
+        int32_t *am = po->argmax != NULL ? po->argmax + off : NULL;
+        WG_POOL_BAND_FWD(&one, po->mode, band + (q * p->sh - r0) * rowlen, y + off, am);
+        if (am == NULL)
+            continue;
+        /* band-relative indices to the plane's; -1 (no gradient) where the
+         * pooled value is not > 0 with mark_dead: the ReLU mask */
+        const int64_t shift = q * p->sh * s->ow;
+        for (int64_t e = 0; e < prow; e++)
+            am[e] = po->mark_dead && !(y[off + e] > 0) ? -1 : (int32_t)(am[e] + shift);
+    }
+}
+
+static int WG_FN(wg_forward)(const cf_conv2d_shape *s, const WG_T *x, const WG_T *kernel,
+                             const WG_T *bias, int relu, WG_T *y, const WG_FN(wg_pool) *po,
+                             int nthreads)
+{
+    /* with pooling, items of whole pooling strides of rows */
+    int64_t rmul = 1;
+    if (po != NULL) {
+        int64_t a = po->p->sh, b = s->winograd;
+        while (b != 0) {
+            const int64_t r = a % b;
+            a = b;
+            b = r;
+        }
+        rmul = po->p->sh / a;
     }
     const WG_UK uk = WG_SELECT(cf_simd_level());
     const WG_TF tf = WG_FN(wg_transforms)(cf_simd_level());
     const int64_t C = s->c, F = s->f;
     WG_FN(wg_split) sp;
-    WG_FN(wg_make_split)(s, uk.mr, &sp);
+    WG_FN(wg_make_split)(s, uk.mr, rmul, &sp);
     const int64_t al2 = (int64_t)sp.al * sp.al;
     WG_T *u = (WG_T *)cf_workspace(CF_WS_WINO_KERNEL, (size_t)(al2 * C * F) * sizeof(WG_T));
     if (u == NULL)
@@ -215,6 +260,8 @@ int WG_FN(cf_winograd_forward)(const cf_conv2d_shape *s, const WG_T *x, const WG
         CF_REGION_FP_ENTER();
         WG_T *v = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_INPUT, (size_t)(al2 * sp.prow * C + uk.mr) * sizeof(WG_T), &failed);
         WG_T *mt = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_PRODUCTS, (size_t)(al2 * sp.prow * F) * sizeof(WG_T), &failed);
+        WG_T *band = po != NULL ? (WG_T *)cf_workspace_or_flag(CF_WS_POOL_BAND, (size_t)(sp.R * sp.m * s->ow * F) * sizeof(WG_T), &failed)
+                                : NULL;
         WG_T scratch[WG_TILE_SCRATCH];
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -225,16 +272,54 @@ int WG_FN(cf_winograd_forward)(const cf_conv2d_shape *s, const WG_T *x, const WG
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t it = 0; it < sp.items; it++) {
-            if (v == NULL || mt == NULL)
+            if (v == NULL || mt == NULL || (po != NULL && band == NULL))
                 continue;
             const int64_t ntile = WG_FN(wg_input_item)(s, &sp, &tf, x, it, v, scratch,
                                                        scratch + 36 * CF_WINO_LANES);
             WG_FN(wg_products)(&uk, &sp, C, F, ntile, v, u, mt);
-            WG_FN(wg_output_item)(s, &sp, &tf, it, ntile, mt, bias, relu, y, scratch);
+            const int64_t n = it / sp.bands, r0 = (it % sp.bands) * sp.R * sp.m;
+            if (po == NULL) {
+                WG_FN(wg_output_item)(s, &sp, &tf, it, ntile, mt, bias, relu,
+                                      y + (n * s->oh + r0) * s->ow * F, r0, scratch);
+            } else {
+                WG_FN(wg_output_item)(s, &sp, &tf, it, ntile, mt, bias, relu, band, r0,
+                                      scratch);
+                WG_FN(wg_pool_item)(s, &sp, po, it, band, y);
+            }
         }
         CF_REGION_FP_LEAVE();
     }
     return failed ? -1 : 0;
+}
+
+int WG_FN(cf_winograd_forward)(const cf_conv2d_shape *s, const WG_T *x, const WG_T *kernel,
+                               const WG_T *bias, int relu, WG_T *y, int nthreads)
+{
+    if (s->n == 0)
+        return 0;
+    if (!WG_FN(wg_kernel_finite)(s, kernel)) {
+        cf_conv2d_shape d = *s;
+        d.winograd = 0;
+        return WG_FN(cf_conv2d_forward)(&d, x, kernel, bias, relu, y, nthreads);
+    }
+    return WG_FN(wg_forward)(s, x, kernel, bias, relu, y, NULL, nthreads);
+}
+
+int WG_FN(cf_winograd_pool_forward)(const cf_conv2d_shape *s, const cf_pool2d_shape *p,
+                                    int mode, const WG_T *x, const WG_T *kernel,
+                                    const WG_T *bias, int relu, WG_T *y, int32_t *argmax,
+                                    int mark_dead, int nthreads)
+{
+    if (s->n == 0)
+        return 0;
+    if (!WG_FN(wg_kernel_finite)(s, kernel)) {
+        cf_conv2d_shape d = *s;
+        d.winograd = 0;
+        return WG_FN(cf_conv2d_pool_forward)(&d, p, mode, x, kernel, bias, relu, y, argmax,
+                                             mark_dead, nthreads);
+    }
+    const WG_FN(wg_pool) po = {p, mode, mark_dead, argmax};
+    return WG_FN(wg_forward)(s, x, kernel, bias, relu, y, &po, nthreads);
 }
 
 int WG_FN(cf_winograd_backward_input)(const cf_conv2d_shape *s, const WG_T *dy,
@@ -324,7 +409,7 @@ int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s, const WG_T *x,
     const WG_TF tf = WG_FN(wg_transforms)(cf_simd_level());
     const int64_t MR = uk.mr, NR = uk.nr;
     WG_FN(wg_split) sp;
-    WG_FN(wg_make_split)(s, MR, &sp);
+    WG_FN(wg_make_split)(s, MR, 1, &sp);
     const int64_t al2 = (int64_t)sp.al * sp.al, UF = al2 * C * F, PE = UF + F;
     /* The partials' rows are the channels (C x F) or, when that fills the
      * micro-kernel's MR x NR tiles better, the filters (F x C, tr). */

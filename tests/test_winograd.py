@@ -127,28 +127,46 @@ def test_f4x4_tile_matches_reference(monkeypatch):
         _cache.conv_spec.cache_clear()
 
 
+# (x NHWC, padding, pooling): 2x2 windows, windows with gaps between them, 3-row
+# windows (items of whole pooling strides: 6 rows), a tall min window, one image,
+# an image of many items (tile rows per item < tile rows)
+FUSED = [
+    ((5, 14, 13, 16), "same", dict(pool_size=2, strides=None, mode="max")),
+    ((5, 14, 13, 16), "valid", dict(pool_size=2, strides=None, mode="max")),
+    ((3, 17, 11, 16), "same", dict(pool_size=2, strides=3, mode="max")),
+    ((3, 19, 12, 16), "same", dict(pool_size=3, strides=None, mode="max")),
+    ((2, 21, 9, 16), ((1, 0), (2, 1)), dict(pool_size=(3, 2), strides=(4, 2), mode="min")),
+    ((1, 12, 12, 16), "same", dict(pool_size=2, strides=None, mode="max")),
+    ((2, 60, 20, 16), "same", dict(pool_size=2, strides=None, mode="max")),
+]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("padding", ["same", "valid"])
-def test_fused_equals_unfused_bit_for_bit(dtype, padding):
+@pytest.mark.parametrize("case", range(len(FUSED)))
+def test_fused_equals_unfused_bit_for_bit(dtype, case):
+    xs, padding, pool = FUSED[case]
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((5, 14, 13, 16)).astype(dtype)
-    k = rng.standard_normal((3, 3, 16, 20)).astype(dtype)
+    x = rng.standard_normal(xs).astype(dtype)
+    k = rng.standard_normal((3, 3, xs[3], 20)).astype(dtype)
     b = rng.standard_normal(20).astype(dtype)
+    pkw = dict(pool_size=pool["pool_size"], pool_strides=pool["strides"],
+               pool_mode=pool["mode"])
     for level in LEVELS:
         _kernels.set_simd_cap(level)
         for threads in (1, 2):
             cnnfast.set_num_threads(threads)
             z = cnnfast.conv2d(x, k, b, padding=padding, activation="relu",
                                algorithm="winograd")
-            y, idx = cnnfast.pool2d(z, return_indices=True)
+            y, idx = cnnfast.pool2d(z, return_indices=True, **pool)
             yf, idxf = cnnfast.conv2d_pool2d(x, k, b, padding=padding, activation="relu",
-                                             return_indices=True, algorithm="winograd")
+                                             return_indices=True, algorithm="winograd", **pkw)
             assert np.array_equal(yf, y) and np.array_equal(idxf, idx), level
             dy = np.cos(np.arange(y.size)).reshape(y.shape).astype(dtype)
-            dz = cnnfast.pool2d_backward(dy * (y > 0), z, indices=idx)
+            dz = cnnfast.pool2d_backward(dy * (y > 0), z, indices=idx, **pool)
             want = cnnfast.conv2d_backward(dz, x, k, padding=padding, algorithm="winograd")
             got = cnnfast.conv2d_pool2d_backward(dy, x, k, idxf, yf, padding=padding,
-                                                 activation="relu", algorithm="winograd")
+                                                 activation="relu", algorithm="winograd",
+                                                 **pkw)
             for g, w in zip(got, want):
                 assert np.array_equal(g, w), level
 
