@@ -278,9 +278,12 @@ ALGORITHMS = ("auto", "direct", "winograd")
 #: The output tile m of Winograd's F(m x m, 3 x 3) (csrc/winograd.h).
 WINOGRAD_TILE = 2
 
-#: "auto" picks Winograd from this many input channels and filters on (fewer
-#: leave the transforms a large share of the work: notes/winograd.md).
-WINOGRAD_MIN_CHANNELS = 16
+#: "auto" picks Winograd for 3x3 stride-1 layers of at least this many input
+#: channels and filters and an output of at least WINOGRAD_MIN_SIZE rows and
+#: columns: below them the transforms and the tiles' overhang outweigh the
+#: products saved (measured: notes/winograd.md).
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_SIZE = 14
 
 
 def winograd_geometry(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> bool:
@@ -289,12 +292,15 @@ def winograd_geometry(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> b
 
 
 def resolve_algorithm(algorithm: object, kernel: tuple[int, int], strides: tuple[int, int],
-                      dilation: tuple[int, int], c: int, f: int) -> str:
+                      dilation: tuple[int, int], c: int, f: int,
+                      out_hw: tuple[int, int] = (0, 0)) -> str:
     """"direct" or "winograd" for ``algorithm`` ("auto", "direct" or "winograd").
 
     "auto" is a fixed rule on the geometry (never a timing, so a call always
-    gives the same bits): Winograd for 3x3 stride-1 layers of at least
-    WINOGRAD_MIN_CHANNELS input channels and filters, the direct path else."""
+    gives the same bits, and the same at every SIMD level): Winograd for 3x3
+    stride-1 layers of at least WINOGRAD_MIN_CHANNELS input channels and
+    filters and an output of at least WINOGRAD_MIN_SIZE x WINOGRAD_MIN_SIZE,
+    the direct path else."""
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be 'auto', 'direct' or 'winograd', got {algorithm!r}")
     fits = winograd_geometry(*kernel, *strides, *dilation)
@@ -303,7 +309,8 @@ def resolve_algorithm(algorithm: object, kernel: tuple[int, int], strides: tuple
             f"algorithm='winograd' takes 3x3 kernels of stride 1 and dilation 1, got kernel "
             f"{tuple(kernel)}, strides {tuple(strides)}, dilation_rate {tuple(dilation)}")
     if algorithm == "auto":
-        fits = fits and min(c, f) >= WINOGRAD_MIN_CHANNELS
+        fits = (fits and min(c, f) >= WINOGRAD_MIN_CHANNELS
+                and min(out_hw) >= WINOGRAD_MIN_SIZE)
         return "winograd" if fits else "direct"
     return algorithm
 
@@ -416,7 +423,8 @@ def conv_spec(x_shape: tuple, kernel_shape: tuple, strides: object = 1,
     check_elems("output", (n, sp.oh, sp.ow, f))
     check_elems("kernel", (kh, kw, c, f))
     spec = ConvSpec(fmt, n, h, w, c, f, kh, kw, sp,
-                    resolve_algorithm(algorithm, (kh, kw), (sp.sh, sp.sw), (sp.dh, sp.dw), c, f))
+                    resolve_algorithm(algorithm, (kh, kw), (sp.sh, sp.sw), (sp.dh, sp.dw), c, f,
+                                      (sp.oh, sp.ow)))
     # Each factor alone fits, but the kernels index a padded image of hp x wp
     # x channels: with huge dilations and paddings together that product
     # would wrap int64 (a heap overflow in C, not an error).

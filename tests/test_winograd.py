@@ -173,11 +173,13 @@ def test_fused_equals_unfused_bit_for_bit(dtype, case):
 
 def test_auto_picks_the_same_for_fused_and_unfused():
     for xs, ks in [((128, 14, 14, 32), (3, 3, 32, 64)), ((32, 56, 56, 64), (3, 3, 64, 64)),
-                   ((128, 28, 28, 1), (3, 3, 1, 32)), ((4, 9, 9, 8), (3, 3, 8, 64))]:
+                   ((128, 28, 28, 1), (3, 3, 1, 32)), ((4, 9, 9, 8), (3, 3, 8, 64)),
+                   ((4, 7, 7, 64), (3, 3, 64, 64)), ((4, 28, 28, 16), (3, 3, 16, 32))]:
         conv = _spec.conv_spec(xs, ks, padding="same")
         pair = _spec.conv_pool_spec(xs, ks, padding="same", activation="relu")
         assert pair.conv.algorithm == conv.algorithm
-        wants = min(ks[2], ks[3]) >= _spec.WINOGRAD_MIN_CHANNELS
+        wants = (min(ks[2], ks[3]) >= _spec.WINOGRAD_MIN_CHANNELS
+                 and xs[1] >= _spec.WINOGRAD_MIN_SIZE)
         assert conv.algorithm == ("winograd" if wants else "direct"), (xs, ks)
     # never Winograd where it does not apply
     for kw in (dict(strides=2), dict(dilation_rate=2)):
