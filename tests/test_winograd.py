@@ -282,3 +282,23 @@ def test_layer_fused_and_unfused_models_agree():
     assert np.array_equal(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1]):
         assert np.array_equal(a, b)
+
+
+def test_private_wrapper_refuses_a_forged_winograd_geometry():
+    """The C struct's winograd field is checked before the drivers index memory with
+    it (csrc/geometry.c), whatever a private caller puts in the spec."""
+    from types import SimpleNamespace
+
+    def forged(spec, **fields):
+        return SimpleNamespace(**{**{n: getattr(spec, n) for n in type(spec).__slots__},
+                                  **fields})
+
+    x, y = np.ones((1, 6, 6, 2), np.float32), np.zeros((1, 6, 6, 2), np.float32)
+    k2 = np.ones((2, 2, 2, 2), np.float32)
+    spec = forged(_spec.conv_spec(x.shape, k2.shape, 1, "same"), winograd_tile=2)
+    with pytest.raises(ValueError, match="3x3 kernels of stride 1"):
+        _kernels.conv2d_forward(x, k2, None, y, spec, False)
+    k3 = np.ones((3, 3, 2, 2), np.float32)
+    spec = forged(_spec.conv_spec(x.shape, k3.shape, 1, "same"), winograd_tile=3)
+    with pytest.raises(ValueError, match="winograd must be 0"):
+        _kernels.conv2d_forward(x, k3, None, y, spec, False)
