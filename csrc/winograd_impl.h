@@ -76,15 +76,25 @@ static int64_t WG_FN(wg_input_item)(const cf_conv2d_shape *s, const WG_FN(wg_spl
                 tf->input(m, xn + (iy0 * W + ix0) * C + c0, W * C, C, out, plane, nc, tmp);
                 continue;
             }
-            for (int i = 0; i < al; i++)
-                for (int j = 0; j < al; j++) {
-                    const int64_t iy = iy0 + i, ix = ix0 + j;
-                    WG_T *d = patch + (i * al + j) * nc;
-                    if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                        memcpy(d, xn + (iy * W + ix) * C + c0, (size_t)nc * sizeof(WG_T));
-                    else
-                        memset(d, 0, (size_t)nc * sizeof(WG_T));
+            /* the tile's pixels inside the image: columns [j0, j1) of rows in range */
+            const int j0 = ix0 < 0 ? (int)-ix0 : 0;
+            const int j1 = ix0 + al > W ? (int)(W - ix0) : al;
+            for (int i = 0; i < al; i++) {
+                const int64_t iy = iy0 + i;
+                WG_T *d = patch + i * al * nc;
+                if (iy < 0 || iy >= H || j0 >= j1) {
+                    memset(d, 0, (size_t)(al * nc) * sizeof(WG_T));
+                    continue;
                 }
+                memset(d, 0, (size_t)(j0 * nc) * sizeof(WG_T));
+                const WG_T *src = xn + (iy * W + ix0 + j0) * C + c0;
+                if (nc == C) /* whole pixels: one run */
+                    memcpy(d + j0 * nc, src, (size_t)((j1 - j0) * nc) * sizeof(WG_T));
+                else
+                    for (int j = j0; j < j1; j++)
+                        memcpy(d + j * nc, src + (j - j0) * C, (size_t)nc * sizeof(WG_T));
+                memset(d + j1 * nc, 0, (size_t)((al - j1) * nc) * sizeof(WG_T));
+            }
             tf->input(m, patch, al * nc, nc, out, plane, nc, tmp);
         }
     }

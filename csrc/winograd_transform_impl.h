@@ -144,23 +144,30 @@ static inline WT_TGT void WT_FN(wt_input2)(const WT_T *restrict d, int64_t rs, i
     }
 }
 
-/* y00 .. y11: the tile's four output pixels (spare ones point at scratch). */
+/* y00 .. y11: the tile's four output pixels (spare ones point at scratch).
+ * n <= CF_WINO_LANES. Two passes through a fixed-size local array: each loop
+ * then holds 4 runtime-strided streams, not 16 (which would not fit the
+ * general registers), and the array's offsets are constants. The sums are
+ * those of wt_at2 applied to rows, then to columns. */
 static inline WT_TGT void WT_FN(wt_output2)(const WT_T *restrict mt, int64_t plane, int64_t n,
                                             const WT_T *restrict bias, int has_bias, int relu,
                                             WT_T *restrict y00, WT_T *restrict y01,
                                             WT_T *restrict y10, WT_T *restrict y11)
 {
+    WT_T t[4][2][CF_WINO_LANES];
+    for (int k = 0; k < 4; k++) {
+        const WT_T *restrict r0 = mt + 4 * k * plane, *restrict r1 = r0 + plane;
+        const WT_T *restrict r2 = r1 + plane, *restrict r3 = r2 + plane;
+        WT_LANES
+        for (int64_t l = 0; l < n; l++) {
+            t[k][0][l] = r0[l] + r1[l] + r2[l];
+            t[k][1][l] = r1[l] - r2[l] - r3[l];
+        }
+    }
     WT_LANES
     for (int64_t l = 0; l < n; l++) {
-        WT_T t[4][2];
-        for (int k = 0; k < 4; k++) {
-            const WT_T *restrict r = mt + 4 * k * plane + l;
-            const WT_T m0 = r[0], m1 = r[plane], m2 = r[2 * plane], m3 = r[3 * plane];
-            t[k][0] = m0 + m1 + m2;
-            t[k][1] = m1 - m2 - m3;
-        }
-        WT_T v00 = t[0][0] + t[1][0] + t[2][0], v01 = t[0][1] + t[1][1] + t[2][1];
-        WT_T v10 = t[1][0] - t[2][0] - t[3][0], v11 = t[1][1] - t[2][1] - t[3][1];
+        WT_T v00 = t[0][0][l] + t[1][0][l] + t[2][0][l], v01 = t[0][1][l] + t[1][1][l] + t[2][1][l];
+        WT_T v10 = t[1][0][l] - t[2][0][l] - t[3][0][l], v11 = t[1][1][l] - t[2][1][l] - t[3][1][l];
         if (has_bias) {
             v00 += bias[l];
             v01 += bias[l];
