@@ -70,6 +70,10 @@ enum cf_ws_slot {
     /* 4, calling thread */
     CF_WS_NARROW_KERNEL = 4,  /* forward: per-filter taps for the narrow kernel */
     CF_WS_GEMM_A_PACKED = 4,  /* GEMM: A^T's panels packed */
+    CF_WS_WINO_UNPOOLED = 4,  /* fused backward with Winograd: the whole
+                               * unpooled dy (the Winograd gradients it then
+                               * runs, non-finite-kernel fallback included,
+                               * take no slot 4) */
 
     /* 5, calling thread */
     CF_WS_PACKED_KERNEL = 5, /* the kernel as contiguous panels of NR filters
