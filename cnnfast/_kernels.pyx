@@ -57,6 +57,7 @@ cdef extern from "conv2d.h" nogil:
         int64_t sh, sw
         int64_t dh, dw
         int64_t pt, pl
+        int64_t winograd
 
 cdef extern from "pool2d.h" nogil:
     enum: CF_POOL_MAX, CF_POOL_AVG, CF_POOL_MIN
@@ -267,6 +268,7 @@ cdef cf_conv2d_shape _conv_struct(object spec) except *:
     s.oh, s.ow, s.f = spec.oh, spec.ow, spec.f
     s.kh, s.kw, s.sh, s.sw = spec.kh, spec.kw, spec.sh, spec.sw
     s.dh, s.dw, s.pt, s.pl = spec.dh, spec.dw, spec.pt, spec.pl
+    s.winograd = spec.winograd_tile
     cdef const char *err = cf_conv2d_shape_error(&s)
     if err != NULL:
         raise ValueError(f"convolution geometry {spec!r}: {err.decode()}")

@@ -54,7 +54,7 @@ def _pair_spec(conv: Conv2D, pool, n: int) -> _spec.ConvPoolSpec:
         (n,) + conv._in_shape, conv.kernel.shape, conv.strides, conv.padding,
         conv.dilation_rate, "channels_last",
         "relu" if conv.activation.name == "relu" else None, pool.pool_size,
-        pool.strides, pool.padding, pool.mode)
+        pool.strides, pool.padding, pool.mode, conv.algorithm)
 
 
 def fusable(conv: Layer, pool: Layer) -> bool:

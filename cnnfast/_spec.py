@@ -273,21 +273,66 @@ class _Resolved:
         object.__setattr__(self, "n", n)
 
 
+ALGORITHMS = ("auto", "direct", "winograd")
+
+#: The output tile m of Winograd's F(m x m, 3 x 3) (csrc/winograd.h).
+WINOGRAD_TILE = 2
+
+#: "auto" picks Winograd for 3x3 stride-1 layers of at least this many input
+#: channels and filters and an output of at least WINOGRAD_MIN_SIZE rows and
+#: columns: below them the transforms and the tiles' overhang outweigh the
+#: products saved (measured: notes/winograd.md).
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_SIZE = 14
+
+
+def winograd_geometry(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> bool:
+    """Whether Winograd takes the layer: a 3x3 kernel, stride 1, dilation 1."""
+    return (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1)
+
+
+def resolve_algorithm(algorithm: object, kernel: tuple[int, int], strides: tuple[int, int],
+                      dilation: tuple[int, int], c: int, f: int,
+                      out_hw: tuple[int, int] = (0, 0)) -> str:
+    """"direct" or "winograd" for ``algorithm`` ("auto", "direct" or "winograd").
+
+    "auto" is a fixed rule on the geometry (never a timing, so a call always
+    gives the same bits, and the same at every SIMD level): Winograd for 3x3
+    stride-1 layers of at least WINOGRAD_MIN_CHANNELS input channels and
+    filters and an output of at least WINOGRAD_MIN_SIZE x WINOGRAD_MIN_SIZE,
+    the direct path else."""
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be 'auto', 'direct' or 'winograd', got {algorithm!r}")
+    fits = winograd_geometry(*kernel, *strides, *dilation)
+    if algorithm == "winograd" and not fits:
+        raise ValueError(
+            f"algorithm='winograd' takes 3x3 kernels of stride 1 and dilation 1, got kernel "
+            f"{tuple(kernel)}, strides {tuple(strides)}, dilation_rate {tuple(dilation)}")
+    if algorithm == "auto":
+        fits = (fits and min(c, f) >= WINOGRAD_MIN_CHANNELS
+                and min(out_hw) >= WINOGRAD_MIN_SIZE)
+        return "winograd" if fits else "direct"
+    return algorithm
+
+
 class ConvSpec(_Resolved):
     """A resolved 2-D convolution: x (n, h, w, c) * kernel (kh, kw, c, f) -> (n, oh, ow, f).
 
     ``fmt`` is the caller's data format; every size here is in NHWC / HWCF
-    terms. The field names are those of the C struct ``cf_conv2d_shape``.
+    terms. The field names are those of the C struct ``cf_conv2d_shape``;
+    ``algorithm`` is "direct" or "winograd" (resolved), ``winograd_tile`` the
+    C struct's ``winograd`` (0, or Winograd's output tile).
     """
 
     __slots__ = ("fmt", "n", "h", "w", "c", "f", "kh", "kw", "sh", "sw", "dh", "dw",
-                 "pt", "pb", "pl", "pr", "oh", "ow")
+                 "pt", "pb", "pl", "pr", "oh", "ow", "algorithm", "winograd_tile")
 
     def __init__(self, fmt: str, n: int, h: int, w: int, c: int, f: int, kh: int, kw: int,
-                 window: WindowSpec) -> None:
+                 window: WindowSpec, algorithm: str = "direct") -> None:
         self._set(fmt=fmt, n=n, h=h, w=w, c=c, f=f, kh=kh, kw=kw, sh=window.sh, sw=window.sw,
                   dh=window.dh, dw=window.dw, pt=window.pt, pb=window.pb, pl=window.pl,
-                  pr=window.pr, oh=window.oh, ow=window.ow)
+                  pr=window.pr, oh=window.oh, ow=window.ow, algorithm=algorithm,
+                  winograd_tile=WINOGRAD_TILE if algorithm == "winograd" else 0)
 
     @property
     def x_nhwc(self) -> tuple[int, int, int, int]:
@@ -327,7 +372,8 @@ class ConvSpec(_Resolved):
     def __repr__(self) -> str:
         return (f"ConvSpec(x {self.x_nhwc}, kernel {self.kernel_hwcf}, out {self.out_nhwc}, "
                 f"strides ({self.sh}, {self.sw}), dilation ({self.dh}, {self.dw}), padding "
-                f"(({self.pt}, {self.pb}), ({self.pl}, {self.pr})), {self.fmt})")
+                f"(({self.pt}, {self.pb}), ({self.pl}, {self.pr})), {self.fmt}, "
+                f"{self.algorithm})")
 
 
 def _user_shape(nhwc: tuple, fmt: str) -> tuple:
@@ -339,9 +385,10 @@ def _user_shape(nhwc: tuple, fmt: str) -> tuple:
 
 def conv_spec(x_shape: tuple, kernel_shape: tuple, strides: object = 1,
               padding: object = "valid", dilation_rate: object = 1,
-              data_format: object = "channels_last") -> ConvSpec:
+              data_format: object = "channels_last", algorithm: object = "auto") -> ConvSpec:
     """Resolve and check a convolution of an x of ``x_shape`` with a kernel of
-    ``kernel_shape`` (both in ``data_format``'s layout)."""
+    ``kernel_shape`` (both in ``data_format``'s layout), and its algorithm
+    (:func:`resolve_algorithm`)."""
     fmt = check_data_format(data_format)
     if len(x_shape) != 4:
         raise ValueError(f"x must be 4-D {layout_name(fmt, 'x')}, got shape {tuple(x_shape)} "
@@ -375,7 +422,9 @@ def conv_spec(x_shape: tuple, kernel_shape: tuple, strides: object = 1,
     check_sizes("padding", sp.pt, sp.pb, sp.pl, sp.pr, h + sp.pt + sp.pb, w + sp.pl + sp.pr)
     check_elems("output", (n, sp.oh, sp.ow, f))
     check_elems("kernel", (kh, kw, c, f))
-    spec = ConvSpec(fmt, n, h, w, c, f, kh, kw, sp)
+    spec = ConvSpec(fmt, n, h, w, c, f, kh, kw, sp,
+                    resolve_algorithm(algorithm, (kh, kw), (sp.sh, sp.sw), (sp.dh, sp.dw), c, f,
+                                      (sp.oh, sp.ow)))
     # Each factor alone fits, but the kernels index a padded image of hp x wp
     # x channels: with huge dilations and paddings together that product
     # would wrap int64 (a heap overflow in C, not an error).
@@ -510,9 +559,12 @@ def conv_pool_spec(x_shape: tuple, kernel_shape: tuple, strides: object = 1,
                    padding: object = "valid", dilation_rate: object = 1,
                    data_format: object = "channels_last", activation: object = None,
                    pool_size: object = 2, pool_strides: object = None,
-                   pool_padding: object = "valid", pool_mode: object = "max") -> ConvPoolSpec:
-    """Resolve and check pool(act(conv(x))) (see conv_spec and pool_spec)."""
-    conv = conv_spec(x_shape, kernel_shape, strides, padding, dilation_rate, data_format)
+                   pool_padding: object = "valid", pool_mode: object = "max",
+                   algorithm: object = "auto") -> ConvPoolSpec:
+    """Resolve and check pool(act(conv(x))) (see conv_spec and pool_spec). The
+    convolution's algorithm is conv_spec's: the fused and unfused forms agree."""
+    conv = conv_spec(x_shape, kernel_shape, strides, padding, dilation_rate, data_format,
+                     algorithm)
     relu = parse_activation(activation)
     mode_id = parse_pool_mode(pool_mode, "pool_mode")
     try:

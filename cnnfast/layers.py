@@ -88,12 +88,14 @@ class Conv2D(_ActivatedLayer):
 
     Kernel layout follows the engine: ``(kh, kw, in_channels, filters)`` for
     channels_last (as Keras), ``(filters, in_channels, kh, kw)`` for channels_first.
+    ``algorithm``: "auto", "direct" or "winograd", as for ``cnnfast.ops.conv2d``;
+    a fused Conv2D + pooling pair runs the same one.
     """
 
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid",
                  data_format: str | None = None, dilation_rate=(1, 1), activation=None,
                  use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", algorithm: str = "auto", **kwargs):
         super().__init__(activation=activation, **kwargs)
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) \
                 or filters < 1:
@@ -104,6 +106,10 @@ class Conv2D(_ActivatedLayer):
         self.dilation_rate = _spec.as_pair(dilation_rate, "dilation_rate")
         self.padding = padding.lower() if isinstance(padding, str) else padding
         self.data_format = _spec.check_data_format(data_format or "channels_last")
+        # refused here, not at the first call: the geometry is known already
+        _spec.resolve_algorithm(algorithm, self.kernel_size, self.strides, self.dilation_rate,
+                                1, 1)
+        self.algorithm = algorithm
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializers.get(kernel_initializer)
         self.bias_initializer = _initializers.get(bias_initializer)
@@ -153,7 +159,7 @@ class Conv2D(_ActivatedLayer):
         """The resolved convolution for a batch of ``n`` inputs (built once per size)."""
         return spec_for_batch(self._specs, n, lambda n: _spec.conv_spec(
             (n,) + self._in_shape, self.kernel.shape, self.strides, self.padding,
-            self.dilation_rate, self.data_format))
+            self.dilation_rate, self.data_format, self.algorithm))
 
     def _kernel_hwcf(self) -> np.ndarray:
         if self.data_format == "channels_last":

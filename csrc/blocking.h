@@ -175,4 +175,10 @@
 /* Largest column stride of B the packer's int32 gather indices reach. */
 #define CF_GEMM_GATHER_MAX_JS ((int64_t)0x7fffffff / 64)
 
+/* Winograd (winograd.h). Tiles per work item: whole tile rows of one image
+ * adding up to about this many, so an item's transformed tiles and products
+ * stay in L2. Lanes (channels or filters) per tile transform call. */
+#define CF_WINO_BLOCK_TILES 96
+#define CF_WINO_LANES 64
+
 #endif

@@ -13,6 +13,7 @@
 #include "runtime.h"
 #include "threads.h"
 #include "ukernel.h"
+#include "winograd.h"
 #include "workspace.h"
 
 /* Split `items` (images or pixels) into at most `want` chunks (also capped by

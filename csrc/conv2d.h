@@ -44,6 +44,9 @@ typedef struct {
     int64_t sh, sw;      /* strides */
     int64_t dh, dw;      /* dilation */
     int64_t pt, pl;      /* top / left padding */
+    int64_t winograd;    /* 0: direct; 2 or 4: Winograd F(m x m, 3 x 3) with
+                          * m = this (3x3, stride 1, dilation 1 only;
+                          * winograd.h) */
 } cf_conv2d_shape;
 
 /* Return 0 on success, -1 if scratch memory could not be allocated (the

@@ -349,6 +349,15 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
     const int64_t C = s->c, F = s->f;
     if (s->n == 0)
         return 0;
+    if (s->winograd) {
+        /* a pooled-gradient source is unpooled whole first */
+        if (src != NULL)
+            return CV_FN(forward_unpooled)(s, src, kernel, nthreads, y);
+        if (po != NULL)
+            return CV_FN(cf_winograd_pool_forward)(s, po->p, po->mode, x, kernel, bias, relu, y,
+                                                   po->argmax, po->mark_dead, nthreads);
+        return CV_FN(cf_winograd_forward)(s, x, kernel, bias, relu, y, nthreads);
+    }
     int64_t hp, wp, img, slack;
     if (!CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack)) {
         if (src != NULL)

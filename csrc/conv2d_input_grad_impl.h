@@ -45,6 +45,7 @@ static int CV_FN(backward_input_stride1)(const cf_conv2d_shape *s, const CV_T *d
     t.dw = s->dw;
     t.pt = (KH - 1) * s->dh - s->pt;
     t.pl = (KW - 1) * s->dw - s->pl;
+    t.winograd = 0;
     return CV_FN(forward_src)(&t, dy, src, NULL, wf, NULL, 0, dx, nthreads);
 }
 
@@ -289,6 +290,8 @@ int CV_FN(cf_conv2d_backward_input)(const cf_conv2d_shape *s, const CV_T *dy,
 {
     if (s->n == 0)
         return 0;
+    if (s->winograd)
+        return CV_FN(cf_winograd_backward_input)(s, dy, kernel, dx, nthreads);
     /* a non-finite tap: col2im, which adds only the products of real
      * (output pixel, tap) pairs to the cells they reach */
     if (!CV_FN(kernel_all_finite)(s, kernel))

@@ -267,6 +267,8 @@ int CV_FN(cf_conv2d_backward_kernel)(const cf_conv2d_shape *s, const CV_T *x,
     const int64_t K = s->kh * s->kw * s->c, F = s->f;
     const int64_t P = s->n * s->oh * s->ow;
     const int64_t KF = K * F;
+    if (s->winograd)
+        return CV_FN(cf_winograd_backward_kernel)(s, x, dy, dkernel, dbias, nthreads);
     if (P == 0) {
         memset(dkernel, 0, (size_t)KF * sizeof(CV_T));
         if (dbias)

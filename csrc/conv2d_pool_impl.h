@@ -55,7 +55,8 @@ int CV_FN(cf_conv2d_pool_backward)(const cf_conv2d_shape *s, const cf_pool2d_sha
     const CV_UK uk = CV_SELECT(cf_simd_level());
     const CV_FN(dy_source) src = {NULL, p, mode, dyp, argmax, ymask};
     int64_t hp, wp, img, slack;
-    const int direct_dk = s->n >= CF_CONV_DW_DIRECT_MIN_N &&
+    /* Winograd takes dy whole: its route below */
+    const int direct_dk = !s->winograd && s->n >= CF_CONV_DW_DIRECT_MIN_N &&
                           CV_FN(padded_geometry)(s, uk.mr, &hp, &wp, &img, &slack);
     const int direct_dx = dx == NULL || (s->sh == 1 && s->sw == 1);
     if (direct_dk && direct_dx) {
@@ -72,6 +73,18 @@ int CV_FN(cf_conv2d_pool_backward)(const cf_conv2d_shape *s, const cf_pool2d_sha
                 return -1;
         }
         return CV_FN(backward_kernel_direct)(s, &uk, x, &src, dkernel, dbias, nthreads);
+    }
+    if (s->winograd) {
+        /* Winograd reads dy by tiles: unpooled in full into a buffer kept
+         * between calls (no page faults of a fresh one per step), then the
+         * two Winograd gradients, which never take slot 4 */
+        const size_t bytes = (size_t)(s->n * s->oh * s->ow * s->f + 1) * sizeof(CV_T);
+        CV_T *dy = (CV_T *)cf_workspace(CF_WS_WINO_UNPOOLED, bytes);
+        if (dy == NULL || CV_FN(unpool_whole)(&src, dy, nthreads) != 0)
+            return -1;
+        if (dx != NULL && CV_FN(cf_conv2d_backward_input)(s, dy, kernel, dx, nthreads) != 0)
+            return -1;
+        return CV_FN(cf_conv2d_backward_kernel)(s, x, dy, dkernel, dbias, nthreads);
     }
     /* small batches, strided convolutions, odd geometries: unpool in full,
      * then the plain gradients (which pick their own routes) */

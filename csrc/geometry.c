@@ -23,6 +23,11 @@ const char *cf_conv2d_shape_error(const cf_conv2d_shape *s)
     const double ch = (double)(s->c > s->f ? s->c : s->f);
     if (hp * wp * ch > (double)CF_MAX_PADDED_ELEMS)
         return "the padded image is too large for the kernels' index arithmetic";
+    if (s->winograd != 0 && s->winograd != 2 && s->winograd != 4)
+        return "winograd must be 0 (direct), 2 or 4 (the output tile)";
+    if (s->winograd != 0 && (s->kh != 3 || s->kw != 3 || s->sh != 1 || s->sw != 1 ||
+                             s->dh != 1 || s->dw != 1))
+        return "Winograd takes 3x3 kernels of stride 1 and dilation 1 only";
     return 0;
 }
 

@@ -42,6 +42,7 @@ enum cf_ws_slot {
                              * forward and kernel gradient) */
     CF_WS_DY_PANEL = 0,     /* col2im input gradient: packed dy micro-panels */
     CF_WS_GEMM_A_PANEL = 0, /* GEMM: a zero-padded or packed block of A */
+    CF_WS_WINO_INPUT = 0,   /* Winograd: an item's transformed input tiles */
 
     /* 1 */
     CF_WS_PADDED_BATCH = 1,      /* calling thread: every image padded (forward
@@ -56,6 +57,8 @@ enum cf_ws_slot {
                             * image (forward), or each phase's tap count and
                             * offsets (input gradient by phases) */
     CF_WS_DCOL = 2,        /* per thread: col2im's dy . kernel^T rows */
+    CF_WS_WINO_PRODUCTS = 2, /* per thread: Winograd's transform-domain
+                              * products, or transformed dy tiles */
 
     /* 3, calling thread */
     CF_WS_FLIPPED_KERNEL = 3,   /* stride-1 input gradient: the kernel flipped,
@@ -67,11 +70,16 @@ enum cf_ws_slot {
     /* 4, calling thread */
     CF_WS_NARROW_KERNEL = 4,  /* forward: per-filter taps for the narrow kernel */
     CF_WS_GEMM_A_PACKED = 4,  /* GEMM: A^T's panels packed */
+    CF_WS_WINO_UNPOOLED = 4,  /* fused backward with Winograd: the whole
+                               * unpooled dy (the Winograd gradients it then
+                               * runs, non-finite-kernel fallback included,
+                               * take no slot 4) */
 
     /* 5, calling thread */
     CF_WS_PACKED_KERNEL = 5, /* the kernel as contiguous panels of NR filters
                               * (forward) or channels (input gradient by
                               * phases) */
+    CF_WS_WINO_KERNEL = 5,   /* Winograd: the transformed kernel */
 
     /* 6 */
     CF_WS_UNPOOLED = 6,       /* per thread: an unpooled image of dy (fused

@@ -64,6 +64,7 @@ def conv2d(
     data_format: str = "channels_last",
     activation: str | None = None,
     out: np.ndarray | None = None,
+    algorithm: str = "auto",
 ) -> np.ndarray:
     """2-D convolution (cross-correlation) of a batch of images.
 
@@ -74,10 +75,14 @@ def conv2d(
     applies ReLU inside the kernel (no extra pass over the output). ``out``: a
     C-contiguous array of the output's shape and dtype to write into (reused
     buffers avoid the page faults of a fresh large allocation per call).
+    ``algorithm``: "direct", "winograd" (3x3 stride-1 layers only: F(2x2, 3x3),
+    notes/winograd.md) or "auto" (Winograd where a fixed rule on the geometry
+    says it is faster; the same choice, hence the same bits, on every call).
     """
     ba = None if bias is None else _as_real_array(bias, "bias")
     (xa, ka, ba), dt = _conv_inputs(x, kernel, ba)
-    spec = _cache.conv_spec(xa.shape, ka.shape, strides, padding, dilation_rate, data_format)
+    spec = _cache.conv_spec(xa.shape, ka.shape, strides, padding, dilation_rate, data_format,
+                            algorithm)
     _check_bias(ba, spec.f)
     relu = parse_activation(activation)
     fmt = spec.fmt
@@ -102,6 +107,7 @@ def conv2d_backward(
     input_grad: bool = True,
     kernel_grad: bool = True,
     out: tuple | None = None,
+    algorithm: str = "auto",
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of :func:`conv2d` given ``dy`` = dL/dy.
 
@@ -111,10 +117,12 @@ def conv2d_backward(
     when ``kernel_grad=False``, e.g. for a frozen layer). The kernel and bias
     gradients are summed in a fixed order: bit-identical for any thread count.
     ``out=(dx, dkernel, dbias)`` (entries may be None) gives arrays to write into.
+    ``algorithm`` as for :func:`conv2d` (both gradients).
     """
     dya = _as_real_array(dy, "dy")
     (xa, ka, dya), dt = _conv_inputs(x, kernel, dya)
-    spec = _cache.conv_spec(xa.shape, ka.shape, strides, padding, dilation_rate, data_format)
+    spec = _cache.conv_spec(xa.shape, ka.shape, strides, padding, dilation_rate, data_format,
+                            algorithm)
     if dya.shape != spec.out_shape:
         raise ValueError(
             f"dy must have the shape of conv2d's output {spec.out_shape} "
@@ -155,6 +163,7 @@ def conv2d_pool2d(
     pool_mode: str = "max",
     return_indices: bool = False,
     out: Any = None,
+    algorithm: str = "auto",
 ):
     """``pool2d(conv2d(x, kernel, bias, ..., activation), pool_size, ...)`` in one pass.
 
@@ -165,19 +174,21 @@ def conv2d_pool2d(
     pooling band at a time in cache and never stored: no 4x larger
     intermediate is written and read back, and rows in no window are not
     computed. Other poolings run the two kernels. ``out``: an array for y,
-    or ``(y, indices)`` with ``return_indices`` (max/min only).
+    or ``(y, indices)`` with ``return_indices`` (max/min only). ``algorithm``
+    as for :func:`conv2d` (the same choice as the unfused pair's).
     """
     ba = None if bias is None else _as_real_array(bias, "bias")
     (xa, ka, ba), dt = _conv_inputs(x, kernel, ba)
     pp = _cache.conv_pool_spec(xa.shape, ka.shape, strides, padding, dilation_rate,
                                data_format, activation, pool_size, pool_strides,
-                               pool_padding, pool_mode)
+                               pool_padding, pool_mode, algorithm)
     spec = pp.conv
     _check_bias(ba, spec.f)
     if return_indices and pp.pool.mode == _AVG:
         raise ValueError("return_indices is only meaningful for pool_mode 'max' or 'min'")
     if not pp.fused:
-        z = conv2d(xa, ka, ba, strides, padding, dilation_rate, data_format, activation)
+        z = conv2d(xa, ka, ba, strides, padding, dilation_rate, data_format, activation,
+                   algorithm=algorithm)
         return pool2d(z, pool_size, pool_strides, pool_padding,
                       POOL_MODE_NAMES[pp.pool.mode], data_format, return_indices, out)
     fmt = spec.fmt
@@ -210,6 +221,7 @@ def conv2d_pool2d_backward(
     pool_mode: str = "max",
     input_grad: bool = True,
     out: tuple | None = None,
+    algorithm: str = "auto",
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients ``(dx, dkernel, dbias)`` of :func:`conv2d_pool2d` (max/min pooling).
 
@@ -221,12 +233,13 @@ def conv2d_pool2d_backward(
     never stored whole. ``dx`` is None when ``input_grad=False``. ``out=(dx,
     dkernel, dbias)`` (entries may be None) gives arrays to write into.
     ``indices`` that are not cells of their own pooling windows raise ValueError.
+    ``algorithm`` as for :func:`conv2d`.
     """
     dya = _as_real_array(dy, "dy")
     (xa, ka, dya), dt = _conv_inputs(x, kernel, dya)
     pp = _cache.conv_pool_spec(xa.shape, ka.shape, strides, padding, dilation_rate,
                                data_format, activation, pool_size, pool_strides,
-                               pool_padding, pool_mode)
+                               pool_padding, pool_mode, algorithm)
     spec, pool = pp.conv, pp.pool
     if pool.mode == _AVG:
         raise ValueError("conv2d_pool2d_backward supports pool_mode 'max' or 'min'; for "
@@ -259,7 +272,8 @@ def conv2d_pool2d_backward(
         dz = np.empty(pool.x_nhwc, dtype=dt)
         _kernels.pool2d_backward(dy4, None, idx4, dz, pool)
         return conv2d_backward(_from_nhwc(dz, fmt), xa, ka, strides, padding,
-                               dilation_rate, data_format, input_grad=input_grad, out=out)
+                               dilation_rate, data_format, input_grad=input_grad, out=out,
+                               algorithm=algorithm)
     dx4 = None
     if input_grad:
         use = dx_out is not None and fmt == "channels_last"
