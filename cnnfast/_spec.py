@@ -284,6 +284,10 @@ WINOGRAD_TILE = 2
 #: products saved (measured: notes/winograd.md).
 WINOGRAD_MIN_CHANNELS = 32
 WINOGRAD_MIN_SIZE = 14
+#: ... and at least this many output pixels per call (batch x rows x columns): the
+#: kernel's transform is paid on every call, and a call of a few small images has
+#: too few tiles to spread over the threads (measured: notes/winograd.md).
+WINOGRAD_MIN_PIXELS = 1024
 
 
 def winograd_geometry(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> bool:
@@ -293,13 +297,14 @@ def winograd_geometry(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int) -> b
 
 def resolve_algorithm(algorithm: object, kernel: tuple[int, int], strides: tuple[int, int],
                       dilation: tuple[int, int], c: int, f: int,
-                      out_hw: tuple[int, int] = (0, 0)) -> str:
+                      out_hw: tuple[int, int] = (0, 0), n: int = 1) -> str:
     """"direct" or "winograd" for ``algorithm`` ("auto", "direct" or "winograd").
 
     "auto" is a fixed rule on the geometry (never a timing, so a call always
     gives the same bits, and the same at every SIMD level): Winograd for 3x3
     stride-1 layers of at least WINOGRAD_MIN_CHANNELS input channels and
-    filters and an output of at least WINOGRAD_MIN_SIZE x WINOGRAD_MIN_SIZE,
+    filters, an output of at least WINOGRAD_MIN_SIZE x WINOGRAD_MIN_SIZE and
+    at least WINOGRAD_MIN_PIXELS output pixels over the batch of ``n`` images,
     the direct path else."""
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be 'auto', 'direct' or 'winograd', got {algorithm!r}")
@@ -310,7 +315,8 @@ def resolve_algorithm(algorithm: object, kernel: tuple[int, int], strides: tuple
             f"{tuple(kernel)}, strides {tuple(strides)}, dilation_rate {tuple(dilation)}")
     if algorithm == "auto":
         fits = (fits and min(c, f) >= WINOGRAD_MIN_CHANNELS
-                and min(out_hw) >= WINOGRAD_MIN_SIZE)
+                and min(out_hw) >= WINOGRAD_MIN_SIZE
+                and n * out_hw[0] * out_hw[1] >= WINOGRAD_MIN_PIXELS)
         return "winograd" if fits else "direct"
     return algorithm
 
@@ -321,18 +327,33 @@ class ConvSpec(_Resolved):
     ``fmt`` is the caller's data format; every size here is in NHWC / HWCF
     terms. The field names are those of the C struct ``cf_conv2d_shape``;
     ``algorithm`` is "direct" or "winograd" (resolved), ``winograd_tile`` the
-    C struct's ``winograd`` (0, or Winograd's output tile).
+    C struct's ``winograd`` (0, or Winograd's output tile); ``requested`` is what
+    the caller asked for, so the same problem on another batch (``with_batch``)
+    resolves "auto" again.
     """
 
     __slots__ = ("fmt", "n", "h", "w", "c", "f", "kh", "kw", "sh", "sw", "dh", "dw",
-                 "pt", "pb", "pl", "pr", "oh", "ow", "algorithm", "winograd_tile")
+                 "pt", "pb", "pl", "pr", "oh", "ow", "algorithm", "winograd_tile",
+                 "requested")
 
     def __init__(self, fmt: str, n: int, h: int, w: int, c: int, f: int, kh: int, kw: int,
-                 window: WindowSpec, algorithm: str = "direct") -> None:
+                 window: WindowSpec, algorithm: str = "direct",
+                 requested: str | None = None) -> None:
         self._set(fmt=fmt, n=n, h=h, w=w, c=c, f=f, kh=kh, kw=kw, sh=window.sh, sw=window.sw,
                   dh=window.dh, dw=window.dw, pt=window.pt, pb=window.pb, pl=window.pl,
                   pr=window.pr, oh=window.oh, ow=window.ow, algorithm=algorithm,
-                  winograd_tile=WINOGRAD_TILE if algorithm == "winograd" else 0)
+                  winograd_tile=WINOGRAD_TILE if algorithm == "winograd" else 0,
+                  requested=algorithm if requested is None else requested)
+
+    def _rebatch(self, n: int) -> None:
+        super()._rebatch(n)
+        if self.requested == "auto":
+            algorithm = resolve_algorithm("auto", (self.kh, self.kw), (self.sh, self.sw),
+                                          (self.dh, self.dw), self.c, self.f,
+                                          (self.oh, self.ow), n)
+            object.__setattr__(self, "algorithm", algorithm)
+            object.__setattr__(self, "winograd_tile",
+                               WINOGRAD_TILE if algorithm == "winograd" else 0)
 
     @property
     def x_nhwc(self) -> tuple[int, int, int, int]:
@@ -424,7 +445,8 @@ def conv_spec(x_shape: tuple, kernel_shape: tuple, strides: object = 1,
     check_elems("kernel", (kh, kw, c, f))
     spec = ConvSpec(fmt, n, h, w, c, f, kh, kw, sp,
                     resolve_algorithm(algorithm, (kh, kw), (sp.sh, sp.sw), (sp.dh, sp.dw), c, f,
-                                      (sp.oh, sp.ow)))
+                                      (sp.oh, sp.ow), n),
+                    algorithm)
     # Each factor alone fits, but the kernels index a padded image of hp x wp
     # x channels: with huge dilations and paddings together that product
     # would wrap int64 (a heap overflow in C, not an error).

@@ -163,10 +163,61 @@ static void WG_FN(wg_output_item)(const cf_conv2d_shape *s, const WG_FN(wg_split
     }
 }
 
+/* F(2x2, 3x3)'s u[e][c][f] = (G g G^T)[e] for channel c, with G's entries
+ * (0, 1, +-1/2) written out, blocks of WG_KT_FB filters at a time: the 16
+ * planes of u lie C * F values apart, so writing one value to each per filter
+ * thrashes the cache's sets, while a block writes a run of each. The
+ * transform is paid on every call (at batch 1 the generic loop below cost
+ * more than the products). In double, scaling by 1/2 is exact, so these are
+ * wg_kernel_rows' values (up to the sign of a zero, where that adds G's zero
+ * terms). */
+#ifndef WG_KT_FB
+#define WG_KT_FB 16
+#endif
+static void WG_FN(wg_kernel_rows_f2)(int64_t C, int64_t F, const WG_T *restrict kernel,
+                                     int64_t c, WG_T *restrict u)
+{
+    for (int64_t f0 = 0; f0 < F; f0 += WG_KT_FB) {
+        const int64_t nf = F - f0 < WG_KT_FB ? F - f0 : WG_KT_FB;
+        double t[4][3][WG_KT_FB];
+        for (int j = 0; j < 3; j++) {
+            const WG_T *k0 = kernel + ((int64_t)j * C + c) * F + f0;
+            const WG_T *k1 = kernel + ((int64_t)(3 + j) * C + c) * F + f0;
+            const WG_T *k2 = kernel + ((int64_t)(6 + j) * C + c) * F + f0;
+            for (int64_t f = 0; f < nf; f++) {
+                const double g0 = (double)k0[f], g1 = (double)k1[f], g2 = (double)k2[f];
+                t[0][j][f] = g0;
+                t[1][j][f] = 0.5 * g0 + 0.5 * g1 + 0.5 * g2;
+                t[2][j][f] = 0.5 * g0 + -0.5 * g1 + 0.5 * g2;
+                t[3][j][f] = g2;
+            }
+        }
+        for (int a = 0; a < 4; a++) {
+            WG_T *o0 = u + ((int64_t)(a * 4 + 0) * C + c) * F + f0;
+            WG_T *o1 = u + ((int64_t)(a * 4 + 1) * C + c) * F + f0;
+            WG_T *o2 = u + ((int64_t)(a * 4 + 2) * C + c) * F + f0;
+            WG_T *o3 = u + ((int64_t)(a * 4 + 3) * C + c) * F + f0;
+            for (int64_t f = 0; f < nf; f++)
+                o0[f] = (WG_T)t[a][0][f];
+            for (int64_t f = 0; f < nf; f++)
+                o1[f] = (WG_T)(0.5 * t[a][0][f] + 0.5 * t[a][1][f] + 0.5 * t[a][2][f]);
+            for (int64_t f = 0; f < nf; f++)
+                o2[f] = (WG_T)(0.5 * t[a][0][f] + -0.5 * t[a][1][f] + 0.5 * t[a][2][f]);
+            for (int64_t f = 0; f < nf; f++)
+                o3[f] = (WG_T)t[a][2][f];
+        }
+    }
+}
+
 /* u[e][c][f] = (G g G^T)[e] for channels [c0, c1), computed in double. */
 static void WG_FN(wg_kernel_rows)(int m, int64_t C, int64_t F, const WG_T *kernel, int64_t c0,
                                   int64_t c1, WG_T *u)
 {
+    if (m == 2) {
+        for (int64_t c = c0; c < c1; c++)
+            WG_FN(wg_kernel_rows_f2)(C, F, kernel, c, u);
+        return;
+    }
     const int al = m + 2;
     for (int64_t c = c0; c < c1; c++)
         for (int64_t f = 0; f < F; f++) {

@@ -179,8 +179,24 @@ def test_auto_picks_the_same_for_fused_and_unfused():
         pair = _spec.conv_pool_spec(xs, ks, padding="same", activation="relu")
         assert pair.conv.algorithm == conv.algorithm
         wants = (min(ks[2], ks[3]) >= _spec.WINOGRAD_MIN_CHANNELS
-                 and xs[1] >= _spec.WINOGRAD_MIN_SIZE)
+                 and xs[1] >= _spec.WINOGRAD_MIN_SIZE
+                 and xs[0] * xs[1] * xs[2] >= _spec.WINOGRAD_MIN_PIXELS)
         assert conv.algorithm == ("winograd" if wants else "direct"), (xs, ks)
+    # a few small images stay direct (the kernel's transform is paid per call); a spec
+    # taken to another batch resolves "auto" again, an explicit choice stays
+    one = _spec.conv_spec((1, 14, 14, 32), (3, 3, 32, 64), padding="same")
+    assert one.algorithm == "direct" and one.winograd_tile == 0
+    big = one.with_batch(128)
+    assert big.algorithm == "winograd" and big.winograd_tile == _spec.WINOGRAD_TILE
+    assert big.with_batch(1).algorithm == "direct"
+    pair = _spec.conv_pool_spec((1, 14, 14, 32), (3, 3, 32, 64), padding="same")
+    assert pair.with_batch(128).conv.algorithm == "winograd"
+    forced = _spec.conv_spec((1, 14, 14, 32), (3, 3, 32, 64), padding="same",
+                             algorithm="winograd")
+    assert forced.algorithm == "winograd" and forced.with_batch(64).algorithm == "winograd"
+    direct = _spec.conv_spec((128, 14, 14, 32), (3, 3, 32, 64), padding="same",
+                             algorithm="direct")
+    assert direct.with_batch(1).algorithm == direct.with_batch(256).algorithm == "direct"
     # never Winograd where it does not apply
     for kw in (dict(strides=2), dict(dilation_rate=2)):
         assert _spec.conv_spec((2, 20, 20, 64), (3, 3, 64, 64), **kw).algorithm == "direct"
