@@ -170,6 +170,12 @@ typedef struct {
     cf_ukernel_direct_px_f32_fn direct_wide; /* 6 pixels x 4 vectors; or NULL */
     cf_ukernel_pack_t_f32_fn pack_t;         /* B panels for direct_wide; or NULL */
     cf_ukernel_rows_f32_fn rows;             /* 1-4 rows x 4 vectors; or NULL */
+    /* Row-spanning pixel tile of the forward (AVX2 float32; NULL elsewhere):
+     * the direct_wide contract with px_mr pixels (all px_mr offsets read) x
+     * up to px_nr filters, weights packed in px_nr-wide streams. Each output
+     * is summed in the direct tile's order: the same bits. */
+    cf_ukernel_direct_px_f32_fn direct_px;
+    int px_mr, px_nr;
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
 
@@ -186,6 +192,8 @@ typedef struct {
     cf_ukernel_direct_px_f64_fn direct_wide; /* none for float64: always NULL */
     cf_ukernel_pack_t_f64_fn pack_t;         /* always NULL */
     cf_ukernel_rows_f64_fn rows;             /* 1-4 rows x 4 vectors; or NULL */
+    cf_ukernel_direct_px_f64_fn direct_px;   /* none for float64: always NULL */
+    int px_mr, px_nr;
     int mr, nr, vw;
 } cf_ukernel_f64;
 
