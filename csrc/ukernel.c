@@ -587,7 +587,7 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
     return _mm256_loadu_si256((const __m256i *)(avx2_mask_table + 8 - 2 * n));
 }
 
-/* AVX2 narrow-output kernels (see DEFINE_AVX512_NARROW): CF_NARROW_ROWS
+/* AVX2 narrow-output kernels (see DEFINE_AVX512_NARROW): CF_NARROW_ROWS (8)
  * pixel rows, one ymm accumulator each over 8 (float) / 4 (double) input
  * channels, so 8 independent FMA chains fill the two FMA pipes; the channel
  * tail is a masked load. Each row's lanes are then summed by a fixed tree
@@ -607,44 +607,59 @@ AVX2_TARGET static inline double avx2_reduce_pd(__m256d v)
     return _mm_cvtsd_f64(s);
 }
 
-#define DEFINE_AVX2_NARROW(NAME, T, V, VW, MASKFN, MASKLOAD, LOAD, FMA, ZERO, RED) \
-    AVX2_TARGET static void NAME(int64_t ntaps, const int64_t *restrict tap_off,    \
-                                 int64_t c, int64_t cpad, const T *restrict a,      \
-                                 int64_t a_is, int np, const T *restrict wt,        \
-                                 int64_t wt_js, int64_t f, T *restrict y,           \
-                                 int64_t ldy, const T *restrict bias, int relu)     \
-    {                                                                               \
-        const int64_t cfull = c / VW * VW;                                          \
-        const __m256i tail = MASKFN((int)(c - cfull));                              \
-        for (int64_t j = 0; j < f; j++) {                                           \
-            V acc[CF_NARROW_ROWS];                                                  \
-            for (int i = 0; i < CF_NARROW_ROWS; i++)                                \
-                acc[i] = ZERO();                                                    \
-            for (int64_t t = 0; t < ntaps; t++) {                                   \
-                const T *at = a + tap_off[t];                                       \
-                const T *w = wt + j * wt_js + t * cpad;                             \
-                for (int64_t c0 = 0; c0 < cfull; c0 += VW) {                        \
-                    const V wv = LOAD(w + c0);                                      \
-                    for (int i = 0; i < CF_NARROW_ROWS; i++)                        \
-                        acc[i] = FMA(LOAD(at + i * a_is + c0), wv, acc[i]);         \
-                }                                                                   \
-                if (cfull < c) {                                                    \
-                    const V wv = LOAD(w + cfull);                                   \
-                    for (int i = 0; i < CF_NARROW_ROWS; i++)                        \
-                        acc[i] = FMA(MASKLOAD(at + i * a_is + cfull, tail), wv, acc[i]); \
-                }                                                                   \
-            }                                                                       \
-            for (int i = 0; i < np; i++) {                                          \
-                T r = RED(acc[i]);                                                  \
-                if (bias)                                                           \
-                    r += bias[j];                                                   \
-                if (relu && r < 0)                                                  \
-                    r = 0;                                                          \
-                y[i * ldy + j] = r;                                                 \
-            }                                                                       \
-        }                                                                           \
+/* The eight accumulators are named variables, not an array: with an array
+ * GCC stores and reloads all of them around every tap. */
+#define DEFINE_AVX2_NARROW(NAME, T, V, VW, MASKFN, MASKLOAD, LOAD, FMA, ZERO, RED)\
+    AVX2_TARGET static void NAME(int64_t ntaps, const int64_t *restrict tap_off, \
+                                 int64_t c, int64_t cpad, const T *restrict a,   \
+                                 int64_t a_is, int np, const T *restrict wt,     \
+                                 int64_t wt_js, int64_t f, T *restrict y,        \
+                                 int64_t ldy, const T *restrict bias, int relu)  \
+    {                                                                            \
+        const int64_t cfull = c / VW * VW;                                       \
+        const __m256i tail = MASKFN((int)(c - cfull));                           \
+        for (int64_t j = 0; j < f; j++) {                                        \
+            V acc0 = ZERO(), acc1 = ZERO(), acc2 = ZERO(), acc3 = ZERO();        \
+            V acc4 = ZERO(), acc5 = ZERO(), acc6 = ZERO(), acc7 = ZERO();        \
+            for (int64_t t = 0; t < ntaps; t++) {                                \
+                const T *at = a + tap_off[t];                                    \
+                const T *w = wt + j * wt_js + t * cpad;                          \
+                for (int64_t c0 = 0; c0 < cfull; c0 += VW) {                     \
+                    const V wv = LOAD(w + c0);                                   \
+                    acc0 = FMA(LOAD(at + 0 * a_is + c0), wv, acc0);              \
+                    acc1 = FMA(LOAD(at + 1 * a_is + c0), wv, acc1);              \
+                    acc2 = FMA(LOAD(at + 2 * a_is + c0), wv, acc2);              \
+                    acc3 = FMA(LOAD(at + 3 * a_is + c0), wv, acc3);              \
+                    acc4 = FMA(LOAD(at + 4 * a_is + c0), wv, acc4);              \
+                    acc5 = FMA(LOAD(at + 5 * a_is + c0), wv, acc5);              \
+                    acc6 = FMA(LOAD(at + 6 * a_is + c0), wv, acc6);              \
+                    acc7 = FMA(LOAD(at + 7 * a_is + c0), wv, acc7);              \
+                }                                                                \
+                if (cfull < c) {                                                 \
+                    const V wv = LOAD(w + cfull);                                \
+                    acc0 = FMA(MASKLOAD(at + 0 * a_is + cfull, tail), wv, acc0); \
+                    acc1 = FMA(MASKLOAD(at + 1 * a_is + cfull, tail), wv, acc1); \
+                    acc2 = FMA(MASKLOAD(at + 2 * a_is + cfull, tail), wv, acc2); \
+                    acc3 = FMA(MASKLOAD(at + 3 * a_is + cfull, tail), wv, acc3); \
+                    acc4 = FMA(MASKLOAD(at + 4 * a_is + cfull, tail), wv, acc4); \
+                    acc5 = FMA(MASKLOAD(at + 5 * a_is + cfull, tail), wv, acc5); \
+                    acc6 = FMA(MASKLOAD(at + 6 * a_is + cfull, tail), wv, acc6); \
+                    acc7 = FMA(MASKLOAD(at + 7 * a_is + cfull, tail), wv, acc7); \
+                }                                                                \
+            }                                                                    \
+            const V accs[8] = {acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7};  \
+            for (int i = 0; i < np; i++) {                                       \
+                T r = RED(accs[i]);                                              \
+                if (bias)                                                        \
+                    r += bias[j];                                                \
+                if (relu && r < 0)                                               \
+                    r = 0;                                                       \
+                y[i * ldy + j] = r;                                              \
+            }                                                                    \
+        }                                                                        \
     }
 
+typedef char uk_narrow_rows_check_avx2[CF_NARROW_ROWS == 8 ? 1 : -1];
 DEFINE_AVX2_NARROW(uk_narrow_avx2_f32, float, __m256, 8, avx2_mask_ps, _mm256_maskload_ps,
                    _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_setzero_ps, avx2_reduce_ps)
 DEFINE_AVX2_NARROW(uk_narrow_avx2_f64, double, __m256d, 4, avx2_mask_pd, _mm256_maskload_pd,
