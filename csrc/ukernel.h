@@ -94,7 +94,12 @@ typedef void (*cf_ukernel_pack_t_f64_fn)(int64_t kc, int64_t nr, const double *s
  *   y[i*ldy + j] = sum_t sum_cc a[tap_off[t] + i*a_is + cc] * wt[j*wt_js + t*cpad + cc]
  * then + bias[j], relu. wt holds each output channel's taps with the channel
  * axis zero-padded to cpad (a multiple of the vector width). All
- * CF_NARROW_ROWS rows of `a` are read (kept in bounds by the caller). */
+ * CF_NARROW_ROWS rows of `a` are read (kept in bounds by the caller).
+ * Summation order: lane l of a row's vector sums channels cc = l (mod vw) in
+ * (tap, channel) order, then the lanes are added by a fixed tree (AVX-512:
+ * _mm512_reduce_add, AVX2: halves, then pairs); so the bits differ from the
+ * direct tile's and between the levels, but depend on nothing else (not the
+ * thread count, nor fused against unfused pooling). AVX-512 and AVX2. */
 typedef void (*cf_ukernel_narrow_f32_fn)(int64_t ntaps, const int64_t *tap_off,
                                          int64_t c, int64_t cpad, const float *a,
                                          int64_t a_is, int np, const float *wt,
