@@ -37,7 +37,10 @@
 /* 2 vectors of 8 floats / 4 doubles */
 #define CF_AVX2_NR_F32 16
 #define CF_AVX2_NR_F64 8
-/* lanes per ymm vector (no AVX2 narrow kernel: unused by the tables) */
+/* The row-spanning pixel tile of the forward (float32): 6 pixels at any
+ * offsets x 2 vectors, the same 12 accumulators as the direct tile. */
+#define CF_AVX2_PX_MR 6
+/* lanes per ymm vector (the narrow kernel's channel padding) */
 #define CF_AVX2_VW_F32 8
 #define CF_AVX2_VW_F64 4
 

@@ -9,8 +9,8 @@
  *
  * Instantiated by conv2d.c, first of the conv2d_*_impl.h files, with CV_T
  * (element type), CV_SFX (f32/f64), CV_UK (micro-kernel struct type),
- * CV_SELECT (its selector), CF_POOL_* (the pooling kernels) and CV_FN
- * (a name with the type's suffix). See conv2d.h for the contract. */
+ * CV_SELECT (its selector), CV_PX_FN (its pixel-tile type), CF_POOL_* (the
+ * pooling kernels) and CV_FN (a name with the type's suffix). See conv2d.h for the contract. */
 
 /* Copy `c` contiguous elements; constant sizes for the small channel counts
  * of first layers (grayscale, RGB) so the compiler emits plain moves instead

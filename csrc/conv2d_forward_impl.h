@@ -20,23 +20,25 @@ typedef struct {
     const CV_T *wt; /* narrow only: per-filter taps, channels padded to cpad */
     int64_t cpad;
     const CV_T *wpk; /* direct and wide: weights as [F/PN][K][PN] contiguous streams */
-    int64_t pn;      /* their panel width: NR, or 4 vectors for the wide kernel */
-    int wide;
+    int64_t pn;      /* their panel width: NR, or the wide / pixel tile's */
+    int wide;        /* tiles of `wr` pixels anywhere (may span rows) by `px` */
+    int64_t wr;
+    CV_PX_FN px;     /* direct_wide, or the level's row-spanning direct_px */
 } CV_FN(row_plan);
 
 /* Output pixels [q0, q0 + np) of one image, numbered row-major (q = oh * ow
- * + ow), with the wide kernel: tiles of CF_UKERNEL_WIDE_MR pixels may span
+ * + ow), with the wide or pixel kernel: tiles of pl->wr pixels may span
  * rows, so a 14-pixel row costs no partial tile of its own. y: pixel q0's
  * output (pixels are F apart). */
 static void CV_FN(wide_pixels)(const cf_conv2d_shape *s, const CV_FN(row_plan) *pl,
                                const CV_T *xp, int64_t wp, int64_t q0, int64_t np,
                                const CV_T *bias, int relu, CV_T *y)
 {
-    const int64_t WR = CF_UKERNEL_WIDE_MR, PN = pl->pn, C = s->c, F = s->f;
+    const int64_t WR = pl->wr, PN = pl->pn, C = s->c, F = s->f;
     const int64_t ntaps = s->kh * s->kw, K = ntaps * C;
     for (int64_t i0 = 0; i0 < np; i0 += WR) {
         const int64_t mr = np - i0 < WR ? np - i0 : WR;
-        int64_t px[CF_UKERNEL_WIDE_MR];
+        int64_t px[CF_UKERNEL_MAX_MR];
         for (int64_t i = 0; i < WR; i++) {
             /* spare rows read the tile's first pixel */
             const int64_t q = q0 + i0 + (i < mr ? i : 0);
@@ -44,9 +46,8 @@ static void CV_FN(wide_pixels)(const cf_conv2d_shape *s, const CV_FN(row_plan) *
         }
         for (int64_t j0 = 0; j0 < F; j0 += PN) {
             const int64_t nr = F - j0 < PN ? F - j0 : PN;
-            pl->uk->direct_wide(ntaps, pl->tap_off, C, xp, px, pl->wpk + j0 * K, PN,
-                                y + i0 * F + j0, F, (int)mr, (int)nr, 0,
-                                bias ? bias + j0 : NULL, relu);
+            pl->px(ntaps, pl->tap_off, C, xp, px, pl->wpk + j0 * K, PN, y + i0 * F + j0, F,
+                   (int)mr, (int)nr, 0, bias ? bias + j0 : NULL, relu);
         }
     }
 }
@@ -164,6 +165,8 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     plan->wpk = NULL;
     plan->pn = uk->nr;
     plan->wide = 0;
+    plan->wr = 0;
+    plan->px = NULL;
     /* Few filters leave most of the NR-wide micro-kernel idle: use the
      * narrow kernel when there are enough channels to fill its vectors. */
     if (uk->narrow != NULL && F <= CF_CONV_NARROW_MAX_F && 2 * C >= uk->vw) {
@@ -182,9 +185,20 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     /* The weights as one contiguous [K][NR] stream per panel of NR filters
      * (zero past F): the micro-kernel then reads them sequentially instead
      * of at a stride of F, which is faster. */
-    /* The wide kernel when there are filters to fill most of its 4 vectors. */
-    plan->wide = uk->direct_wide != NULL && F >= CF_CONV_WIDE_MIN_F;
-    const int64_t NR = plan->wide ? 4 * uk->vw : uk->nr;
+    /* The wide kernel when there are filters to fill most of its 4 vectors;
+     * else the level's row-spanning pixel tile where it has one (AVX2). */
+    int64_t NR = uk->nr;
+    if (uk->direct_wide != NULL && F >= CF_CONV_WIDE_MIN_F) {
+        plan->wide = 1;
+        plan->wr = CF_UKERNEL_WIDE_MR;
+        plan->px = uk->direct_wide;
+        NR = 4 * uk->vw;
+    } else if (uk->direct_px != NULL) {
+        plan->wide = 1;
+        plan->wr = uk->px_mr;
+        plan->px = uk->direct_px;
+        NR = uk->px_nr;
+    }
     const int64_t K = ntaps * C, npan = (F + NR - 1) / NR;
     CV_T *wpk = (CV_T *)cf_workspace(CF_WS_PACKED_KERNEL, (size_t)(npan * K * NR) * sizeof(CV_T));
     if (wpk == NULL)

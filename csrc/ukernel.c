@@ -587,6 +587,181 @@ AVX2_TARGET static inline __m256i avx2_mask_pd(int n)
     return _mm256_loadu_si256((const __m256i *)(avx2_mask_table + 8 - 2 * n));
 }
 
+/* AVX2 narrow-output kernels (see DEFINE_AVX512_NARROW): CF_NARROW_ROWS (8)
+ * pixel rows, one ymm accumulator each over 8 (float) / 4 (double) input
+ * channels, so 8 independent FMA chains fill the two FMA pipes; the channel
+ * tail is a masked load. Each row's lanes are then summed by a fixed tree
+ * (avx2_reduce_*), so the bits depend on the geometry only. */
+AVX2_TARGET static inline float avx2_reduce_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2_TARGET static inline double avx2_reduce_pd(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+}
+
+/* The eight accumulators are named variables, not an array: with an array
+ * GCC stores and reloads all of them around every tap. */
+#define DEFINE_AVX2_NARROW(NAME, T, V, VW, MASKFN, MASKLOAD, LOAD, FMA, ZERO, RED)\
+    AVX2_TARGET static void NAME(int64_t ntaps, const int64_t *restrict tap_off, \
+                                 int64_t c, int64_t cpad, const T *restrict a,   \
+                                 int64_t a_is, int np, const T *restrict wt,     \
+                                 int64_t wt_js, int64_t f, T *restrict y,        \
+                                 int64_t ldy, const T *restrict bias, int relu)  \
+    {                                                                            \
+        const int64_t cfull = c / VW * VW;                                       \
+        const __m256i tail = MASKFN((int)(c - cfull));                           \
+        for (int64_t j = 0; j < f; j++) {                                        \
+            V acc0 = ZERO(), acc1 = ZERO(), acc2 = ZERO(), acc3 = ZERO();        \
+            V acc4 = ZERO(), acc5 = ZERO(), acc6 = ZERO(), acc7 = ZERO();        \
+            for (int64_t t = 0; t < ntaps; t++) {                                \
+                const T *at = a + tap_off[t];                                    \
+                const T *w = wt + j * wt_js + t * cpad;                          \
+                for (int64_t c0 = 0; c0 < cfull; c0 += VW) {                     \
+                    const V wv = LOAD(w + c0);                                   \
+                    acc0 = FMA(LOAD(at + 0 * a_is + c0), wv, acc0);              \
+                    acc1 = FMA(LOAD(at + 1 * a_is + c0), wv, acc1);              \
+                    acc2 = FMA(LOAD(at + 2 * a_is + c0), wv, acc2);              \
+                    acc3 = FMA(LOAD(at + 3 * a_is + c0), wv, acc3);              \
+                    acc4 = FMA(LOAD(at + 4 * a_is + c0), wv, acc4);              \
+                    acc5 = FMA(LOAD(at + 5 * a_is + c0), wv, acc5);              \
+                    acc6 = FMA(LOAD(at + 6 * a_is + c0), wv, acc6);              \
+                    acc7 = FMA(LOAD(at + 7 * a_is + c0), wv, acc7);              \
+                }                                                                \
+                if (cfull < c) {                                                 \
+                    const V wv = LOAD(w + cfull);                                \
+                    acc0 = FMA(MASKLOAD(at + 0 * a_is + cfull, tail), wv, acc0); \
+                    acc1 = FMA(MASKLOAD(at + 1 * a_is + cfull, tail), wv, acc1); \
+                    acc2 = FMA(MASKLOAD(at + 2 * a_is + cfull, tail), wv, acc2); \
+                    acc3 = FMA(MASKLOAD(at + 3 * a_is + cfull, tail), wv, acc3); \
+                    acc4 = FMA(MASKLOAD(at + 4 * a_is + cfull, tail), wv, acc4); \
+                    acc5 = FMA(MASKLOAD(at + 5 * a_is + cfull, tail), wv, acc5); \
+                    acc6 = FMA(MASKLOAD(at + 6 * a_is + cfull, tail), wv, acc6); \
+                    acc7 = FMA(MASKLOAD(at + 7 * a_is + cfull, tail), wv, acc7); \
+                }                                                                \
+            }                                                                    \
+            const V accs[8] = {acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7};  \
+            for (int i = 0; i < np; i++) {                                       \
+                T r = RED(accs[i]);                                              \
+                if (bias)                                                        \
+                    r += bias[j];                                                \
+                if (relu && r < 0)                                               \
+                    r = 0;                                                       \
+                y[i * ldy + j] = r;                                              \
+            }                                                                    \
+        }                                                                        \
+    }
+
+typedef char uk_narrow_rows_check_avx2[CF_NARROW_ROWS == 8 ? 1 : -1];
+DEFINE_AVX2_NARROW(uk_narrow_avx2_f32, float, __m256, 8, avx2_mask_ps, _mm256_maskload_ps,
+                   _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_setzero_ps, avx2_reduce_ps)
+DEFINE_AVX2_NARROW(uk_narrow_avx2_f64, double, __m256d, 4, avx2_mask_pd, _mm256_maskload_pd,
+                   _mm256_loadu_pd, _mm256_fmadd_pd, _mm256_setzero_pd, avx2_reduce_pd)
+
+
+/* Row-spanning pixel tile (float32): CF_AVX2_PX_MR pixels at arbitrary
+ * offsets x 2 vectors of filters, 12 ymm accumulators, 2 weight vectors and
+ * one broadcast per (tap, channel) step: AVX2's 16 registers, as the 6 x 16
+ * direct tile, but a tile may span image rows, so a 14- or 28-pixel row
+ * leaves no partial tile (6 x 16 tiles use 14 of 18 rows on a 14 x 14
+ * image). Each output is one FMA chain over (tap, channel) in order from
+ * zero (or from y with accumulate), as in the direct tile: the same bits.
+ * One input channel (a first layer) runs the taps without the channel loop,
+ * whose per-tap set-up otherwise costs about as much as the step itself. */
+AVX2_TARGET static void uk_direct_px_avx2_f32(int64_t ntaps, const int64_t *restrict tap_off,
+                                              int64_t c, const float *restrict a,
+                                              const int64_t *restrict px_off,
+                                              const float *restrict b, int64_t b_ks,
+                                              float *restrict y, int64_t ldc, int mr, int nr,
+                                              int accumulate, const float *restrict bias,
+                                              int relu)
+{
+    const __m256i m0 = avx2_mask_ps(nr), m1 = avx2_mask_ps(nr - 8);
+#define PX_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define PX_DECL(i)                                                             \
+    __m256 c##i##_0 = _mm256_setzero_ps(), c##i##_1 = _mm256_setzero_ps();     \
+    const int64_t o##i = px_off[i];
+    UK_CHECK_ROWS_HERE(PX_ROWS, CF_AVX2_PX_MR);
+    PX_ROWS(PX_DECL)
+#undef PX_DECL
+    if (accumulate) {
+#define PX_INIT(i)                                                             \
+    if ((i) < mr) {                                                            \
+        const float *ci = y + (int64_t)(i) * ldc;                              \
+        c##i##_0 = _mm256_maskload_ps(ci, m0);                                 \
+        c##i##_1 = _mm256_maskload_ps(ci + 8, m1);                             \
+    }
+        PX_ROWS(PX_INIT)
+#undef PX_INIT
+    }
+#define PX_STEP(i)                                                             \
+    {                                                                          \
+        const __m256 ai = _mm256_broadcast_ss(p + o##i);                       \
+        c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);                          \
+        c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);                          \
+    }
+#define PX_LOOP(L0, L1)                                                        \
+    if (c == 1) {                                                              \
+        const float *bk = b;                                                   \
+        for (int64_t t = 0; t < ntaps; t++, bk += b_ks) {                      \
+            const float *p = a + tap_off[t];                                   \
+            const __m256 b0 = L0, b1 = L1;                                     \
+            PX_ROWS(PX_STEP)                                                   \
+        }                                                                      \
+    } else {                                                                   \
+        for (int64_t t = 0; t < ntaps; t++) {                                  \
+            const float *p = a + tap_off[t];                                   \
+            const float *bk = b + t * c * b_ks;                                \
+            UK_UNROLL4                                                         \
+            for (int64_t cc = 0; cc < c; cc++, p++, bk += b_ks) {              \
+                const __m256 b0 = L0, b1 = L1;                                 \
+                PX_ROWS(PX_STEP)                                               \
+            }                                                                  \
+        }                                                                      \
+    }
+    /* full-width weight rows (the packed streams): plain loads */
+    if (nr == 16) {
+        PX_LOOP(_mm256_loadu_ps(bk), _mm256_loadu_ps(bk + 8))
+    } else {
+        PX_LOOP(_mm256_maskload_ps(bk, m0), _mm256_maskload_ps(bk + 8, m1))
+    }
+#undef PX_LOOP
+#undef PX_STEP
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 bb0 = bias ? _mm256_maskload_ps(bias, m0) : zero;
+    const __m256 bb1 = bias ? _mm256_maskload_ps(bias + 8, m1) : zero;
+#define PX_OUT(i)                                                              \
+    if ((i) < mr) {                                                            \
+        float *ci = y + (int64_t)(i) * ldc;                                    \
+        __m256 r0 = c##i##_0, r1 = c##i##_1;                                   \
+        if (bias) {                                                            \
+            r0 = _mm256_add_ps(r0, bb0);                                       \
+            r1 = _mm256_add_ps(r1, bb1);                                       \
+        }                                                                      \
+        if (relu) {                                                            \
+            r0 = _mm256_max_ps(zero, r0);                                      \
+            r1 = _mm256_max_ps(zero, r1);                                      \
+        }                                                                      \
+        if (nr == 16) {                                                        \
+            _mm256_storeu_ps(ci, r0);                                          \
+            _mm256_storeu_ps(ci + 8, r1);                                      \
+        } else {                                                               \
+            _mm256_maskstore_ps(ci, m0, r0);                                   \
+            _mm256_maskstore_ps(ci + 8, m1, r1);                               \
+        }                                                                      \
+    }
+    PX_ROWS(PX_OUT)
+#undef PX_OUT
+#undef PX_ROWS
+}
+
 #define UK_TARGET AVX2_TARGET
 #define UK_NAME uk_gemm_avx2_f32
 #define UK_T float
@@ -675,10 +850,11 @@ static const cf_ukernel_f32 uk_table_f32[] = {
                         .direct_wide = NULL, .pack_t = NULL,
                         .mr = CF_SCALAR_MR, .nr = CF_SCALAR_NR, .vw = CF_SCALAR_VW},
 #if CF_HAVE_X86_DISPATCH
-    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f32, .rows = uk_rows_avx2_f32, .direct = uk_direct_avx2_f32, .narrow = NULL,
+    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f32, .rows = uk_rows_avx2_f32, .direct = uk_direct_avx2_f32, .narrow = uk_narrow_avx2_f32,
                       .taps = uk_taps_avx2_f32, .taps_wide = NULL, .taps_short = NULL,
                       .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_avx2_f32,
-                      .direct_wide = NULL, .pack_t = NULL,
+                      .direct_wide = NULL, .pack_t = NULL, .direct_px = uk_direct_px_avx2_f32,
+                      .px_mr = CF_AVX2_PX_MR, .px_nr = CF_AVX2_NR_F32,
                       .mr = CF_AVX2_MR, .nr = CF_AVX2_NR_F32, .vw = CF_AVX2_VW_F32},
     [CF_SIMD_AVX512] = {.fn = uk_gemm_avx512_f32, .rows = uk_rows_avx512_f32, .direct = uk_direct_avx512_f32, .narrow = uk_narrow_avx512_f32,
                         .taps = uk_taps_avx512_f32, .taps_wide = uk_taps_wide_avx512_f32,
@@ -696,7 +872,7 @@ static const cf_ukernel_f64 uk_table_f64[] = {
                         .direct_wide = NULL, .pack_t = NULL,
                         .mr = CF_SCALAR_MR, .nr = CF_SCALAR_NR, .vw = CF_SCALAR_VW},
 #if CF_HAVE_X86_DISPATCH
-    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f64, .rows = uk_rows_avx2_f64, .direct = uk_direct_avx2_f64, .narrow = NULL,
+    [CF_SIMD_AVX2] = {.fn = uk_gemm_avx2_f64, .rows = uk_rows_avx2_f64, .direct = uk_direct_avx2_f64, .narrow = uk_narrow_avx2_f64,
                       .taps = uk_taps_avx2_f64, .taps_wide = NULL, .taps_short = NULL,
                       .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_avx2_f64,
                       .direct_wide = NULL, .pack_t = NULL,

@@ -94,7 +94,12 @@ typedef void (*cf_ukernel_pack_t_f64_fn)(int64_t kc, int64_t nr, const double *s
  *   y[i*ldy + j] = sum_t sum_cc a[tap_off[t] + i*a_is + cc] * wt[j*wt_js + t*cpad + cc]
  * then + bias[j], relu. wt holds each output channel's taps with the channel
  * axis zero-padded to cpad (a multiple of the vector width). All
- * CF_NARROW_ROWS rows of `a` are read (kept in bounds by the caller). */
+ * CF_NARROW_ROWS rows of `a` are read (kept in bounds by the caller).
+ * Summation order: lane l of a row's vector sums channels cc = l (mod vw) in
+ * (tap, channel) order, then the lanes are added by a fixed tree (AVX-512:
+ * _mm512_reduce_add, AVX2: halves, then pairs); so the bits differ from the
+ * direct tile's and between the levels, but depend on nothing else (not the
+ * thread count, nor fused against unfused pooling). AVX-512 and AVX2. */
 typedef void (*cf_ukernel_narrow_f32_fn)(int64_t ntaps, const int64_t *tap_off,
                                          int64_t c, int64_t cpad, const float *a,
                                          int64_t a_is, int np, const float *wt,
@@ -170,6 +175,12 @@ typedef struct {
     cf_ukernel_direct_px_f32_fn direct_wide; /* 6 pixels x 4 vectors; or NULL */
     cf_ukernel_pack_t_f32_fn pack_t;         /* B panels for direct_wide; or NULL */
     cf_ukernel_rows_f32_fn rows;             /* 1-4 rows x 4 vectors; or NULL */
+    /* Row-spanning pixel tile of the forward (AVX2 float32; NULL elsewhere):
+     * the direct_wide contract with px_mr pixels (all px_mr offsets read) x
+     * up to px_nr filters, weights packed in px_nr-wide streams. Each output
+     * is summed in the direct tile's order: the same bits. */
+    cf_ukernel_direct_px_f32_fn direct_px;
+    int px_mr, px_nr;
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
 
@@ -186,6 +197,8 @@ typedef struct {
     cf_ukernel_direct_px_f64_fn direct_wide; /* none for float64: always NULL */
     cf_ukernel_pack_t_f64_fn pack_t;         /* always NULL */
     cf_ukernel_rows_f64_fn rows;             /* 1-4 rows x 4 vectors; or NULL */
+    cf_ukernel_direct_px_f64_fn direct_px;   /* none for float64: always NULL */
+    int px_mr, px_nr;
     int mr, nr, vw;
 } cf_ukernel_f64;
 
