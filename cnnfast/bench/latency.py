@@ -11,8 +11,10 @@ Two tables (workload key ``latency``):
   PyTorch eager on the same architecture (batch 1, ``torch.no_grad()``) and ONNX Runtime
   running that torch model exported to ONNX, when ``onnxruntime`` imports.
 
-Each call is timed alone (``timing.time_per_call``), the implementations interleaved,
-and the tables show medians in microseconds with the quartiles of the calls.
+Each call is timed alone (``timing.time_per_call``), the implementations interleaved
+in blocks, each block after three untimed calls (warm, as a server answering a stream
+of requests runs), and the tables show medians in microseconds with the quartiles of
+the calls.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class LatencyWorkload:
     conv_block: int = 50  # calls of each row per round
     predict_block: int = 10
     warmup: int = 20
+    block_warmup: int = 3  # untimed calls before each block (timing.time_per_call)
 
 
 LATENCY_WORKLOADS: dict[str, LatencyWorkload] = {
@@ -107,7 +110,8 @@ def run_latency_conv_task(lw: LatencyWorkload, cfg: Config) -> Task:
     except Exception as exc:  # e.g. the kernel's signature changed
         kern.skipped = f"failed: {type(exc).__name__}: {exc}"
         overhead.skipped = "needs the kernel row"
-    time_per_call(entries, cfg.latency_conv_calls, lw.conv_block, lw.warmup)
+    time_per_call(entries, cfg.latency_conv_calls, lw.conv_block, lw.warmup,
+                  block_warmup=lw.block_warmup)
     if kern.skipped is None:
         overhead.samples_ms = [total.median_ms - kern.median_ms]
         overhead.calls_per_sample = 0  # derived from the two rows above, not timed
@@ -179,5 +183,5 @@ def run_latency_predict_task(lw: LatencyWorkload, cfg: Config,
     # ONNX Runtime's intra-op threads spin after each run (its default, kept so that it
     # runs at its best): the pause lets them sleep before cnnfast's or torch's block
     time_per_call(entries, cfg.latency_predict_calls, lw.predict_block, lw.warmup,
-                  settle={"onnxruntime": cfg.settle})
+                  settle={"onnxruntime": cfg.settle}, block_warmup=lw.block_warmup)
     return task

@@ -152,7 +152,8 @@ def timed_call(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def time_per_call(entries: list[tuple[Row, Callable[[], Any]]], calls: int, block: int,
-                  warmup: int, settle: dict[str, float] | None = None) -> None:
+                  warmup: int, settle: dict[str, float] | None = None,
+                  block_warmup: int = 0) -> None:
     """Time each call alone, ``calls`` per entry, interleaved in rotated rounds.
 
     For the latency rows, whose calls last microseconds: a sample is one call, so the
@@ -163,6 +164,11 @@ def time_per_call(entries: list[tuple[Row, Callable[[], Any]]], calls: int, bloc
     difference of two rows' medians holds none of it. ``settle``: seconds to pause
     after the block of the row with that ``impl`` (a runtime whose idle worker threads
     spin on, like OpenBLAS's, would otherwise take the cores from the next block).
+    ``block_warmup``: untimed calls before each block, so every block is timed warm,
+    as a server answering a stream of requests runs: after another runtime's block
+    and its settle pause, the first calls on a thread team pay for cores that went
+    idle (on the KVM guests measured, milliseconds for 2 threads; the rows' notes and
+    BENCHMARKS.md say so), whichever implementation comes next.
     """
     settle = settle or {}
     clock = time.perf_counter_ns
@@ -175,6 +181,9 @@ def time_per_call(entries: list[tuple[Row, Callable[[], Any]]], calls: int, bloc
         shift = r % max(len(entries), 1)
         for row, fn in entries[shift:] + entries[:shift]:
             samples = row.samples_ms
+            if len(samples) < calls:
+                for _ in range(block_warmup):
+                    fn()
             for _ in range(min(block, calls - len(samples))):
                 t0 = clock()
                 fn()
