@@ -322,6 +322,25 @@ def test_bench_latency_rows(tmp_path, capsys):
     assert "Python overhead" in out and "median us" in out
 
 
+def test_time_per_call_times_each_block_after_untimed_warm_calls():
+    from cnnfast.bench.timing import Row, time_per_call
+
+    calls = {"a": 0, "b": 0}
+    rows = {k: Row(k, k) for k in calls}
+
+    def counter(k):
+        def fn():
+            calls[k] += 1
+        return fn
+
+    time_per_call([(rows[k], counter(k)) for k in calls], calls=25, block=10, warmup=4,
+                  block_warmup=3)
+    # 4 warm-up calls, then 3 rounds (10 + 10 + 5 timed), each after 3 untimed calls
+    for k in calls:
+        assert len(rows[k].samples_ms) == 25
+        assert calls[k] == 4 + 3 * 3 + 25
+
+
 def test_bench_latency_without_torch(capsys):
     code, out = _run_main(["--tiny", "--no-torch", "--workloads", "latency"], capsys)
     assert code == 0
