@@ -1,4 +1,4 @@
-"""The README's functional-API, threads and Keras-namespace examples, and the full
+"""The README's functional-API, DLPack, threads and Keras-namespace examples, and the full
 functional-API example of notes/functional-api.md, run as written."""
 
 from __future__ import annotations
@@ -31,6 +31,16 @@ def test_functional_and_threads_examples_run():
         import cnnfast
 
         cnnfast.set_num_threads(None)
+
+
+def test_dlpack_example_runs():
+    pytest.importorskip("torch", reason="the DLPack example passes torch tensors")
+    block = next(b for b in _python_blocks() if "__dlpack__" in b)
+    namespace: dict = {}
+    exec(compile(block, "README DLPack example", "exec"), namespace)
+    import numpy as np
+
+    assert isinstance(namespace["y"], np.ndarray) and namespace["y"].shape == (8, 28, 28, 16)
 
 
 def test_functional_notes_example_runs():
