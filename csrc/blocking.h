@@ -18,6 +18,8 @@
 #ifndef CNNFAST_BLOCKING_H
 #define CNNFAST_BLOCKING_H
 
+#include <stdint.h>
+
 /* ------------------------------------------------------------------------ */
 /* Scalar (the portable definition and fallback).                           */
 
@@ -183,5 +185,23 @@
  * stay in L2. Lanes (channels or filters) per tile transform call. */
 #define CF_WINO_BLOCK_TILES 96
 #define CF_WINO_LANES 64
+
+/* Split `items` (images, pixels or Winograd work items) into at most `want`
+ * chunks (also capped by CF_CONV_DW_MAX_CHUNKS and by the memory of one
+ * `partial`-element partial per chunk) of `*chunk` items each; returns the
+ * number of chunks. Depends on the problem only, never on the thread count:
+ * that is what makes the kernel gradients bit-identical for any number of
+ * threads. */
+static inline int64_t cf_dw_chunks(int64_t items, int64_t want, int64_t partial,
+                                   int64_t *chunk)
+{
+    int64_t n = want < CF_CONV_DW_MAX_CHUNKS ? want : CF_CONV_DW_MAX_CHUNKS;
+    if (n < 1)
+        n = 1;
+    while (n > 1 && n * partial > CF_CONV_DW_MAX_PARTIAL)
+        n--;
+    *chunk = (items + n - 1) / n;
+    return (items + *chunk - 1) / *chunk;
+}
 
 #endif

@@ -16,22 +16,6 @@
 #include "winograd.h"
 #include "workspace.h"
 
-/* Split `items` (images or pixels) into at most `want` chunks (also capped by
- * CF_CONV_DW_MAX_CHUNKS and by the memory of one `partial`-element partial
- * per chunk) of `*chunk` items each; returns the number of chunks. Depends on
- * the problem only, never on the thread count: that is what makes the
- * kernel gradient bit-identical for any number of threads. */
-static int64_t cf_dw_chunks(int64_t items, int64_t want, int64_t partial, int64_t *chunk)
-{
-    int64_t n = want < CF_CONV_DW_MAX_CHUNKS ? want : CF_CONV_DW_MAX_CHUNKS;
-    if (n < 1)
-        n = 1;
-    while (n > 1 && n * partial > CF_CONV_DW_MAX_PARTIAL)
-        n--;
-    *chunk = (items + n - 1) / n;
-    return (items + *chunk - 1) / *chunk;
-}
-
 /* The drivers, one instantiation per element type: conv2d_common_impl.h
  * (padding, im2col, unpooling), then the forward, the input gradient, the
  * kernel gradient and the fused convolution + pooling entry points, each

@@ -480,11 +480,8 @@ int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s, const WG_T *x,
     const int64_t RD = tr ? F : C, QD = tr ? C : F;
     /* fixed chunks of items (never the thread count), each summed into its
      * own partial: the partials are then added in chunk order */
-    int64_t nch = sp.items < CF_CONV_DW_MAX_CHUNKS ? sp.items : CF_CONV_DW_MAX_CHUNKS;
-    while (nch > 1 && nch * PE > CF_CONV_DW_MAX_PARTIAL)
-        nch--;
-    const int64_t chunk = (sp.items + nch - 1) / nch;
-    nch = (sp.items + chunk - 1) / chunk;
+    int64_t chunk;
+    const int64_t nch = cf_dw_chunks(sp.items, sp.items, PE, &chunk);
     WG_T *part = (WG_T *)cf_workspace(CF_WS_DW_PARTIALS, (size_t)(nch * PE) * sizeof(WG_T));
     if (part == NULL)
         return -1;
