@@ -99,30 +99,6 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #define K_MISSES(h, k) __builtin_popcount((unsigned)(k) & ~(unsigned)(h) & 0xFFFFu)
 #include "pool2d_simd_impl.h"
 #undef V_STNT
-#undef VT
-#undef IT
-#undef KT
-#undef VL
-#undef K_TAIL
-#undef V_LD
-#undef V_ST
-#undef V_SET1
-#undef V_ZERO
-#undef V_ADD
-#undef V_MUL
-#undef V_DIV
-#undef V_BLEND
-#undef V_CANON
-#undef V_UPD_MAX
-#undef V_UPD_MIN
-#undef I_LD
-#undef I_ST
-#undef I_SET1
-#undef I_BLEND
-#undef I_EQ
-#undef K_NONE
-#undef K_OR
-#undef K_MISSES
 #endif
 #undef T
 #undef SFX
@@ -161,30 +137,6 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #define K_OR(a, b) ((__mmask8)((a) | (b)))
 #define K_MISSES(h, k) __builtin_popcount((unsigned)(k) & ~(unsigned)(h) & 0xFFu)
 #include "pool2d_simd_impl.h"
-#undef VT
-#undef IT
-#undef KT
-#undef VL
-#undef K_TAIL
-#undef V_LD
-#undef V_ST
-#undef V_SET1
-#undef V_ZERO
-#undef V_ADD
-#undef V_MUL
-#undef V_DIV
-#undef V_BLEND
-#undef V_CANON
-#undef V_UPD_MAX
-#undef V_UPD_MIN
-#undef I_LD
-#undef I_ST
-#undef I_SET1
-#undef I_BLEND
-#undef I_EQ
-#undef K_NONE
-#undef K_OR
-#undef K_MISSES
 #endif
 #undef T
 #undef SFX
@@ -234,30 +186,6 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #include "pool2d_simd_impl.h"
 #undef T
 #undef SFX
-#undef VT
-#undef IT
-#undef KT
-#undef VL
-#undef K_TAIL
-#undef V_LD
-#undef V_ST
-#undef V_SET1
-#undef V_ZERO
-#undef V_ADD
-#undef V_MUL
-#undef V_DIV
-#undef V_BLEND
-#undef V_CANON
-#undef V_UPD_MAX
-#undef V_UPD_MIN
-#undef I_LD
-#undef I_ST
-#undef I_SET1
-#undef I_BLEND
-#undef I_EQ
-#undef K_NONE
-#undef K_OR
-#undef K_MISSES
 
 #define T double
 #define SFX f64
@@ -295,30 +223,6 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
 #include "pool2d_simd_impl.h"
 #undef T
 #undef SFX
-#undef VT
-#undef IT
-#undef KT
-#undef VL
-#undef K_TAIL
-#undef V_LD
-#undef V_ST
-#undef V_SET1
-#undef V_ZERO
-#undef V_ADD
-#undef V_MUL
-#undef V_DIV
-#undef V_BLEND
-#undef V_CANON
-#undef V_UPD_MAX
-#undef V_UPD_MIN
-#undef I_LD
-#undef I_ST
-#undef I_SET1
-#undef I_BLEND
-#undef I_EQ
-#undef K_NONE
-#undef K_OR
-#undef K_MISSES
 #undef CF_NARROW_MASK
 #undef CF_TGT
 #undef CF_ISA

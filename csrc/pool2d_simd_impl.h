@@ -17,6 +17,8 @@
  *   V_CANON(v)      NaN lanes -> the default quiet NaN (see pool2d_impl.h)
  *   K_TAIL(r)       mask of the first min(r, VL) lanes (unused when !CF_MASKED)
  *
+ * The vector macros (VT ... K_MISSES) are undefined at the end of this file.
+ *
  * Every operation follows the order laid down in pool2d_impl.h (same first
  * cell, same visiting order, same division or exact power-of-two product), so
  * the results are bit-identical to the scalar rows. */
@@ -308,3 +310,30 @@ static CF_TGT int64_t CF_VFN(cf_pool_bwd2_)(const cf_pool2d_shape *s, int mode, 
 }
 
 #undef CF_VFN
+/* The vector parameters belong to one instantiation: the next defines its own
+ * (T, SFX and the CF_ISA / CF_TGT / CF_MASKED of the instruction set are the
+ * includer's). */
+#undef VT
+#undef IT
+#undef KT
+#undef VL
+#undef K_TAIL
+#undef V_LD
+#undef V_ST
+#undef V_SET1
+#undef V_ZERO
+#undef V_ADD
+#undef V_MUL
+#undef V_DIV
+#undef V_BLEND
+#undef V_CANON
+#undef V_UPD_MAX
+#undef V_UPD_MIN
+#undef I_LD
+#undef I_ST
+#undef I_SET1
+#undef I_BLEND
+#undef I_EQ
+#undef K_NONE
+#undef K_OR
+#undef K_MISSES
