@@ -348,6 +348,19 @@ def _conv_pads(padding: ConvPadding, kernel: tuple[int, int], stride: tuple[int,
     return [ph, ph, pw, pw]
 
 
+def _conv_geometry(input: Tensor, weight: Tensor, bias: Tensor | None, stride: IntOrPair,
+                   padding: ConvPadding, dilation: IntOrPair
+                   ) -> tuple[tuple[int, int], list[int], tuple[int, int]]:
+    """(stride, [top, bottom, left, right] pads, dilation) of a convolution call, after
+    checking that input, weight and bias share one dtype."""
+    if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
+        raise TypeError(f"input ({input.dtype}), weight ({weight.dtype}) and bias must have "
+                        "the same dtype")
+    s = _pair(stride, "stride", 1)
+    d = _pair(dilation, "dilation", 1)
+    return s, _conv_pads(padding, (weight.shape[2], weight.shape[3]), s, d), d
+
+
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
            padding: ConvPadding = 0, dilation: IntOrPair = 1, groups: int = 1) -> Tensor:
     """``torch.nn.functional.conv2d`` on cnnfast's kernels (NCHW, zero padding).
@@ -364,12 +377,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: In
                          "(use torch.nn.functional.conv2d for grouped convolutions)")
     if bias is not None:
         _check_tensor(bias, "bias", (1,))
-    if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
-        raise TypeError(f"input ({input.dtype}), weight ({weight.dtype}) and bias must have "
-                        "the same dtype")
-    s = _pair(stride, "stride", 1)
-    d = _pair(dilation, "dilation", 1)
-    pads = _conv_pads(padding, (weight.shape[2], weight.shape[3]), s, d)
+    s, pads, d = _conv_geometry(input, weight, bias, stride, padding, dilation)
     x, unbatched = _batched(input)
     y = torch.ops.cnnfast.conv2d(x, weight, bias, list(s), pads, list(d))
     return y.squeeze(0) if unbatched else y
@@ -546,12 +554,7 @@ def conv2d_relu_max_pool2d(input: Tensor, weight: Tensor, bias: Tensor | None = 
     output and its gradient never stored whole for non-overlapping windows."""
     _check_tensor(input, "input", (4,))
     _check_tensor(weight, "weight", (4,))
-    if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
-        raise TypeError(f"input ({input.dtype}), weight ({weight.dtype}) and bias must have "
-                        "the same dtype")
-    s = _pair(stride, "stride", 1)
-    d = _pair(dilation, "dilation", 1)
-    pads = _conv_pads(padding, (weight.shape[2], weight.shape[3]), s, d)
+    s, pads, d = _conv_geometry(input, weight, bias, stride, padding, dilation)
     pk = _pair(pool_kernel_size, "pool_kernel_size", 1)
     ps = pk if pool_stride is None else _pair(pool_stride, "pool_stride", 1)
     y, _ = torch.ops.cnnfast.conv2d_relu_max_pool2d(input, weight, bias, list(s), pads, list(d),
