@@ -142,12 +142,22 @@ static void CV_FN(unpool_rows)(const CV_FN(dy_source) *src, int64_t n, int64_t r
     }
     for (int64_t po = r0 / p->sh; po < p->oh && po * p->sh < r0 + nrow; po++) {
         const int64_t off = (n * p->oh + po) * prow;
-        /* in 64 bits: the indices may come from the caller (private wrappers
-         * included), and one outside the band becomes -1, which matches no cell */
+        /* The indices may come from the caller (private wrappers included):
+         * one before the band becomes -1, which matches no cell (one past it
+         * matches none either). In int32 with a select, so that the loop
+         * vectorises: a - shift cannot overflow when a >= shift >= 0, and a
+         * band starting past INT32_MAX holds no int32 index. */
         const int64_t shift = po * p->sh * p->w;
-        for (int64_t i = 0; i < prow; i++) {
-            const int64_t rel = (int64_t)src->argmax[off + i] - shift;
-            am_rel[i] = rel >= 0 && rel <= INT32_MAX ? (int32_t)rel : -1;
+        const int32_t *restrict am_row = src->argmax + off;
+        if (shift > INT32_MAX) {
+            for (int64_t i = 0; i < prow; i++)
+                am_rel[i] = -1;
+        } else {
+            const int32_t shift32 = (int32_t)shift;
+            for (int64_t i = 0; i < prow; i++) {
+                const int32_t a = am_row[i];
+                am_rel[i] = a >= shift32 ? a - shift32 : -1;
+            }
         }
         const CV_T *drow = src->dyp + off;
         if (src->ymask != NULL) {
