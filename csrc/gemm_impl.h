@@ -1,5 +1,5 @@
 /* GEMM driver for one element type; see gemm.h. Instantiated by gemm.c with
- * GM_T, GM_SFX, GM_UK and GM_SELECT. */
+ * GM_T, GM_SFX, GM_UK, GM_SELECT and GM_PX_FN (the wide tiles' type). */
 
 #define GM_CAT2(a, b) a##_##b
 #define GM_CAT(a, b) GM_CAT2(a, b)
@@ -96,11 +96,28 @@ static int GM_FN(gemm_few_rows)(const GM_UK *uk, int64_t m, int64_t n, int64_t k
     return 0;
 }
 
+/* The wide tile of a level: AVX-512's direct_wide (6 pixels x 4 vectors),
+ * else the row-spanning direct_px (AVX2 float32: 6 pixels x 2 vectors), which
+ * keeps the same contract; NULL where the level has neither. */
+static GM_PX_FN GM_FN(wide_kernel)(const GM_UK *uk, int64_t *width)
+{
+    if (uk->direct_wide != NULL) {
+        *width = 4 * (int64_t)uk->vw;
+        return uk->direct_wide;
+    }
+    if (uk->direct_px != NULL && uk->px_mr == CF_UKERNEL_WIDE_MR) {
+        *width = uk->px_nr;
+        return uk->direct_px;
+    }
+    *width = 0;
+    return NULL;
+}
+
 /* One 6-row tile of C (rows i0 .. min(i0 + 6, m), columns j0 .. j0 + nr) over
  * the reduction block [k0, k0 + kc), with the wide kernel: rows of A read in
  * place (a_is apart), the block's rows of B ldb apart from bb. The sum goes
  * on from C after the first block; bias and relu come after the last. */
-static void GM_FN(wide_tile)(const GM_UK *uk, int64_t m, int64_t i0, const GM_T *a,
+static void GM_FN(wide_tile)(GM_PX_FN wide, int64_t m, int64_t i0, const GM_T *a,
                              int64_t a_is, int64_t k0, int64_t kc, int last, const GM_T *bb,
                              int64_t ldb, GM_T *c, int64_t ldc, int64_t j0, int64_t nr,
                              const GM_T *bias, int relu)
@@ -111,8 +128,8 @@ static void GM_FN(wide_tile)(const GM_UK *uk, int64_t m, int64_t i0, const GM_T 
     int64_t px[CF_UKERNEL_WIDE_MR];
     for (int64_t i = 0; i < WR; i++)
         px[i] = (i0 + (i < mr ? i : 0)) * a_is; /* spare rows re-read row 0 */
-    uk->direct_wide(1, zero_off, kc, a + k0, px, bb, ldb, c + i0 * ldc + j0, ldc, (int)mr,
-                    (int)nr, k0 > 0, last && bias ? bias + j0 : NULL, last && relu);
+    wide(1, zero_off, kc, a + k0, px, bb, ldb, c + i0 * ldc + j0, ldc, (int)mr,
+         (int)nr, k0 > 0, last && bias ? bias + j0 : NULL, last && relu);
 }
 
 /* gemm_rows with the wide tile (6 rows x 64 columns, AVX-512 float32) and a
@@ -128,7 +145,9 @@ static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
                                  const GM_T *a, int64_t a_is, const GM_T *b, int64_t b_ks,
                                  GM_T *c, int64_t ldc, const GM_T *bias, int relu, int nt)
 {
-    const int64_t WR = CF_UKERNEL_WIDE_MR, WN = 4 * (int64_t)uk->vw;
+    int64_t WN;
+    const GM_PX_FN wide = GM_FN(wide_kernel)(uk, &WN);
+    const int64_t WR = CF_UKERNEL_WIDE_MR;
     const int64_t tiles = (m + WR - 1) / WR;
     (void)nt;
 #ifdef _OPENMP
@@ -145,7 +164,7 @@ static int GM_FN(gemm_rows_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
 #pragma omp for schedule(static) nowait
 #endif
                 for (int64_t t = 0; t < tiles; t++)
-                    GM_FN(wide_tile)(uk, m, t * WR, a, a_is, k0, kc, last, b + k0 * b_ks + j0,
+                    GM_FN(wide_tile)(wide, m, t * WR, a, a_is, k0, kc, last, b + k0 * b_ks + j0,
                                      b_ks, c, ldc, j0, nr, bias, relu);
             }
         }
@@ -199,7 +218,7 @@ static int GM_FN(gemm_cols_wide)(const GM_UK *uk, int64_t m, int64_t n, int64_t 
                     ldb = WN;
                 }
                 for (int64_t i0 = 0; i0 < m; i0 += WR)
-                    GM_FN(wide_tile)(uk, m, i0, a, a_is, k0, kc, last, bb, ldb, c, ldc, j0, nr,
+                    GM_FN(wide_tile)(uk->direct_wide, m, i0, a, a_is, k0, kc, last, bb, ldb, c, ldc, j0, nr,
                                      bias, relu);
             }
         }
@@ -242,8 +261,9 @@ int GM_FN(cf_gemm)(int64_t m, int64_t n, int64_t k, const GM_T *a, int64_t a_is,
                                     wide && uk.direct_wide == NULL,
                                     small ? 1 : cf_team_size(nthreads, (n + 4 * uk.vw - 1) /
                                                                            (4 * uk.vw)));
-    if (a_ks == 1 && b_js == 1 && !accumulate && !wide && uk.direct_wide != NULL &&
-        n >= CF_GEMM_WIDE_MIN_N)
+    int64_t wide_width;
+    if (a_ks == 1 && b_js == 1 && !accumulate && !wide &&
+        GM_FN(wide_kernel)(&uk, &wide_width) != NULL && n >= CF_GEMM_WIDE_MIN_N)
         return GM_FN(gemm_rows_wide)(&uk, m, n, k, a, a_is, b, b_ks, c, ldc, bias, relu,
                                      small ? 1
                                            : cf_team_size(nthreads, (m + CF_UKERNEL_WIDE_MR - 1) /
