@@ -66,6 +66,12 @@ OPENMP_PROBE = textwrap.dedent(
 )
 
 
+# A call to an undeclared function is only a warning in C99 mode, and the
+# extension would then build, import, and fail at load time on the missing
+# symbol: an error here instead.
+_C_ERRORS = ["-Werror=implicit-function-declaration"]
+
+
 def _env_on(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -129,9 +135,9 @@ class BuildExt(build_ext):
         if ctype == "msvc":
             base = ["/O2"]
         elif _env_on("CNNFAST_DEBUG"):
-            base = ["-O0", "-g", "-std=c99", "-Wall", "-Wextra"]
+            base = ["-O0", "-g", "-std=c99", "-Wall", "-Wextra", *_C_ERRORS]
         else:
-            base = ["-O3", "-std=c99", "-Wall", "-Wextra", "-fno-math-errno"]
+            base = ["-O3", "-std=c99", "-Wall", "-Wextra", "-fno-math-errno", *_C_ERRORS]
             if _env_on("CNNFAST_NATIVE"):
                 arm = platform.machine().lower() in ("arm64", "aarch64")
                 base.append("-mcpu=native" if arm else "-march=native")

@@ -32,6 +32,7 @@
 #define CF_POOL_FWD cf_pool2d_forward_f32
 #define CF_POOL_BWD cf_pool2d_backward_f32
 #define CF_POOL_BAND_FWD cf_pool2d_band_forward_f32
+#define CF_POOL_ARGMAX_TO_PLANE cf_pool2d_band_argmax_to_plane_f32
 #define CF_POOL_BAND_BWD cf_pool2d_band_backward_f32
 #include "conv2d_common_impl.h"
 #include "conv2d_forward_impl.h"
@@ -41,6 +42,7 @@
 #undef CF_POOL_FWD
 #undef CF_POOL_BWD
 #undef CF_POOL_BAND_FWD
+#undef CF_POOL_ARGMAX_TO_PLANE
 #undef CF_POOL_BAND_BWD
 #undef CV_T
 #undef CV_SFX
@@ -56,6 +58,7 @@
 #define CF_POOL_FWD cf_pool2d_forward_f64
 #define CF_POOL_BWD cf_pool2d_backward_f64
 #define CF_POOL_BAND_FWD cf_pool2d_band_forward_f64
+#define CF_POOL_ARGMAX_TO_PLANE cf_pool2d_band_argmax_to_plane_f64
 #define CF_POOL_BAND_BWD cf_pool2d_band_backward_f64
 #include "conv2d_common_impl.h"
 #include "conv2d_forward_impl.h"
@@ -65,6 +68,7 @@
 #undef CF_POOL_FWD
 #undef CF_POOL_BWD
 #undef CF_POOL_BAND_FWD
+#undef CF_POOL_ARGMAX_TO_PLANE
 #undef CF_POOL_BAND_BWD
 #undef CV_T
 #undef CV_SFX

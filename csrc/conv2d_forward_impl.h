@@ -226,15 +226,6 @@ typedef struct {
     int mark_dead;            /* argmax = -1 where the pooled value is not > 0 */
 } CV_FN(pool_out);
 
-/* argmax[e] + shift, or -1 where y[e] is not > 0: the index then matches no
- * cell, so the backward passes no gradient there, which is the ReLU mask. */
-static void CV_FN(mark_dead_windows)(int64_t n, const CV_T *restrict y, int64_t shift,
-                                     int32_t *restrict am)
-{
-    for (int64_t e = 0; e < n; e++)
-        am[e] = y[e] > 0 ? (int32_t)(am[e] + shift) : -1;
-}
-
 /* Pooled rows [po, po + g) of one image: the convolution rows of their
  * windows into bandbuf, then the pooling of each window; argmax made
  * relative to the whole plane. g > 1 only when the windows tile the rows
@@ -251,17 +242,8 @@ static void CV_FN(conv_pool_rows)(const cf_conv2d_shape *s, const cf_pool2d_shap
     for (int64_t i = 0; i < g; i++) {
         int32_t *am = amrow != NULL ? amrow + i * prow : NULL;
         CF_POOL_BAND_FWD(band, mode, bandbuf + i * band->kh * rowlen, yrow + i * prow, am);
-        if (am != NULL) {
-            /* the sum is a cell of the output plane, which the boundary keeps
-             * below 2**31; the arithmetic is 64-bit all the same */
-            const int64_t shift = (po + i) * psh * s->ow;
-            if (mark_dead) {
-                CV_FN(mark_dead_windows)(prow, yrow + i * prow, shift, am);
-            } else {
-                for (int64_t e = 0; e < prow; e++)
-                    am[e] = (int32_t)(am[e] + shift);
-            }
-        }
+        if (am != NULL)
+            CF_POOL_ARGMAX_TO_PLANE(prow, yrow + i * prow, (po + i) * psh * s->ow, mark_dead, am);
     }
 }
 
@@ -343,7 +325,7 @@ static int CV_FN(conv_pool_forward_unfused)(const cf_conv2d_shape *s,
     if (rc == 0) {
         CF_POOL_FWD(p, mode, z, y, argmax, nthreads);
         if (argmax != NULL && mark_dead)
-            CV_FN(mark_dead_windows)(p->n * p->oh * p->ow * p->c, y, 0, argmax);
+            CF_POOL_ARGMAX_TO_PLANE(p->n * p->oh * p->ow * p->c, y, 0, 1, argmax);
     }
     free(z);
     return rc;

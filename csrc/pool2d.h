@@ -78,6 +78,14 @@ void cf_pool2d_band_forward_f32(const cf_pool2d_shape *band, int mode, const flo
                                 float *y, int32_t *argmax);
 void cf_pool2d_band_forward_f64(const cf_pool2d_shape *band, int mode, const double *x,
                                 double *y, int32_t *argmax);
+/* A band's argmax (n indices) made relative to the whole plane: + shift
+ * (the band's first row times w), or -1 with mark_dead where the pooled
+ * value y is not > 0: that index matches no cell, so the backward passes no
+ * gradient there (the ReLU mask of a fused ReLU + pooling). */
+void cf_pool2d_band_argmax_to_plane_f32(int64_t n, const float *y, int64_t shift,
+                                        int mark_dead, int32_t *argmax);
+void cf_pool2d_band_argmax_to_plane_f64(int64_t n, const double *y, int64_t shift,
+                                        int mark_dead, int32_t *argmax);
 void cf_pool2d_band_backward_f32(const cf_pool2d_shape *band, int mode, const float *dy,
                                  const int32_t *argmax, float *dx);
 void cf_pool2d_band_backward_f64(const cf_pool2d_shape *band, int mode, const double *dy,

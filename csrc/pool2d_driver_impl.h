@@ -81,6 +81,24 @@ void CF_CAT(cf_pool2d_band_forward_, SFX)(const cf_pool2d_shape *band, int mode,
     CF_FN(cf_pool_pick_fwd_)(band)(band, mode, x, y, argmax, 0, 0);
 }
 
+void CF_CAT(cf_pool2d_band_argmax_to_plane_, SFX)(int64_t n, const T *restrict y,
+                                                  int64_t shift, int mark_dead,
+                                                  int32_t *restrict argmax)
+{
+    /* int32 arithmetic (the loop vectorises): the sums are cells of the
+     * plane, which the boundary keeps below 2**31 */
+    const int32_t shift32 = (int32_t)shift;
+    if (mark_dead) {
+        for (int64_t e = 0; e < n; e++) {
+            const int32_t a = argmax[e];
+            argmax[e] = y[e] > 0 ? a + shift32 : -1;
+        }
+    } else {
+        for (int64_t e = 0; e < n; e++)
+            argmax[e] += shift32;
+    }
+}
+
 void CF_CAT(cf_pool2d_band_backward_, SFX)(const cf_pool2d_shape *band, int mode,
                                            const T *dy, const int32_t *argmax, T *dx)
 {

@@ -141,8 +141,10 @@ static wg_tf_f64 wg_transforms_f64(int level)
 #define WG_SELECT cf_ukernel_select_f32
 #define WG_TF wg_tf_f32
 #define WG_POOL_BAND_FWD cf_pool2d_band_forward_f32
+#define WG_POOL_ARGMAX_TO_PLANE cf_pool2d_band_argmax_to_plane_f32
 #include "winograd_impl.h"
 #undef WG_POOL_BAND_FWD
+#undef WG_POOL_ARGMAX_TO_PLANE
 #undef WG_T
 #undef WG_SFX
 #undef WG_UK
@@ -155,8 +157,10 @@ static wg_tf_f64 wg_transforms_f64(int level)
 #define WG_SELECT cf_ukernel_select_f64
 #define WG_TF wg_tf_f64
 #define WG_POOL_BAND_FWD cf_pool2d_band_forward_f64
+#define WG_POOL_ARGMAX_TO_PLANE cf_pool2d_band_argmax_to_plane_f64
 #include "winograd_impl.h"
 #undef WG_POOL_BAND_FWD
+#undef WG_POOL_ARGMAX_TO_PLANE
 #undef WG_T
 #undef WG_SFX
 #undef WG_UK

@@ -277,13 +277,8 @@ static void WG_FN(wg_pool_item)(const cf_conv2d_shape *s, const WG_FN(wg_split) 
         const int64_t off = (n * p->oh + q) * prow;
         int32_t *am = po->argmax != NULL ? po->argmax + off : NULL;
         WG_POOL_BAND_FWD(&one, po->mode, band + (q * p->sh - r0) * rowlen, y + off, am);
-        if (am == NULL)
-            continue;
-        /* band-relative indices to the plane's; -1 (no gradient) where the
-         * pooled value is not > 0 with mark_dead: the ReLU mask */
-        const int64_t shift = q * p->sh * s->ow;
-        for (int64_t e = 0; e < prow; e++)
-            am[e] = po->mark_dead && !(y[off + e] > 0) ? -1 : (int32_t)(am[e] + shift);
+        if (am != NULL)
+            WG_POOL_ARGMAX_TO_PLANE(prow, y + off, q * p->sh * s->ow, po->mark_dead, am);
     }
 }
 
