@@ -36,14 +36,21 @@ static void CV_FN(wide_pixels)(const cf_conv2d_shape *s, const CV_FN(row_plan) *
 {
     const int64_t WR = pl->wr, PN = pl->pn, C = s->c, F = s->f;
     const int64_t ntaps = s->kh * s->kw, K = ntaps * C;
+    /* the next pixel's row and column, stepped instead of divided per pixel:
+     * with one input channel the tile's divisions cost more than its FMAs */
+    int64_t row = q0 / s->ow, col = q0 % s->ow;
     for (int64_t i0 = 0; i0 < np; i0 += WR) {
         const int64_t mr = np - i0 < WR ? np - i0 : WR;
         int64_t px[CF_UKERNEL_MAX_MR];
-        for (int64_t i = 0; i < WR; i++) {
-            /* spare rows read the tile's first pixel */
-            const int64_t q = q0 + i0 + (i < mr ? i : 0);
-            px[i] = ((q / s->ow) * s->sh * wp + (q % s->ow) * s->sw) * C;
+        for (int64_t i = 0; i < mr; i++) {
+            px[i] = (row * s->sh * wp + col * s->sw) * C;
+            if (++col == s->ow) {
+                col = 0;
+                row++;
+            }
         }
+        for (int64_t i = mr; i < WR; i++)
+            px[i] = px[0]; /* spare rows read the tile's first pixel */
         for (int64_t j0 = 0; j0 < F; j0 += PN) {
             const int64_t nr = F - j0 < PN ? F - j0 : PN;
             pl->px(ntaps, pl->tap_off, C, xp, px, pl->wpk + j0 * K, PN, y + i0 * F + j0, F,
