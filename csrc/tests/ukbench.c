@@ -109,5 +109,45 @@ int main(void)
         printf("  taps    %6.1f GFLOP/s  %5.1f%% of the ceiling\n", g, 100 * g / ceiling);
         free(a), free(b), free(cc);
     }
+    /* the wide / pixel tile (direct_wide, or AVX2's direct_px): 3 x 3 taps x 64
+     * channels, then the Winograd products' shape, a 32-deep reduction per
+     * call over the 9 row tiles of one 54-row plane (F(2x2, 3x3) on a 14 x 14
+     * image, 32 channels, 64 filters) */
+    {
+        cf_ukernel_direct_px_f32_fn px = uk.direct_wide != NULL ? uk.direct_wide : uk.direct_px;
+        const int WR = uk.direct_wide != NULL ? CF_UKERNEL_WIDE_MR : uk.px_mr;
+        const int WN = uk.direct_wide != NULL ? 4 * uk.vw : uk.px_nr;
+        if (px != NULL) {
+            const int64_t c = 64, wp = WR + 2;
+            int64_t tap_off[9], px_off[CF_UKERNEL_MAX_MR];
+            for (int t = 0; t < 9; t++)
+                tap_off[t] = ((t / 3) * wp + t % 3) * c;
+            for (int i = 0; i < WR; i++)
+                px_off[i] = i * c;
+            float *a = fbuf(3 * wp * c), *b = fbuf(9 * c * WN), *y = fbuf((int64_t)WR * WN);
+            double g;
+            TIME_GFLOPS(g, 2.0 * WR * WN * 9.0 * (double)c, 4000,
+                        px(9, tap_off, c, a, px_off, b, WN, y, WN, WR, WN, 0, NULL, 0));
+            printf("  wide    %6.1f GFLOP/s  %5.1f%% of the ceiling (%d x %d, 9 taps x 64)\n", g,
+                   100 * g / ceiling, WR, WN);
+            free(a), free(b), free(y);
+            const int64_t cw = 32, rows = 54, fw = 64;
+            static const int64_t zero_off[1] = {0};
+            float *v = fbuf(rows * cw), *u = fbuf(cw * fw), *m = fbuf(rows * fw);
+            TIME_GFLOPS(g, 2.0 * (double)rows * fw * (double)cw, 2000, {
+                for (int64_t j0 = 0; j0 < fw; j0 += WN)
+                    for (int64_t i0 = 0; i0 < rows; i0 += WR) {
+                        int64_t po[CF_UKERNEL_MAX_MR];
+                        for (int i = 0; i < WR; i++)
+                            po[i] = (i0 + i) * cw;
+                        px(1, zero_off, cw, v, po, u + j0, fw, m + i0 * fw + j0, fw, WR, WN,
+                           0, NULL, 0);
+                    }
+            });
+            printf("  wide32  %6.1f GFLOP/s  %5.1f%% of the ceiling (a 54 x 32 x 64 plane)\n", g,
+                   100 * g / ceiling);
+            free(v), free(u), free(m);
+        }
+    }
     return 0;
 }
