@@ -180,6 +180,11 @@
 /* Largest column stride of B the packer's int32 gather indices reach. */
 #define CF_GEMM_GATHER_MAX_JS ((int64_t)0x7fffffff / 64)
 
+/* Output pixels per forward call up to which the weights are read in place
+ * rather than packed into panel streams (a one-image forward of a 14 x 14 or
+ * 28 x 28 layer). */
+#define CF_CONV_PACK_MIN_PIXELS 1024
+
 /* Winograd (winograd.h). Tiles per work item: whole tile rows of one image
  * adding up to about this many, so an item's transformed tiles and products
  * stay in L2. Lanes (channels or filters) per tile transform call. */

@@ -19,8 +19,12 @@ typedef struct {
     const int64_t *tap_off;
     const CV_T *wt; /* narrow only: per-filter taps, channels padded to cpad */
     int64_t cpad;
-    const CV_T *wpk; /* direct and wide: weights as [F/PN][K][PN] contiguous streams */
-    int64_t pn;      /* their panel width: NR, or the wide / pixel tile's */
+    const CV_T *wpk; /* direct and wide: the weights of filter 0, then of filter j at
+                      * wpk + j * wjs, rows (taps x channels) wks apart: packed
+                      * [F/PN][K][PN] streams (wjs = K, wks = PN) or the kernel
+                      * itself (wjs = 1, wks = F) */
+    int64_t wjs, wks;
+    int64_t pn;      /* the panel width: NR, or the wide / pixel tile's */
     int wide;        /* tiles of `wr` pixels anywhere (may span rows) by `px` */
     int64_t wr;
     CV_PX_FN px;     /* direct_wide, or the level's row-spanning direct_px */
@@ -35,7 +39,7 @@ static void CV_FN(wide_pixels)(const cf_conv2d_shape *s, const CV_FN(row_plan) *
                                const CV_T *bias, int relu, CV_T *y)
 {
     const int64_t WR = pl->wr, PN = pl->pn, C = s->c, F = s->f;
-    const int64_t ntaps = s->kh * s->kw, K = ntaps * C;
+    const int64_t ntaps = s->kh * s->kw;
     /* the next pixel's row and column, stepped instead of divided per pixel:
      * with one input channel the tile's divisions cost more than its FMAs */
     int64_t row = q0 / s->ow, col = q0 % s->ow;
@@ -53,7 +57,8 @@ static void CV_FN(wide_pixels)(const cf_conv2d_shape *s, const CV_FN(row_plan) *
             px[i] = px[0]; /* spare rows read the tile's first pixel */
         for (int64_t j0 = 0; j0 < F; j0 += PN) {
             const int64_t nr = F - j0 < PN ? F - j0 : PN;
-            pl->px(ntaps, pl->tap_off, C, xp, px, pl->wpk + j0 * K, PN, y + i0 * F + j0, F,
+            pl->px(ntaps, pl->tap_off, C, xp, px, pl->wpk + j0 * pl->wjs, pl->wks,
+                   y + i0 * F + j0, F,
                    (int)mr, (int)nr, 0, bias ? bias + j0 : NULL, relu);
         }
     }
@@ -80,7 +85,7 @@ static void CV_FN(direct_row)(const cf_conv2d_shape *s, const CV_FN(row_plan) *p
         const CV_T *a = xp + (oh * s->sh * wp + ow0 * s->sw) * C;
         for (int64_t j0 = 0; j0 < F; j0 += NR) {
             const int64_t nr = F - j0 < NR ? F - j0 : NR;
-            uk->direct(ntaps, pl->tap_off, C, a, s->sw * C, pl->wpk + j0 * ntaps * C, NR,
+            uk->direct(ntaps, pl->tap_off, C, a, s->sw * C, pl->wpk + j0 * pl->wjs, pl->wks,
                        yrow + ow0 * F + j0, F, (int)mr, (int)nr,
                        bias ? bias + j0 : NULL, relu);
         }
@@ -170,6 +175,7 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     plan->wt = NULL;
     plan->cpad = 0;
     plan->wpk = NULL;
+    plan->wjs = plan->wks = 0;
     plan->pn = uk->nr;
     plan->wide = 0;
     plan->wr = 0;
@@ -207,17 +213,35 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
         NR = uk->px_nr;
     }
     const int64_t K = ntaps * C, npan = (F + NR - 1) / NR;
+    plan->pn = NR;
+    if ((F == NR && (uintptr_t)kernel % 64 == 0) || s->n * s->oh * s->ow <= CF_CONV_PACK_MIN_PIXELS) {
+        /* the kernel read in place: one panel as wide as the filters is its
+         * own stream, and a few pixels would spend more on the copy (a tenth
+         * of a one-image forward) than its streams save */
+        plan->wpk = kernel;
+        plan->wjs = 1;
+        plan->wks = F;
+        return 0;
+    }
     CV_T *wpk = (CV_T *)cf_workspace(CF_WS_PACKED_KERNEL, (size_t)(npan * K * NR) * sizeof(CV_T));
     if (wpk == NULL)
         return -1;
-    for (int64_t jp = 0; jp < npan; jp++)
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t j = 0; j < NR; j++) {
-                const int64_t f = jp * NR + j;
-                wpk[(jp * K + k) * NR + j] = f < F ? kernel[k * F + f] : 0;
-            }
+    for (int64_t jp = 0; jp < npan; jp++) {
+        const int64_t f0 = jp * NR, nf = F - f0 < NR ? F - f0 : NR;
+        /* rows of at most 64 values: plain loops, which vectorise, where a
+         * libc call per row costs more than its copy */
+        for (int64_t k = 0; k < K; k++) {
+            CV_T *restrict row = wpk + (jp * K + k) * NR;
+            const CV_T *restrict src = kernel + k * F + f0;
+            for (int64_t j = 0; j < nf; j++)
+                row[j] = src[j];
+            for (int64_t j = nf; j < NR; j++)
+                row[j] = 0;
+        }
+    }
     plan->wpk = wpk;
-    plan->pn = NR;
+    plan->wjs = K;
+    plan->wks = NR;
     return 0;
 }
 
