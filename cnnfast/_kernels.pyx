@@ -110,6 +110,7 @@ cdef extern from "dispatch.h" nogil:
                              double rate, const void *x, void *y, void *mask, int nthreads)
     double cf_softmax_xent_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z,
                                     const void *y, const void *probs, void *grad)
+    void cf_softmax_rows_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z, void *out)
     void cf_adam_by_dtype(cf_dtype dt, int64_t n, void *p, const void *g, void *m, void *v,
                           double alpha, double one_minus_b1, double one_minus_b2, double eps,
                           int nthreads)
@@ -491,6 +492,39 @@ def softmax_xent(cnp.ndarray z, cnp.ndarray y, object probs, cnp.ndarray grad):
         loss = cf_softmax_xent_by_dtype(edt, n, k, zp, yp, pp, gp)
         cf_call_end(&cs)
     return loss
+
+
+def softmax_rows(cnp.ndarray z, cnp.ndarray out):
+    """out = softmax of z over its last axis (see csrc/softmax_xent.h): both
+    C-contiguous and aligned, one float dtype, one shape; out is z or shares no
+    memory with it."""
+    dt = z.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"softmax_rows: unsupported dtype {dt}")
+    shape = (<object>z).shape
+    if z.ndim < 1 or z.shape[z.ndim - 1] < 1:
+        raise ValueError(f"softmax_rows: z must have a last axis of length >= 1, got shape {shape}")
+    if out.dtype != dt or (<object>out).shape != shape:
+        raise ValueError(f"softmax_rows: out must be a {dt} array of shape {shape}, "
+                         f"got {out.dtype} {(<object>out).shape}")
+    for a, name in ((z, "z"), (out, "out")):
+        if not (<cnp.ndarray>a).flags.c_contiguous or not (<cnp.ndarray>a).flags.aligned:
+            raise ValueError(f"softmax_rows: {name} must be aligned and C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("softmax_rows: out is read-only")
+    cdef const char *zp = <const char *>_data(z)
+    cdef char *op = <char *>_data(out)
+    cdef Py_ssize_t nbytes = z.nbytes
+    if op != zp and op < zp + nbytes and zp < op + nbytes:
+        raise ValueError("softmax_rows: out overlaps z without being z")
+    cdef cf_dtype edt = _element_type(z, "softmax_rows: z")
+    cdef int64_t k = z.shape[z.ndim - 1]
+    cdef int64_t n = z.size // k
+    cdef cf_call_state cs
+    with nogil:
+        cf_call_begin(&cs)
+        cf_softmax_rows_by_dtype(edt, n, k, zp, op)
+        cf_call_end(&cs)
 
 
 # -------------------------------------------------------------- optimizers --

@@ -112,6 +112,14 @@ double cf_softmax_xent_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z
     return cf_softmax_xent_f64(n, k, z, y, probs, grad);
 }
 
+void cf_softmax_rows_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z, void *out)
+{
+    if (dt == CF_FLOAT32)
+        cf_softmax_rows_f32(n, k, z, out);
+    else
+        cf_softmax_rows_f64(n, k, z, out);
+}
+
 void cf_adam_by_dtype(cf_dtype dt, int64_t n, void *p, const void *g, void *m, void *v,
                       double alpha, double one_minus_b1, double one_minus_b2, double eps,
                       int nthreads)

@@ -52,6 +52,7 @@ void cf_dropout_by_dtype(cf_dtype dt, int64_t n, uint64_t key, int64_t offset, d
                          const void *x, void *y, void *mask, int nthreads);
 double cf_softmax_xent_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z,
                                 const void *y, const void *probs, void *grad);
+void cf_softmax_rows_by_dtype(cf_dtype dt, int64_t n, int64_t k, const void *z, void *out);
 void cf_adam_by_dtype(cf_dtype dt, int64_t n, void *p, const void *g, void *m, void *v,
                       double alpha, double one_minus_b1, double one_minus_b2, double eps,
                       int nthreads);

@@ -1,6 +1,6 @@
-/* Softmax cross-entropy from logits: see softmax_xent.h. Serial: a training
- * batch's logits are a few thousand values, far below what a thread team
- * pays for itself on. */
+/* Softmax cross-entropy from logits, and the softmax: see softmax_xent.h.
+ * Serial: a batch's logits are a few thousand values, far below what a
+ * thread team pays for itself on. */
 #include "softmax_xent.h"
 
 #include <math.h>
@@ -46,3 +46,27 @@
 
 DEFINE_SOFTMAX_XENT(cf_softmax_xent_f32, float, expf, logf)
 DEFINE_SOFTMAX_XENT(cf_softmax_xent_f64, double, exp, log)
+
+/* The maximum propagates a NaN (z[j] > m is false for one), as NumPy's does:
+ * the row is then NaN throughout. */
+#define DEFINE_SOFTMAX_ROWS(NAME, T, EXP)                                             \
+    void NAME(int64_t n, int64_t k, const T *z, T *out)                               \
+    {                                                                                 \
+        for (int64_t r = 0; r < n; r++) {                                             \
+            const T *zr = z + r * k;                                                  \
+            T *o = out + r * k;                                                       \
+            T m = zr[0];                                                              \
+            for (int64_t j = 1; j < k; j++)                                           \
+                m = zr[j] > m || zr[j] != zr[j] ? zr[j] : m;                          \
+            T s = 0;                                                                  \
+            for (int64_t j = 0; j < k; j++) {                                         \
+                o[j] = EXP(zr[j] - m);                                                \
+                s += o[j];                                                            \
+            }                                                                         \
+            for (int64_t j = 0; j < k; j++)                                           \
+                o[j] /= s;                                                            \
+        }                                                                             \
+    }
+
+DEFINE_SOFTMAX_ROWS(cf_softmax_rows_f32, float, expf)
+DEFINE_SOFTMAX_ROWS(cf_softmax_rows_f64, double, exp)

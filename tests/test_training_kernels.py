@@ -1,5 +1,6 @@
-"""The fused C helpers of the training step (Adam update, ReLU backward mask, dropout)
-give exactly what their NumPy formulations give."""
+"""The fused C helpers of the training step (Adam update, ReLU backward mask, dropout,
+softmax) give what their NumPy formulations give: the same bits, or for the softmax
+(whose exp is libm's, not NumPy's) the float64 formula's values within a few ulps."""
 
 from __future__ import annotations
 
@@ -284,3 +285,69 @@ def test_dropout_kernel_rejects_bad_arguments():
     with pytest.raises(TypeError, match="dtype"):
         xi = np.ones((4, 5), np.int32)
         _kernels.dropout(xi, 1, 0.5, np.empty_like(xi), np.empty_like(xi))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 10), (7, 3), (4, 2, 5), (3, 1), (5,), (0, 4)])
+def test_softmax_kernel_matches_the_float64_formula(dtype, shape):
+    """The C softmax of the output layers: within a few ulps of exp(z - max) / sum
+    computed in float64, rows summing to 1; in place (out is z) gives the same bits."""
+    from cnnfast import activations
+    from cnnfast.ops import training
+
+    rng = np.random.default_rng(len(shape))
+    z = (rng.standard_normal(shape) * 20).astype(dtype)
+    out = np.empty_like(z)
+    training.softmax(z, out)
+    z64 = z.astype(np.float64)
+    e = np.exp(z64 - z64.max(axis=-1, keepdims=True))
+    want = e / e.sum(axis=-1, keepdims=True)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(out, want, rtol=8 * eps, atol=8 * eps * want.max(initial=0))
+    inplace = z.copy()
+    training.softmax(inplace, inplace)
+    assert np.array_equal(inplace, out)
+    # the activation takes the C kernel for contiguous arrays, NumPy for views
+    assert np.array_equal(activations.get("softmax").forward(z), out)
+    if z.ndim == 2 and z.shape[0] > 1 and z.shape[1] > 1:
+        view = np.asfortranarray(z)
+        np.testing.assert_allclose(activations.get("softmax").forward(view), want,
+                                   rtol=8 * eps, atol=8 * eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_kernel_nan_and_inf_rows(dtype):
+    from cnnfast.ops import training
+
+    z = np.array([[0.0, np.nan, 1.0], [np.nan, 0.0, 1.0], [np.inf, 0.0, 1.0],
+                  [-np.inf, 0.0, 0.0], [1.0, 2.0, 3.0]], dtype=dtype)
+    out = np.empty_like(z)
+    training.softmax(z, out)
+    with np.errstate(invalid="ignore"):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        want = e / e.sum(axis=-1, keepdims=True)
+    assert np.isnan(out[:3]).all() and np.isnan(want[:3]).all()
+    np.testing.assert_allclose(out[3:], want[3:], rtol=1e-6)
+
+
+def test_softmax_kernel_rejects_bad_arguments():
+    from cnnfast.ops import training
+
+    z = np.zeros((4, 3), np.float32)
+    with pytest.raises(TypeError, match="dtype"):
+        training.softmax(z.astype(np.float16), z.astype(np.float16))
+    with pytest.raises(ValueError, match="out must be a float32 array of shape"):
+        training.softmax(z, np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="out must be a float32"):
+        training.softmax(z, np.zeros((4, 3), np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        training.softmax(np.zeros((3, 4), np.float32).T, z)
+    with pytest.raises(ValueError, match="last axis"):
+        training.softmax(np.zeros((4, 0), np.float32), np.zeros((4, 0), np.float32))
+    big = np.zeros((5, 3), np.float32)
+    with pytest.raises(ValueError, match="overlaps"):
+        training.softmax(big[1:], big[:4])
+    ro = np.zeros((4, 3), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        training.softmax(z, ro)

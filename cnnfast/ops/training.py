@@ -47,6 +47,12 @@ def softmax_xent(logits: np.ndarray, y_true: np.ndarray, probs: np.ndarray | Non
     return float(_kernels.softmax_xent(logits, y_true, probs, grad))
 
 
+def softmax(z: np.ndarray, out: np.ndarray) -> None:
+    """``out = softmax(z)`` over the last axis (``exp(z - max) / sum``), both
+    C-contiguous, aligned, of one float dtype and shape; ``out`` may be ``z``."""
+    _kernels.softmax_rows(z, out)
+
+
 def adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, alpha: float,
                 one_minus_beta_1: float, one_minus_beta_2: float, epsilon: float) -> None:
     """One fused Adam step in place on the parameter ``p`` and the moments ``m``, ``v``."""
