@@ -180,6 +180,10 @@
 /* Largest column stride of B the packer's int32 gather indices reach. */
 #define CF_GEMM_GATHER_MAX_JS ((int64_t)0x7fffffff / 64)
 
+/* Forward outputs of at least this many bytes are stored with non-temporal
+ * stores (the tiles' streaming variants, ukernel.h). */
+#define CF_CONV_STREAM_MIN_BYTES ((int64_t)8 << 20)
+
 /* Output pixels per forward call up to which the weights are read in place
  * rather than packed into panel streams (a one-image forward of a 14 x 14 or
  * 28 x 28 layer). */

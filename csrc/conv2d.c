@@ -29,6 +29,7 @@
 #define CV_UK cf_ukernel_f32
 #define CV_SELECT cf_ukernel_select_f32
 #define CV_PX_FN cf_ukernel_direct_px_f32_fn
+#define CV_DIRECT_FN cf_ukernel_direct_f32_fn
 #define CF_POOL_FWD cf_pool2d_forward_f32
 #define CF_POOL_BWD cf_pool2d_backward_f32
 #define CF_POOL_BAND_FWD cf_pool2d_band_forward_f32
@@ -49,12 +50,14 @@
 #undef CV_UK
 #undef CV_SELECT
 #undef CV_PX_FN
+#undef CV_DIRECT_FN
 
 #define CV_T double
 #define CV_SFX f64
 #define CV_UK cf_ukernel_f64
 #define CV_SELECT cf_ukernel_select_f64
 #define CV_PX_FN cf_ukernel_direct_px_f64_fn
+#define CV_DIRECT_FN cf_ukernel_direct_f64_fn
 #define CF_POOL_FWD cf_pool2d_forward_f64
 #define CF_POOL_BWD cf_pool2d_backward_f64
 #define CF_POOL_BAND_FWD cf_pool2d_band_forward_f64
@@ -74,6 +77,8 @@
 #undef CV_SFX
 #undef CV_UK
 #undef CV_SELECT
+#undef CV_PX_FN
+#undef CV_DIRECT_FN
 
 #undef CV_FN
 #undef CV_CAT

@@ -449,6 +449,19 @@ UK_CHECK_ROWS(uk_rows_check_avx512_short, UK_ROWS, CF_UKERNEL_SHORT_MR)
     (i) == 11 ? p7 + 4 * r : (i) == 12 ? p7 + r5 : p7 + 2 * r3)
 #include "ukernel_direct_impl.h"
 #undef UK_DNAME
+/* the same tile with non-temporal stores of whole, aligned vectors (see
+ * direct_stream in ukernel.h) */
+#undef UK_STOREM
+#define UK_STOREM(p, mk, v)                                                    \
+    do {                                                                       \
+        if ((mk) == (__mmask16)0xFFFF && ((uintptr_t)(p) & 63) == 0)          \
+            _mm512_stream_ps((p), (v));                                        \
+        else                                                                   \
+            _mm512_mask_storeu_ps((p), (mk), (v));                             \
+    } while (0)
+#define UK_DNAME uk_direct_stream_avx512_f32
+#include "ukernel_direct_impl.h"
+#undef UK_DNAME
 #undef UK_NAME
 #undef UK_T
 #undef UK_VW
@@ -675,13 +688,12 @@ DEFINE_AVX2_NARROW(uk_narrow_avx2_f64, double, __m256d, 4, avx2_mask_pd, _mm256_
  * zero (or from y with accumulate), as in the direct tile: the same bits.
  * One input channel (a first layer) runs the taps without the channel loop,
  * whose per-tap set-up otherwise costs about as much as the step itself. */
-AVX2_TARGET static void uk_direct_px_avx2_f32(int64_t ntaps, const int64_t *restrict tap_off,
-                                              int64_t c, const float *restrict a,
-                                              const int64_t *restrict px_off,
-                                              const float *restrict b, int64_t b_ks,
-                                              float *restrict y, int64_t ldc, int mr, int nr,
-                                              int accumulate, const float *restrict bias,
-                                              int relu)
+AVX2_TARGET static inline __attribute__((always_inline)) void
+uk_direct_px_body_avx2_f32(int64_t ntaps, const int64_t *restrict tap_off, int64_t c,
+                           const float *restrict a, const int64_t *restrict px_off,
+                           const float *restrict b, int64_t b_ks, float *restrict y,
+                           int64_t ldc, int mr, int nr, int accumulate,
+                           const float *restrict bias, int relu, int stream)
 {
     const __m256i m0 = avx2_mask_ps(nr), m1 = avx2_mask_ps(nr - 8);
 #define PX_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
@@ -749,7 +761,10 @@ AVX2_TARGET static void uk_direct_px_avx2_f32(int64_t ntaps, const int64_t *rest
             r0 = _mm256_max_ps(zero, r0);                                      \
             r1 = _mm256_max_ps(zero, r1);                                      \
         }                                                                      \
-        if (nr == 16) {                                                        \
+        if (nr == 16 && stream && ((uintptr_t)ci & 31) == 0) {                 \
+            _mm256_stream_ps(ci, r0);                                          \
+            _mm256_stream_ps(ci + 8, r1);                                      \
+        } else if (nr == 16) {                                                 \
             _mm256_storeu_ps(ci, r0);                                          \
             _mm256_storeu_ps(ci + 8, r1);                                      \
         } else {                                                               \
@@ -760,6 +775,33 @@ AVX2_TARGET static void uk_direct_px_avx2_f32(int64_t ntaps, const int64_t *rest
     PX_ROWS(PX_OUT)
 #undef PX_OUT
 #undef PX_ROWS
+}
+
+AVX2_TARGET static void uk_direct_px_avx2_f32(int64_t ntaps, const int64_t *restrict tap_off,
+                                              int64_t c, const float *restrict a,
+                                              const int64_t *restrict px_off,
+                                              const float *restrict b, int64_t b_ks,
+                                              float *restrict y, int64_t ldc, int mr, int nr,
+                                              int accumulate, const float *restrict bias,
+                                              int relu)
+{
+    uk_direct_px_body_avx2_f32(ntaps, tap_off, c, a, px_off, b, b_ks, y, ldc, mr, nr,
+                               accumulate, bias, relu, 0);
+}
+
+/* The same tile with non-temporal stores of its whole, aligned output rows
+ * (see direct_stream in ukernel.h). */
+AVX2_TARGET static void uk_direct_px_stream_avx2_f32(int64_t ntaps,
+                                                     const int64_t *restrict tap_off,
+                                                     int64_t c, const float *restrict a,
+                                                     const int64_t *restrict px_off,
+                                                     const float *restrict b, int64_t b_ks,
+                                                     float *restrict y, int64_t ldc, int mr,
+                                                     int nr, int accumulate,
+                                                     const float *restrict bias, int relu)
+{
+    uk_direct_px_body_avx2_f32(ntaps, tap_off, c, a, px_off, b, b_ks, y, ldc, mr, nr,
+                               accumulate, bias, relu, 1);
 }
 
 #define UK_TARGET AVX2_TARGET
@@ -854,6 +896,7 @@ static const cf_ukernel_f32 uk_table_f32[] = {
                       .taps = uk_taps_avx2_f32, .taps_wide = NULL, .taps_short = NULL,
                       .taps_channels = NULL, .taps_krow = NULL, .colsum = uk_colsum_avx2_f32,
                       .direct_wide = NULL, .pack_t = NULL, .direct_px = uk_direct_px_avx2_f32,
+                      .direct_px_stream = uk_direct_px_stream_avx2_f32,
                       .px_mr = CF_AVX2_PX_MR, .px_nr = CF_AVX2_NR_F32,
                       .mr = CF_AVX2_MR, .nr = CF_AVX2_NR_F32, .vw = CF_AVX2_VW_F32},
     [CF_SIMD_AVX512] = {.fn = uk_gemm_avx512_f32, .rows = uk_rows_avx512_f32, .direct = uk_direct_avx512_f32, .narrow = uk_narrow_avx512_f32,
@@ -861,6 +904,7 @@ static const cf_ukernel_f32 uk_table_f32[] = {
                         .taps_short = uk_taps_short_avx512_f32, .taps_channels = uk_taps_channels_avx512_f32,
                         .taps_krow = uk_taps_krow_avx512_f32, .colsum = uk_colsum_avx512_f32,
                         .direct_wide = uk_direct_wide_avx512_f32, .pack_t = uk_pack_t_avx512_f32,
+                        .direct_stream = uk_direct_stream_avx512_f32,
                         .mr = CF_AVX512_MR, .nr = CF_AVX512_NR_F32, .vw = CF_AVX512_VW_F32},
 #endif
 };
@@ -886,6 +930,13 @@ static const cf_ukernel_f64 uk_table_f64[] = {
 };
 
 #define UK_TABLE_TOP(t) ((int)(sizeof(t) / sizeof((t)[0])) - 1)
+
+void cf_ukernel_stream_fence(void)
+{
+#if CF_HAVE_X86_DISPATCH
+    _mm_sfence();
+#endif
+}
 
 cf_ukernel_f32 cf_ukernel_select_f32(int level)
 {

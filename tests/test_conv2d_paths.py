@@ -146,3 +146,34 @@ def test_kernel_grad_false_gives_the_same_dx():
     assert np.array_equal(dx, cnnfast.conv2d_backward(dy, x, k, 2, "same")[0])
     assert cnnfast.conv2d_backward(dy, x, k, 2, "same", input_grad=False,
                                    kernel_grad=False) == (None, None, None)
+
+
+@pytest.mark.parametrize("level", simd_level_params())
+@pytest.mark.parametrize("filters", [32, 21])  # whole streamed vectors; a masked tail
+def test_streamed_forward_output_has_the_same_bits(level, filters):
+    """A forward output of 8 MB or more is stored with non-temporal stores
+    (the direct and pixel tiles' streaming variants): the same bits as the same
+    images run in halves below that size, for 1 and 2 threads, into an aligned
+    output and into one at a 4-byte offset (the tiles then store plainly)."""
+    rng = np.random.default_rng(filters)
+    x = rng.standard_normal((128, 28, 28, 1)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 1, filters)).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    # the whole output at or above the streaming size, each half below it
+    assert x.shape[0] * 28 * 28 * filters * 4 >= 8 << 20 > x.shape[0] // 2 * 28 * 28 * filters * 4
+    try:
+        _kernels.set_simd_cap(level)
+        halves = np.concatenate([cnnfast.conv2d(x[:64], k, b, padding="same", activation="relu"),
+                                 cnnfast.conv2d(x[64:], k, b, padding="same", activation="relu")])
+        for threads in (1, 2):
+            cnnfast.set_num_threads(threads)
+            whole = cnnfast.conv2d(x, k, b, padding="same", activation="relu")
+            assert np.array_equal(whole, halves)
+            raw = np.empty(whole.size + 16, np.float32)
+            start = (-raw.ctypes.data // 4) % 16 + 1  # one float past a 64-byte boundary
+            out = raw[start:start + whole.size].reshape(whole.shape)
+            cnnfast.conv2d(x, k, b, padding="same", activation="relu", out=out)
+            assert np.array_equal(out, halves)
+    finally:
+        _kernels.set_simd_cap(_START_LEVEL)
+        cnnfast.set_num_threads(None)
