@@ -160,8 +160,8 @@ static int CV_FN(forward_im2col)(const cf_conv2d_shape *s, const CV_UK *uk,
 /* Everything direct_row needs that depends on the kernel only: tap offsets
  * into the padded image (CF_WS_TAP_OFFSETS) and the weights in the chosen
  * micro-kernel's order (CF_WS_NARROW_KERNEL or CF_WS_PACKED_KERNEL), in the
- * calling thread's workspace. stream: the direct and pixel tiles' streaming
- * variants where the level has them (the caller fences). */
+ * calling thread's workspace. stream: the tiles' streaming variants where
+ * the level has them (the caller fences). */
 static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_t wp,
                                const CV_T *kernel, int stream, CV_FN(row_plan) *plan)
 {
@@ -207,7 +207,8 @@ static int CV_FN(forward_plan)(const cf_conv2d_shape *s, const CV_UK *uk, int64_
     if (uk->direct_wide != NULL && F >= CF_CONV_WIDE_MIN_F) {
         plan->wide = 1;
         plan->wr = CF_UKERNEL_WIDE_MR;
-        plan->px = uk->direct_wide;
+        plan->px = stream && uk->direct_wide_stream != NULL ? uk->direct_wide_stream
+                                                             : uk->direct_wide;
         NR = 4 * uk->vw;
     } else if (uk->direct_px != NULL) {
         plan->wide = 1;

@@ -288,12 +288,12 @@ AVX512_TARGET static void uk_taps_krow_avx512_f32(int64_t nrows, int64_t kc, con
  * 14 image is 33 tiles of 6 with one partial. Faster than the 14 x 32 tile
  * from 48 filters (the forward and the stride-1 input gradient); oneDNN's
  * forward blocks all 64 filters the same way (weights Acdb64a). */
-AVX512_TARGET static void uk_direct_wide_avx512_f32(int64_t ntaps, const int64_t *restrict tap_off,
-                                          int64_t c, const float *restrict a,
-                                          const int64_t *restrict px_off,
-                                          const float *restrict b, int64_t b_ks,
-                                          float *restrict y, int64_t ldc, int mr, int nr,
-                                          int accumulate, const float *restrict bias, int relu)
+AVX512_TARGET static inline __attribute__((always_inline)) void
+uk_direct_wide_body_avx512_f32(int64_t ntaps, const int64_t *restrict tap_off, int64_t c,
+                               const float *restrict a, const int64_t *restrict px_off,
+                               const float *restrict b, int64_t b_ks, float *restrict y,
+                               int64_t ldc, int mr, int nr, int accumulate,
+                               const float *restrict bias, int relu, int stream)
 {
     const __mmask16 m0 = AVX512_MASK16(nr), m1 = AVX512_MASK16(nr - 16);
     const __mmask16 m2 = AVX512_MASK16(nr - 32), m3 = AVX512_MASK16(nr - 48);
@@ -367,14 +367,50 @@ AVX512_TARGET static void uk_direct_wide_avx512_f32(int64_t ntaps, const int64_t
             r2 = _mm512_max_ps(zero, r2);                                      \
             r3 = _mm512_max_ps(zero, r3);                                      \
         }                                                                      \
-        _mm512_mask_storeu_ps(ci, m0, r0);                                     \
-        _mm512_mask_storeu_ps(ci + 16, m1, r1);                                \
-        _mm512_mask_storeu_ps(ci + 32, m2, r2);                                \
-        _mm512_mask_storeu_ps(ci + 48, m3, r3);                                \
+        if (stream && nr == 64 && ((uintptr_t)ci & 63) == 0) {                 \
+            _mm512_stream_ps(ci, r0);                                          \
+            _mm512_stream_ps(ci + 16, r1);                                     \
+            _mm512_stream_ps(ci + 32, r2);                                     \
+            _mm512_stream_ps(ci + 48, r3);                                     \
+        } else {                                                               \
+            _mm512_mask_storeu_ps(ci, m0, r0);                                 \
+            _mm512_mask_storeu_ps(ci + 16, m1, r1);                            \
+            _mm512_mask_storeu_ps(ci + 32, m2, r2);                            \
+            _mm512_mask_storeu_ps(ci + 48, m3, r3);                            \
+        }                                                                      \
     }
     DW_ROWS(DW_OUT)
 #undef DW_OUT
 #undef DW_ROWS
+}
+
+AVX512_TARGET static void uk_direct_wide_avx512_f32(int64_t ntaps, const int64_t *restrict tap_off,
+                                                    int64_t c, const float *restrict a,
+                                                    const int64_t *restrict px_off,
+                                                    const float *restrict b, int64_t b_ks,
+                                                    float *restrict y, int64_t ldc, int mr,
+                                                    int nr, int accumulate,
+                                                    const float *restrict bias, int relu)
+{
+    uk_direct_wide_body_avx512_f32(ntaps, tap_off, c, a, px_off, b, b_ks, y, ldc, mr, nr,
+                                   accumulate, bias, relu, 0);
+}
+
+/* The same tile with non-temporal stores of whole, aligned output rows (see
+ * direct_stream in ukernel.h). */
+AVX512_TARGET static void uk_direct_wide_stream_avx512_f32(int64_t ntaps,
+                                                           const int64_t *restrict tap_off,
+                                                           int64_t c, const float *restrict a,
+                                                           const int64_t *restrict px_off,
+                                                           const float *restrict b,
+                                                           int64_t b_ks, float *restrict y,
+                                                           int64_t ldc, int mr, int nr,
+                                                           int accumulate,
+                                                           const float *restrict bias,
+                                                           int relu)
+{
+    uk_direct_wide_body_avx512_f32(ntaps, tap_off, c, a, px_off, b, b_ks, y, ldc, mr, nr,
+                                   accumulate, bias, relu, 1);
 }
 
 /* Transposed 64-column panel of B for uk_direct_wide (see ukernel.h): a scalar loop
@@ -905,6 +941,7 @@ static const cf_ukernel_f32 uk_table_f32[] = {
                         .taps_krow = uk_taps_krow_avx512_f32, .colsum = uk_colsum_avx512_f32,
                         .direct_wide = uk_direct_wide_avx512_f32, .pack_t = uk_pack_t_avx512_f32,
                         .direct_stream = uk_direct_stream_avx512_f32,
+                        .direct_wide_stream = uk_direct_wide_stream_avx512_f32,
                         .mr = CF_AVX512_MR, .nr = CF_AVX512_NR_F32, .vw = CF_AVX512_VW_F32},
 #endif
 };

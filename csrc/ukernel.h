@@ -180,13 +180,14 @@ typedef struct {
      * up to px_nr filters, weights packed in px_nr-wide streams. Each output
      * is summed in the direct tile's order: the same bits. */
     cf_ukernel_direct_px_f32_fn direct_px;
-    /* direct and direct_px with non-temporal stores of their whole, aligned
-     * output vectors (the rest stored plainly): for outputs far larger than
+    /* direct, direct_px and direct_wide with non-temporal stores of their
+     * whole, aligned output vectors (the rest stored plainly): for outputs far larger than
      * the caches, whose lines a plain store would first read from memory.
      * Same values. A thread calls cf_ukernel_stream_fence after its last
      * call, before the output is read elsewhere. NULL where none. */
     cf_ukernel_direct_f32_fn direct_stream;
     cf_ukernel_direct_px_f32_fn direct_px_stream;
+    cf_ukernel_direct_px_f32_fn direct_wide_stream;
     int px_mr, px_nr;
     int mr, nr, vw;                  /* vw: lanes of narrow's vectors */
 } cf_ukernel_f32;
@@ -207,14 +208,15 @@ typedef struct {
     cf_ukernel_direct_px_f64_fn direct_px;   /* none for float64: always NULL */
     cf_ukernel_direct_f64_fn direct_stream;     /* always NULL */
     cf_ukernel_direct_px_f64_fn direct_px_stream; /* always NULL */
+    cf_ukernel_direct_px_f64_fn direct_wide_stream; /* always NULL */
     int px_mr, px_nr;
     int mr, nr, vw;
 } cf_ukernel_f64;
 
 /* The micro-kernel for a SIMD level (cpu_features.h); a level the build
  * cannot produce falls back to the next lower one. */
-/* Orders this thread's non-temporal stores (direct_stream, direct_px_stream)
- * before its later stores: call after the last streaming call, before the
+/* Orders this thread's non-temporal stores (the *_stream kernels) before its
+ * later stores: call after the last streaming call, before the
  * end of the parallel region whose threads then read the output. */
 void cf_ukernel_stream_fence(void);
 

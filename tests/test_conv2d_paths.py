@@ -149,18 +149,19 @@ def test_kernel_grad_false_gives_the_same_dx():
 
 
 @pytest.mark.parametrize("level", simd_level_params())
-@pytest.mark.parametrize("filters", [32, 21])  # whole streamed vectors; a masked tail
-def test_streamed_forward_output_has_the_same_bits(level, filters):
+# whole streamed vectors, a masked tail (direct and pixel tiles); the 6 x 64 tile
+@pytest.mark.parametrize("filters, hw, channels", [(32, 28, 1), (21, 28, 1), (64, 16, 3)])
+def test_streamed_forward_output_has_the_same_bits(level, filters, hw, channels):
     """A forward output of 8 MB or more is stored with non-temporal stores
-    (the direct and pixel tiles' streaming variants): the same bits as the same
-    images run in halves below that size, for 1 and 2 threads, into an aligned
-    output and into one at a 4-byte offset (the tiles then store plainly)."""
+    (the tiles' streaming variants): the same bits as the same images run in
+    halves below that size, for 1 and 2 threads, into an aligned output and
+    into one at a 4-byte offset (the tiles then store plainly)."""
     rng = np.random.default_rng(filters)
-    x = rng.standard_normal((128, 28, 28, 1)).astype(np.float32)
-    k = rng.standard_normal((3, 3, 1, filters)).astype(np.float32)
+    x = rng.standard_normal((128, hw, hw, channels)).astype(np.float32)
+    k = rng.standard_normal((3, 3, channels, filters)).astype(np.float32)
     b = rng.standard_normal(filters).astype(np.float32)
     # the whole output at or above the streaming size, each half below it
-    assert x.shape[0] * 28 * 28 * filters * 4 >= 8 << 20 > x.shape[0] // 2 * 28 * 28 * filters * 4
+    assert 128 * hw * hw * filters * 4 >= 8 << 20 > 64 * hw * hw * filters * 4
     try:
         _kernels.set_simd_cap(level)
         halves = np.concatenate([cnnfast.conv2d(x[:64], k, b, padding="same", activation="relu"),
