@@ -105,7 +105,11 @@ static int64_t WG_FN(wg_input_item)(const cf_conv2d_shape *s, const WG_FN(wg_spl
 
 /* The products of one item: mt[e] (ntile x F) = v[e] (ntile x C) . u[e] (C x F)
  * for each of the alpha^2 planes e, on the direct micro-kernel (the 6 x 64
- * wide one where it exists and F fills it, as the GEMM picks). */
+ * wide one where it exists and F fills it, as the GEMM picks). A last tile of
+ * at most CF_GEMM_ROWS_MAX_MR rows goes to the few-rows kernel, which computes
+ * only those rows (a 14 x 14 image's 49 tiles would otherwise compute 54 rows);
+ * it sums each output as the tiles do, one FMA chain over the channels from
+ * zero: the same bits. */
 static void WG_FN(wg_products)(const WG_UK *uk, const WG_FN(wg_split) *sp, int64_t C, int64_t F,
                                int64_t ntile, const WG_T *v, const WG_T *u, WG_T *mt)
 {
@@ -121,6 +125,11 @@ static void WG_FN(wg_products)(const WG_UK *uk, const WG_FN(wg_split) *sp, int64
                 const int64_t nr = F - j0 < WN ? F - j0 : WN;
                 for (int64_t i0 = 0; i0 < ntile; i0 += WR) {
                     const int64_t mr = ntile - i0 < WR ? ntile - i0 : WR;
+                    if (mr <= CF_GEMM_ROWS_MAX_MR && uk->rows != NULL && nr <= WN) {
+                        uk->rows(mr, nr, C, ve + i0 * C, C, ue + j0, F, me + i0 * F + j0, F, 0,
+                                 NULL, 0);
+                        continue;
+                    }
                     int64_t px[CF_UKERNEL_WIDE_MR];
                     for (int64_t i = 0; i < WR; i++)
                         px[i] = (i0 + (i < mr ? i : 0)) * C;
@@ -134,6 +143,11 @@ static void WG_FN(wg_products)(const WG_UK *uk, const WG_FN(wg_split) *sp, int64
             const int64_t nr = F - j0 < NR ? F - j0 : NR;
             for (int64_t i0 = 0; i0 < ntile; i0 += MR) {
                 const int64_t mr = ntile - i0 < MR ? ntile - i0 : MR;
+                if (mr <= CF_GEMM_ROWS_MAX_MR && uk->rows != NULL && nr <= 4 * uk->vw) {
+                    uk->rows(mr, nr, C, ve + i0 * C, C, ue + j0, F, me + i0 * F + j0, F, 0,
+                             NULL, 0);
+                    continue;
+                }
                 uk->direct(1, zero_off, C, ve + i0 * C, C, ue + j0, F, me + i0 * F + j0, F,
                            (int)mr, (int)nr, NULL, 0);
             }
