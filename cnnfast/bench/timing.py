@@ -81,37 +81,48 @@ def time_round_robin(entries: list[tuple[Row, Case, int]], cfg: Config) -> None:
     """Warm up, calibrate, then time every case in rotated round-robin order.
 
     entries: (row, case, max samples). A sample = mean of k back-to-back calls,
-    k chosen so that a sample lasts at least cfg.min_time. Scaled rows (the
-    naive reference on a small batch) get no warm-up and k = 1: they are slow,
-    and pure Python loops have nothing to warm up. A call slower than
-    cfg.slow_call is its own warm-up and gets at most cfg.slow_repeats samples.
+    k chosen from the fastest warm-up call so that a sample lasts at least
+    cfg.min_time, and each sample of a call faster than cfg.slow_call follows one
+    untimed call: the previous implementation's settle pause (or its own pool's)
+    lets a thread team fall asleep, and the first call of a sleeping 2-thread team
+    costs 3-4 ms on the development KVM guest, which a first-call calibration then
+    spread over too few calls (conv a's forward read 0.35 or 0.85 ms from one run
+    to the next). Scaled rows (the naive reference on a small batch) get no
+    warm-up and k = 1: they are slow, and pure Python loops have nothing to warm
+    up. A call slower than cfg.slow_call is its own warm-up and gets at most
+    cfg.slow_repeats samples.
     """
     live = []
     for row, case, max_samples in entries:
         if row.scale != 1.0:
-            live.append((row, case, max_samples, 1))
+            live.append((row, case, max_samples, 1, False))
             continue
         t0 = time.perf_counter()
         case.fn()
         t1 = time.perf_counter() - t0
         if case.settles:
             time.sleep(cfg.settle)
-        if t1 >= cfg.slow_call:
+        slow = t1 >= cfg.slow_call
+        if slow:
             max_samples = min(max_samples, cfg.slow_repeats)
         else:
             for _ in range(cfg.warmup - 1):
+                t0 = time.perf_counter()
                 case.fn()
+                t1 = min(t1, time.perf_counter() - t0)
                 if case.settles:
                     time.sleep(cfg.settle)
         k = max(1, math.ceil(cfg.min_time / t1))
         row.calls_per_sample = k
-        live.append((row, case, max_samples, k))
-    rounds = max((m for _, _, m, _ in live), default=0)
+        live.append((row, case, max_samples, k, not slow))
+    rounds = max((m for _, _, m, _, _ in live), default=0)
     for r in range(rounds):
         shift = r % max(len(live), 1)
-        for row, case, max_samples, k in live[shift:] + live[:shift]:
+        for row, case, max_samples, k, wake in live[shift:] + live[:shift]:
             if len(row.samples_ms) >= max_samples:
                 continue
+            if wake:
+                case.fn()
             t0 = time.perf_counter()
             for _ in range(k):
                 case.fn()
