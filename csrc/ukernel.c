@@ -281,6 +281,21 @@ AVX512_TARGET static void uk_taps_krow_avx512_f32(int64_t nrows, int64_t kc, con
 #undef KR_FILTERS
 }
 
+/* A float32 pixel tile (the direct_px / direct_wide contract of ukernel.h)
+ * from an always-inline body whose last argument, a constant here, says
+ * whether its whole aligned output vectors are streamed around the caches:
+ * the plain tile and its *_stream variant are the same body twice. */
+#define UK_PX_ENTRY(TARGET, NAME, BODY, STREAM)                                         \
+    TARGET static void NAME(int64_t ntaps, const int64_t *restrict tap_off, int64_t c,   \
+                            const float *restrict a, const int64_t *restrict px_off,     \
+                            const float *restrict b, int64_t b_ks, float *restrict y,     \
+                            int64_t ldc, int mr, int nr, int accumulate,                  \
+                            const float *restrict bias, int relu)                         \
+    {                                                                                     \
+        BODY(ntaps, tap_off, c, a, px_off, b, b_ks, y, ldc, mr, nr, accumulate, bias,     \
+             relu, STREAM);                                                               \
+    }
+
 /* 6 pixels x 64 filters forward tile (float32): per (tap, channel) step 4
  * weight vectors and 6 broadcasts feed 24 FMAs (the 14 x 32 tile needs 16
  * loads for 28, and reads every pixel twice for 64 filters). The pixels'
@@ -384,34 +399,8 @@ uk_direct_wide_body_avx512_f32(int64_t ntaps, const int64_t *restrict tap_off, i
 #undef DW_ROWS
 }
 
-AVX512_TARGET static void uk_direct_wide_avx512_f32(int64_t ntaps, const int64_t *restrict tap_off,
-                                                    int64_t c, const float *restrict a,
-                                                    const int64_t *restrict px_off,
-                                                    const float *restrict b, int64_t b_ks,
-                                                    float *restrict y, int64_t ldc, int mr,
-                                                    int nr, int accumulate,
-                                                    const float *restrict bias, int relu)
-{
-    uk_direct_wide_body_avx512_f32(ntaps, tap_off, c, a, px_off, b, b_ks, y, ldc, mr, nr,
-                                   accumulate, bias, relu, 0);
-}
-
-/* The same tile with non-temporal stores of whole, aligned output rows (see
- * direct_stream in ukernel.h). */
-AVX512_TARGET static void uk_direct_wide_stream_avx512_f32(int64_t ntaps,
-                                                           const int64_t *restrict tap_off,
-                                                           int64_t c, const float *restrict a,
-                                                           const int64_t *restrict px_off,
-                                                           const float *restrict b,
-                                                           int64_t b_ks, float *restrict y,
-                                                           int64_t ldc, int mr, int nr,
-                                                           int accumulate,
-                                                           const float *restrict bias,
-                                                           int relu)
-{
-    uk_direct_wide_body_avx512_f32(ntaps, tap_off, c, a, px_off, b, b_ks, y, ldc, mr, nr,
-                                   accumulate, bias, relu, 1);
-}
+UK_PX_ENTRY(AVX512_TARGET, uk_direct_wide_avx512_f32, uk_direct_wide_body_avx512_f32, 0)
+UK_PX_ENTRY(AVX512_TARGET, uk_direct_wide_stream_avx512_f32, uk_direct_wide_body_avx512_f32, 1)
 
 /* Transposed 64-column panel of B for uk_direct_wide (see ukernel.h): a scalar loop
  * costs about a quarter of the tile's own time on a Dense layer's input
@@ -813,32 +802,9 @@ uk_direct_px_body_avx2_f32(int64_t ntaps, const int64_t *restrict tap_off, int64
 #undef PX_ROWS
 }
 
-AVX2_TARGET static void uk_direct_px_avx2_f32(int64_t ntaps, const int64_t *restrict tap_off,
-                                              int64_t c, const float *restrict a,
-                                              const int64_t *restrict px_off,
-                                              const float *restrict b, int64_t b_ks,
-                                              float *restrict y, int64_t ldc, int mr, int nr,
-                                              int accumulate, const float *restrict bias,
-                                              int relu)
-{
-    uk_direct_px_body_avx2_f32(ntaps, tap_off, c, a, px_off, b, b_ks, y, ldc, mr, nr,
-                               accumulate, bias, relu, 0);
-}
-
-/* The same tile with non-temporal stores of its whole, aligned output rows
- * (see direct_stream in ukernel.h). */
-AVX2_TARGET static void uk_direct_px_stream_avx2_f32(int64_t ntaps,
-                                                     const int64_t *restrict tap_off,
-                                                     int64_t c, const float *restrict a,
-                                                     const int64_t *restrict px_off,
-                                                     const float *restrict b, int64_t b_ks,
-                                                     float *restrict y, int64_t ldc, int mr,
-                                                     int nr, int accumulate,
-                                                     const float *restrict bias, int relu)
-{
-    uk_direct_px_body_avx2_f32(ntaps, tap_off, c, a, px_off, b, b_ks, y, ldc, mr, nr,
-                               accumulate, bias, relu, 1);
-}
+UK_PX_ENTRY(AVX2_TARGET, uk_direct_px_avx2_f32, uk_direct_px_body_avx2_f32, 0)
+UK_PX_ENTRY(AVX2_TARGET, uk_direct_px_stream_avx2_f32, uk_direct_px_body_avx2_f32, 1)
+#undef UK_PX_ENTRY
 
 #define UK_TARGET AVX2_TARGET
 #define UK_NAME uk_gemm_avx2_f32
