@@ -90,13 +90,11 @@ class _Tanh(Activation):
 def _c_softmax_takes(x: np.ndarray, out: np.ndarray | None) -> bool:
     """Whether the C softmax takes these arrays as they are (float32/float64,
     C-contiguous and aligned, ``out`` None, ``x``, or a matching array of its own)."""
-    if (x.dtype not in (np.float32, np.float64) or x.ndim < 1 or x.shape[-1] < 1
-            or not (x.flags.c_contiguous and x.flags.aligned)):
+    if x.ndim < 1 or x.shape[-1] < 1 or not _training.takes_as_is(x):
         return False
     if out is None or out is x:
         return True
-    return (out.dtype == x.dtype and out.shape == x.shape and out.flags.c_contiguous
-            and out.flags.aligned and out.flags.writeable
+    return (_training.takes_as_is(x, out) and out.flags.writeable
             and not np.shares_memory(out, x))
 
 

@@ -135,11 +135,7 @@ def _loss_terms(y_pred: np.ndarray) -> int:
 def _one_pass_ok(logits, y_true, probs) -> bool:
     """Whether the C softmax cross-entropy takes these arrays as they are."""
     arrays = (logits, y_true) if probs is None else (logits, y_true, probs)
-    return (logits.ndim == 2 and logits.shape[1] >= 1
-            and logits.dtype in (np.float32, np.float64)
-            and all(isinstance(a, np.ndarray) and a.dtype == logits.dtype
-                    and a.shape == logits.shape and a.flags.c_contiguous and a.flags.aligned
-                    for a in arrays))
+    return logits.ndim == 2 and logits.shape[1] >= 1 and _training.takes_as_is(*arrays)
 
 
 def _all_one(a: np.ndarray) -> bool:

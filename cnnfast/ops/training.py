@@ -15,6 +15,16 @@ import numpy as np
 from .. import _kernels
 
 
+def takes_as_is(first: np.ndarray, *others: np.ndarray) -> bool:
+    """Whether the kernels here take these arrays as they are: ndarrays of one float
+    dtype (float32 or float64) and one shape, C-contiguous and aligned. Callers that
+    have a NumPy route for anything else ask this first."""
+    return (isinstance(first, np.ndarray) and first.dtype in (np.float32, np.float64)
+            and all(isinstance(a, np.ndarray) and a.dtype == first.dtype
+                    and a.shape == first.shape for a in others)
+            and all(a.flags.c_contiguous and a.flags.aligned for a in (first, *others)))
+
+
 def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, bias: np.ndarray | None = None,
          relu: bool = False) -> None:
     """``c = a @ b (+ bias) (relu)`` for 2-D arrays of one float dtype: ``c``
