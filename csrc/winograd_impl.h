@@ -125,7 +125,7 @@ static void WG_FN(wg_products)(const WG_UK *uk, const WG_FN(wg_split) *sp, int64
                 const int64_t nr = F - j0 < WN ? F - j0 : WN;
                 for (int64_t i0 = 0; i0 < ntile; i0 += WR) {
                     const int64_t mr = ntile - i0 < WR ? ntile - i0 : WR;
-                    if (mr <= CF_GEMM_ROWS_MAX_MR && uk->rows != NULL && nr <= WN) {
+                    if (mr <= CF_GEMM_ROWS_MAX_MR && uk->rows != NULL) { /* nr <= WN: 4 vectors */
                         uk->rows(mr, nr, C, ve + i0 * C, C, ue + j0, F, me + i0 * F + j0, F, 0,
                                  NULL, 0);
                         continue;
