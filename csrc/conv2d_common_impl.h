@@ -168,14 +168,15 @@ static void CV_FN(unpool_rows)(const CV_FN(dy_source) *src, int64_t n, int64_t r
     }
 }
 
-/* Copy the receptive field of image `xn` into a zero-padded buffer of
- * hp x wp pixels: xp[r][q] = x[r - pt][q - pl] (0 outside the image).
+/* Copy rows [r0, r1) of the receptive field of image `xn` into a
+ * zero-padded buffer of hp x wp pixels: xp[r][q] = x[r - pt][q - pl] (0
+ * outside the image); pad_image copies all hp rows.
  * borders_zero: xp already holds this geometry's zeros (a per-thread buffer
  * reused for the next image), so only the pixels are copied: for few
  * channels the zero runs are a few bytes each, and a libc call apiece for
  * every row of every image cost more than the copy itself. */
-static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
-                             int64_t hp, int64_t wp, CV_T *restrict xp, int borders_zero)
+static void CV_FN(pad_rows)(const cf_conv2d_shape *s, const CV_T *restrict xn, int64_t r0,
+                            int64_t r1, int64_t wp, CV_T *restrict xp, int borders_zero)
 {
     const int64_t C = s->c;
     int64_t q_lo = s->pl, q_hi = s->pl + s->w; /* columns that hold pixels */
@@ -183,7 +184,7 @@ static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
         q_lo = 0;
     if (q_hi > wp)
         q_hi = wp;
-    for (int64_t r = 0; r < hp; r++) {
+    for (int64_t r = r0; r < r1; r++) {
         CV_T *row = xp + r * wp * C;
         const int64_t ih = r - s->pt;
         if (ih < 0 || ih >= s->h || q_lo >= q_hi) {
@@ -198,6 +199,12 @@ static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
         if (q_hi < wp && !borders_zero)
             memset(row + q_hi * C, 0, (size_t)((wp - q_hi) * C) * sizeof(CV_T));
     }
+}
+
+static void CV_FN(pad_image)(const cf_conv2d_shape *s, const CV_T *restrict xn,
+                             int64_t hp, int64_t wp, CV_T *restrict xp, int borders_zero)
+{
+    CV_FN(pad_rows)(s, xn, 0, hp, wp, xp, borders_zero);
 }
 
 /* The padded copy of one image's receptive field: hp x wp pixels, plus

@@ -477,16 +477,25 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
         return failed ? -1 : 0;
     }
 
-    /* Few images: pad them all into one shared buffer, then split the rows.
-     * With the wide kernel, whose tiles span rows, each thread takes one
-     * block of about orows / nthreads rows of an image (up to grp) in one
-     * call: one row per call would leave a partial tile at every row's end
-     * and hand out single rows one by one. The tiles compute each output
-     * pixel as the direct kernel does, so the split changes no bits. */
-    CV_T *xp = (CV_T *)cf_workspace(CF_WS_PADDED_BATCH, (size_t)(s->n * img + slack) * sizeof(CV_T));
-    if (xp == NULL)
-        return -1;
-    memset(xp + s->n * img, 0, (size_t)slack * sizeof(CV_T));
+    /* Few images: split the rows. With the wide kernel, whose tiles span
+     * rows, each thread takes one block of about orows / nthreads rows of an
+     * image (up to grp) in one call: one row per call would leave a partial
+     * tile at every row's end and hand out single rows one by one. The tiles
+     * compute each output pixel as the direct kernel does, so the split
+     * changes no bits.
+     * An input x is read in place where that pads nothing, else each item
+     * copies the padded rows it reads into its thread's own buffer: no pass
+     * by one thread while the others wait, and no copy made on one core for
+     * another (a one-image layer lost 6 us of 27 to those). A pooled-gradient
+     * source is unpooled whole, once per image, into one shared buffer. */
+    const int own_rows = src == NULL;
+    CV_T *xp = NULL;
+    if (!own_rows) {
+        xp = (CV_T *)cf_workspace(CF_WS_PADDED_BATCH, (size_t)(s->n * img + slack) * sizeof(CV_T));
+        if (xp == NULL)
+            return -1;
+        memset(xp + s->n * img, 0, (size_t)slack * sizeof(CV_T));
+    }
     int64_t blk = 1; /* output rows per work item */
     if (plan.wide) {
         const int64_t per_image = (nthreads + s->n - 1) / s->n; /* blocks per image */
@@ -506,12 +515,18 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
                           ? (CV_T *)cf_workspace_or_flag(stage_slot, stage_bytes, &failed)
                           : NULL;
         void *uscratch = src ? cf_workspace_or_flag(CF_WS_UNPOOL_SCRATCH, am_bytes, &failed) : NULL;
+        CV_T *mine = own_rows ? (CV_T *)cf_workspace_or_flag(CF_WS_PADDED_IMAGE, (size_t)(img + slack) * sizeof(CV_T), &failed)
+                              : NULL;
+        if (mine != NULL)
+            memset(mine + img, 0, (size_t)slack * sizeof(CV_T));
+        if (!own_rows) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (int64_t n = 0; n < s->n; n++)
-            if (src == NULL || (stage != NULL && uscratch != NULL))
-                CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, 0, stage, uscratch);
+            for (int64_t n = 0; n < s->n; n++)
+                if (stage != NULL && uscratch != NULL)
+                    CV_FN(fill_padded)(s, x, src, n, hp, wp, xp + n * img, 0, stage, uscratch);
+        }
 #ifdef _OPENMP
 #pragma omp for schedule(guided)
 #endif
@@ -519,8 +534,22 @@ static int CV_FN(forward_src)(const cf_conv2d_shape *s, const CV_T *x,
             if (failed)
                 continue;
             const int64_t n = item / blocks_per_image, r = item % blocks_per_image * blk;
-            CV_FN(emit_rows)(s, &plan, po, xp + n * img, wp, n, r,
-                             orows - r < blk ? orows - r : blk, bias, relu, y, stage);
+            const int64_t g = orows - r < blk ? orows - r : blk;
+            const CV_T *xn = own_rows ? mine : xp + n * img;
+            if (own_rows && in_place && (plan.wide || (s->n - 1 - n) * xs >= slack)) {
+                xn = x + n * xs;
+            } else if (own_rows) {
+                /* the padded rows the item's convolution rows [c0, c1) read,
+                 * and those a partial tile at the last row's end reads into
+                 * (up to MR pixels on, into lanes it discards; past the
+                 * image's last row, the slack) */
+                const int64_t c0 = po ? r * po->p->sh : r;
+                const int64_t c1 = po ? (r + g - 1) * po->p->sh + po->p->kh : r + g;
+                const int64_t spill = (uk.mr * s->sw + wp - 1) / wp;
+                const int64_t p1 = (c1 - 1) * s->sh + (s->kh - 1) * s->dh + 1 + spill;
+                CV_FN(pad_rows)(s, x + n * xs, c0 * s->sh, p1 < hp ? p1 : hp, wp, mine, 0);
+            }
+            CV_FN(emit_rows)(s, &plan, po, xn, wp, n, r, g, bias, relu, y, stage);
         }
         if (stream)
             cf_ukernel_stream_fence();

@@ -34,6 +34,13 @@ CASES = [
     ("narrow-fwd", (3, 6, 9, 20), (3, 2, 20, 2), 1, "valid", 1),
     ("narrow-dx-of-1-channel", (3, 8, 8, 1), (3, 3, 1, 24), 1, "same", 1),
     ("few-images-fwd", (1, 9, 7, 5), (3, 3, 5, 33), 1, ((2, 0), (1, 3)), 1),
+    # fewer images than threads: each item pads the rows it reads into its thread's
+    # own buffer, strided and dilated; a 2-pixel-wide image, whose partial tiles
+    # read several padded rows on; "valid" reads x in place
+    ("few-images-fwd-strided-dilated", (1, 13, 12, 7), (3, 3, 7, 40), (2, 1), "same", (2, 2)),
+    ("few-images-fwd-narrow-image", (1, 9, 2, 3), (3, 2, 3, 20), 1, "same", 1),
+    ("few-images-fwd-valid", (1, 8, 9, 6), (3, 3, 6, 20), 1, "valid", 1),
+    ("few-images-wide-fwd-strided", (1, 12, 11, 5), (3, 3, 5, 64), (2, 2), ((0, 2), (1, 1)), 1),
     ("im2col-fwd-huge-dilation", (2, 5, 5, 3), (2, 2, 3, 4), 1, "same", 1000),
     ("im2col-fwd-huge-stride", (2, 6, 5, 2), (2, 3, 2, 5), (4000, 3000), 3, 1),
     ("phases-dx", (3, 9, 10, 5), (3, 3, 5, 7), (2, 3), "same", (1, 2)),

@@ -96,6 +96,15 @@ PATHS = [
      dict(pool_size=2, strides=3, padding="valid", mode="max")),
     ("wide-tile-few-images", (1, 12, 12, 6), (3, 3, 6, 64), dict(padding="same"),
      dict(pool_size=2, strides=None, padding="valid", mode="max")),
+    # fewer images than threads, each item padding the rows its windows read:
+    # windows with gaps, a strided convolution, and "valid" read in place
+    ("few-images-window-gaps", (1, 17, 9, 3), (3, 3, 3, 20), dict(padding="same"),
+     dict(pool_size=2, strides=3, padding="valid", mode="min")),
+    ("few-images-strided-conv", (1, 15, 14, 4), (3, 3, 4, 64),
+     dict(strides=2, padding="same", dilation_rate=(2, 1)),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
+    ("few-images-valid", (1, 12, 12, 32), (3, 3, 32, 64), dict(padding="valid"),
+     dict(pool_size=2, strides=None, padding="valid", mode="max")),
 ]
 
 
