@@ -560,3 +560,4 @@ def adam_update(cnp.ndarray p, cnp.ndarray g, cnp.ndarray m, cnp.ndarray v,
 
 include "_pool.pxi"
 include "_conv_pool.pxi"
+include "_chain.pxi"

@@ -19,7 +19,11 @@ is on, ``make_plan`` decides once:
   (``SoftmaxOutputStep``): stable, and its gradient ``(p - y) / N`` goes straight
   into the layer's ``backward_linear`` (no softmax Jacobian);
 * which steps need gradients: none before the first step with trainable weights,
-  and no input gradient for that one.
+  and no input gradient for that one;
+* how inference runs: where every step has a form in ``ops.training.InferenceChain``
+  (convolutions and Dense with ReLU, no or a softmax activation, channels_last
+  pooling, Flatten, Dropout), ``Plan.predict`` runs them as one C call per batch,
+  with no Python between the steps; any other plan runs its steps' ``forward``.
 
 ``Sequential`` keeps the plan per input shape and runs it step by step; a step is a
 layer, or one of the step objects here that owns the state of the layers it stands
@@ -30,13 +34,23 @@ layers one after the other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from . import _spec
-from ._layer_base import Layer, _ActivatedLayer, _Workspace, relu_mask_into
-from .layers import Conv2D, MaxPooling2D, MinPooling2D
+from ._layer_base import InputLayer, Layer, _ActivatedLayer, _Workspace, relu_mask_into
+from .layers import (
+    Activation,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPooling2D,
+    MinPooling2D,
+    _Pooling2D,
+)
 from .ops import training as _training
 
 __all__ = ["Plan", "make_plan", "ConvPoolStep", "ReluPoolStep", "SoftmaxOutputStep"]
@@ -185,19 +199,124 @@ def _trainable(step) -> bool:
     return step.trainable
 
 
+# ---- inference as one C call --------------------------------------------------------
+# Each function gives a step's InferenceChain steps for a batch of n (the same kernel
+# calls, with the same arguments, as its forward with training=False) and adds the
+# arrays and objects those steps took from a layer to `refs`; None: no chain form.
+
+def _take(refs: list, layer: Layer, *names: str) -> None:
+    refs.extend((layer, name, getattr(layer, name)) for name in names)
+
+
+def _weighted_steps(layer: Layer, n: int, refs: list) -> list | None:
+    """A Conv2D's or Dense's steps: the linear map with ReLU in its epilogue, then a
+    softmax over the last axis where that is the activation."""
+    act = layer.activation.name
+    if act not in ("linear", "relu", "softmax"):
+        return None
+    if isinstance(layer, Conv2D):
+        if layer.data_format != "channels_last":
+            return None
+        steps = [("conv", layer.spec(n), layer.kernel, layer.bias, act == "relu")]
+    elif isinstance(layer, Dense):
+        rows = n * math.prod(layer._in_shape[:-1])
+        steps = [("dense", rows, layer.kernel, layer.bias, act == "relu")]
+    else:
+        return None
+    if act == "softmax":
+        out = layer._out_shape
+        steps.append(("softmax", n * math.prod(out[:-1]), out[-1]))
+    _take(refs, layer, "kernel", "bias", "activation")
+    return steps
+
+
+def _chain_steps(step, n: int, refs: list) -> list | None:
+    if isinstance(step, ConvPoolStep):
+        _take(refs, step.conv, "kernel", "bias", "activation")
+        return [("conv_pool", step._spec1.with_batch(n), step.conv.kernel, step.conv.bias)]
+    if isinstance(step, ReluPoolStep):
+        head = _weighted_steps(step.conv, n, refs)
+        tail = _chain_steps(step.pool, n, refs)
+        return None if head is None or tail is None else head + tail
+    if isinstance(step, SoftmaxOutputStep):  # the logits, then their softmax
+        return _chain_steps(step.layer, n, refs)
+    if isinstance(step, (Conv2D, Dense)):
+        return _weighted_steps(step, n, refs)
+    if isinstance(step, _Pooling2D):
+        return [("pool", step.spec(n))] if step.data_format == "channels_last" else None
+    if isinstance(step, Flatten):
+        return None if step._moves_channels() else []
+    if isinstance(step, (Dropout, InputLayer)):
+        return []  # identity at inference
+    if isinstance(step, Activation):
+        _take(refs, step, "activation")
+        name, shape = step.activation.name, step._in_shape
+        if name == "linear":
+            return []
+        if name == "softmax" and shape:
+            return [("softmax", n * math.prod(shape[:-1]), shape[-1])]
+    return None
+
+
 class Plan:
     """How a model's layers run for one input shape: the steps, the output mode."""
+
+    _MAX_CHAINS = 4  # batch sizes with a chain kept (predict's batch and its last)
 
     def __init__(self, steps: list, logits: bool, layers: Sequence[Layer]) -> None:
         self.steps = steps
         #: the loss is computed from the last step's logits (SoftmaxOutputStep)
         self.logits = logits
         self.layers = list(layers)
+        # batch size -> (InferenceChain, refs) or None (no chain form)
+        self._chains: dict[int, tuple | None] = {}
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         for step in self.steps:
             x = step.forward(x, training)
         return x
+
+    def predict(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The inference output for the prepared batch ``x`` (C-contiguous, aligned,
+        the layers' dtype) in ``out`` (C-contiguous, aligned) or a new array: one C
+        call where the plan has a chain form, else the steps' ``forward``. The same
+        bits either way."""
+        chain = self._chain(x)
+        if chain is None:
+            y = self.forward(x, False)
+            if out is None:
+                return np.array(y)
+            out[...] = y
+            return out
+        return chain(x, out)
+
+    def _chain(self, x: np.ndarray):
+        n = x.shape[0]
+        entry = self._chains.get(n, False)
+        # a chain reads the arrays it was built on: rebuilt when a layer has new ones
+        if entry is False or (entry is not None and any(
+                getattr(layer, name) is not obj for layer, name, obj in entry[1])):
+            entry = self._build_chain(x)
+            if len(self._chains) >= self._MAX_CHAINS:
+                self._chains.clear()
+            self._chains[n] = entry
+        return None if entry is None else entry[0]
+
+    def _build_chain(self, x: np.ndarray) -> tuple | None:
+        n = x.shape[0]
+        if n == 0 or not self.layers or x.dtype not in (np.float32, np.float64):
+            return None
+        refs: list = []
+        steps: list = []
+        for step in self.steps:
+            more = _chain_steps(step, n, refs)
+            if more is None:
+                return None
+            steps += more
+        if not steps or any(layer.dtype != x.dtype for layer in self.layers):
+            return None
+        out_shape = (n,) + tuple(self.layers[-1]._out_shape)
+        return _training.InferenceChain(x.dtype, x.shape, out_shape, steps), refs
 
     def loss_and_grad(self, loss, y: np.ndarray, out: np.ndarray):
         """(loss value, gradient w.r.t. the last step's output: the logits in logits mode)."""

@@ -571,8 +571,9 @@ class Sequential:
         x = self._check_x(x)
         n = x.shape[0]
         if 0 < n <= bs and not verbose:
-            # one batch (a server's single request): the plan's output, copied once
-            return np.array(self._plan().forward(self._batch(x, slice(None)), False))
+            # one batch (a server's single request): one C call where the plan has a
+            # chain form (no Python between the layers), into a new array
+            return self._plan().predict(self._batch(x, slice(None)))
         verbose = 1 if verbose == "auto" else int(verbose)
         out = np.empty((n,) + self.layers[-1]._out_shape, dtype=self.dtype)
         steps = -(-n // bs)
@@ -580,7 +581,7 @@ class Sequential:
         plan = self._plan()
         for step in range(steps):
             lo, hi = step * bs, min((step + 1) * bs, n)
-            out[lo:hi] = plan.forward(self._batch(x, slice(lo, hi)), False)
+            plan.predict(self._batch(x, slice(lo, hi)), out=out[lo:hi])
             if bar is not None:
                 bar.update(step + 1)
         return out
@@ -592,7 +593,10 @@ class Sequential:
     @_with_blas_limit
     def __call__(self, x, training: bool = False) -> np.ndarray:
         x = self._check_x(x)
-        return np.array(self._forward(self._batch(x, slice(None)), training), copy=True)
+        xb = self._batch(x, slice(None))
+        if not training:
+            return self._plan().predict(xb)
+        return np.array(self._forward(xb, training), copy=True)
 
 
 def load_model(filepath: str | os.PathLike, compile: bool = True) -> Sequential:

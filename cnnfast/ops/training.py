@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _kernels
+from ._arrays import empty_aligned
 
 
 def takes_as_is(first: np.ndarray, *others: np.ndarray) -> bool:
@@ -115,3 +116,41 @@ def conv2d_pool2d_backward(x: np.ndarray, dy: np.ndarray, indices: np.ndarray,
                            dbias: np.ndarray | None, spec) -> None:
     """Gradients of :func:`conv2d_pool2d_forward` from its indices (-1: no gradient)."""
     _kernels.conv2d_pool2d_backward(x, dy, indices, kernel, dx, dkernel, dbias, spec, None)
+
+
+class InferenceChain:
+    """Inference steps run by one C call (``csrc/chain.h``): what a one-image
+    ``predict`` costs is then the kernels' time, with no Python between the steps.
+
+    ``steps`` (each the same kernel call, with the same arguments, as the layer that
+    stands for it makes, so the same bits):
+
+    - ``("conv", ConvSpec, kernel, bias, relu)``: a convolution, HWCF ``kernel``;
+    - ``("conv_pool", ConvPoolSpec, kernel, bias)``: a fused convolution + max/min
+      pooling (the spec's ReLU), no indices;
+    - ``("pool", PoolSpec)``: pooling, no indices;
+    - ``("dense", rows, kernel, bias, relu)``: ``(rows, depth) @ kernel (depth, units)``;
+    - ``("softmax", rows, units)``: softmax of each row.
+
+    Each step reads the values the one before wrote, in C order (a Flatten or an
+    inference Dropout between two steps is no step). The chain keeps references to
+    the weight arrays it was given and reads them on every call: in-place updates
+    show, a layer's new array does not (its owner builds a new chain). The buffers
+    between the steps are the chain's own, so one chain serves one caller at a time.
+    """
+
+    def __init__(self, dtype, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                 steps: list[tuple]) -> None:
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.dtype = np.dtype(dtype)
+        self._chain = _kernels.InferenceChain(
+            self.dtype, self.in_shape, self.out_shape, list(steps),
+            lambda count: empty_aligned(count, self.dtype))
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The chain's output for ``x`` (of ``in_shape``, the chain's dtype, aligned and
+        C-contiguous), in ``out`` or a new array."""
+        if out is None:
+            out = np.empty(self.out_shape, self.dtype)
+        self._chain.run(x, out)
+        return out
