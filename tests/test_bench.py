@@ -341,6 +341,26 @@ def test_time_per_call_times_each_block_after_untimed_warm_calls():
         assert calls[k] == 4 + 3 * 3 + 25
 
 
+def test_time_per_call_warms_each_block_for_a_set_time():
+    import time
+
+    from cnnfast.bench.timing import Row, time_per_call
+
+    row = Row("a", "a")
+    stamps: list[float] = []
+
+    def fn():
+        time.sleep(0.0002)
+        stamps.append(time.perf_counter())
+
+    time_per_call([(row, fn)], calls=4, block=2, warmup=0, block_warmup=1,
+                  block_warm_s=0.003)
+    # two rounds, each block's 2 timed calls after at least 3 ms of untimed ones
+    assert len(row.samples_ms) == 4
+    assert len(stamps) - 4 >= 2 * (1 + 1)  # per round: the counted call, then timed ones
+    assert stamps[-1] - stamps[0] >= 2 * 0.003
+
+
 def test_bench_latency_without_torch(capsys):
     code, out = _run_main(["--tiny", "--no-torch", "--workloads", "latency"], capsys)
     assert code == 0

@@ -51,6 +51,11 @@ class LatencyWorkload:
     predict_block: int = 10
     warmup: int = 20
     block_warmup: int = 3  # untimed calls before each block (timing.time_per_call)
+    # and untimed calls for this long before each predict block: after ONNX Runtime's
+    # settle pause, 3 calls left the next block's first calls cold (2026-12-07, Xeon
+    # avx512: cnnfast 47 us alone, 54 after ONNX Runtime; ONNX Runtime 50 us after
+    # cnnfast, 76 after its own pause); 2 ms of calls gave 49 and 50
+    predict_warm_s: float = 0.002
 
 
 LATENCY_WORKLOADS: dict[str, LatencyWorkload] = {
@@ -183,5 +188,6 @@ def run_latency_predict_task(lw: LatencyWorkload, cfg: Config,
     # ONNX Runtime's intra-op threads spin after each run (its default, kept so that it
     # runs at its best): the pause lets them sleep before cnnfast's or torch's block
     time_per_call(entries, cfg.latency_predict_calls, lw.predict_block, lw.warmup,
-                  settle={"onnxruntime": cfg.settle}, block_warmup=lw.block_warmup)
+                  settle={"onnxruntime": cfg.settle}, block_warmup=lw.block_warmup,
+                  block_warm_s=lw.predict_warm_s)
     return task

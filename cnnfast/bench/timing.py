@@ -164,7 +164,7 @@ def timed_call(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def time_per_call(entries: list[tuple[Row, Callable[[], Any]]], calls: int, block: int,
                   warmup: int, settle: dict[str, float] | None = None,
-                  block_warmup: int = 0) -> None:
+                  block_warmup: int = 0, block_warm_s: float = 0.0) -> None:
     """Time each call alone, ``calls`` per entry, interleaved in rotated rounds.
 
     For the latency rows, whose calls last microseconds: a sample is one call, so the
@@ -179,7 +179,10 @@ def time_per_call(entries: list[tuple[Row, Callable[[], Any]]], calls: int, bloc
     as a server answering a stream of requests runs: after another runtime's block
     and its settle pause, the first calls on a thread team pay for cores that went
     idle (on the KVM guests measured, milliseconds for 2 threads; the rows' notes and
-    BENCHMARKS.md say so), whichever implementation comes next.
+    BENCHMARKS.md say so), whichever implementation comes next. ``block_warm_s``: the
+    untimed calls go on until that many seconds have passed, so that every
+    implementation, fast or slow, gets the same time to wake its cores after a pause
+    (a count of calls gives a runtime 4x faster per call 4x less of it).
     """
     settle = settle or {}
     clock = time.perf_counter_ns
@@ -194,6 +197,9 @@ def time_per_call(entries: list[tuple[Row, Callable[[], Any]]], calls: int, bloc
             samples = row.samples_ms
             if len(samples) < calls:
                 for _ in range(block_warmup):
+                    fn()
+                until = clock() + int(block_warm_s * 1e9)
+                while clock() < until:
                     fn()
             for _ in range(min(block, calls - len(samples))):
                 t0 = clock()
