@@ -171,6 +171,45 @@ def test_fused_equals_unfused_bit_for_bit(dtype, case):
                 assert np.array_equal(g, w), level
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias,activation,mode", [
+    (True, "relu", "max"), (False, "relu", "max"), (True, None, "max"),
+    (False, None, "min"), (True, "relu", "min")])
+def test_fused_2x2_windows_equal_the_pooled_output(dtype, bias, activation, mode):
+    # 2 x 2, stride-2 windows over F(2x2) output tiles: odd sizes (the last tile row
+    # and column dropped), 70 filters (two lane blocks), NaN, inf and ties (the
+    # ReLU's zeros, repeated values) in the windows, with and without bias and ReLU
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 15, 13, 5)).astype(dtype)
+    x[0, 3, 4, 1] = np.nan
+    x[1, 7, 2, :] = np.inf
+    x[2, :4, :4, :] = 1.0
+    k = rng.standard_normal((3, 3, 5, 70)).astype(dtype)
+    k[:, :, :, 3] = 0.0  # a filter whose windows are all ties
+    b = rng.standard_normal(70).astype(dtype) if bias else None
+    kw = dict(padding="same", activation=activation, algorithm="winograd")
+    for level in LEVELS:
+        _kernels.set_simd_cap(level)
+        for threads in (1, 2):
+            cnnfast.set_num_threads(threads)
+            z = cnnfast.conv2d(x, k, b, **kw)
+            y, idx = cnnfast.pool2d(z, pool_size=2, mode=mode, return_indices=True)
+            yf, idxf = cnnfast.conv2d_pool2d(x, k, b, pool_size=2, pool_mode=mode,
+                                             return_indices=True, **kw)
+            assert np.array_equal(yf, y, equal_nan=True), level
+            assert np.array_equal(idxf, idx), level
+            if activation == "relu" and mode == "max":
+                # the layers' form: -1 marks a window ReLU zeroed
+                from cnnfast.ops import training
+                pair = _spec.conv_pool_spec(x.shape, k.shape, padding="same",
+                                            activation="relu", algorithm="winograd")
+                yd = np.empty_like(yf)
+                dead = np.empty(yf.shape, np.int32)
+                training.conv2d_pool2d_forward(x, k, b, yd, dead, pair, True)
+                assert np.array_equal(yd, y, equal_nan=True), level
+                assert np.array_equal(dead, np.where(y > 0, idx, -1)), level
+
+
 def test_auto_picks_the_same_for_fused_and_unfused():
     for xs, ks in [((128, 14, 14, 32), (3, 3, 32, 64)), ((32, 56, 56, 64), (3, 3, 64, 64)),
                    ((128, 28, 28, 1), (3, 3, 1, 32)), ((4, 9, 9, 8), (3, 3, 8, 64)),
