@@ -213,6 +213,15 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
             woff += nt * F;
         }
 
+    /* A phase's columns seldom fill whole MR-pixel tiles (28 = 4 x 6 + 4),
+     * and a partial tile costs a whole one. Where the row-spanning pixel
+     * tile takes this tile's weight panels (AVX2 float32: the same 6 x 16
+     * shape and packing, the same sums in the same order, so the same bits),
+     * each row runs whole tiles only and the pixels left at the rows' ends
+     * run together, MR at a time, through a small output block that is then
+     * copied to their cells. */
+    const int spill_px = uk.direct_px != NULL && uk.px_mr == MR && uk.px_nr == NR &&
+                         MR * NR <= CF_AVX2_PX_MR * CF_AVX2_NR_F32;
     int nt_ = cf_team_size(nthreads, s->n);
     int failed = 0;
     (void)nt_;
@@ -221,6 +230,7 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
 #endif
     {
         CF_REGION_FP_ENTER();
+        CV_T block[CF_AVX2_PX_MR * CF_AVX2_NR_F32]; /* the pixel tile's outputs */
         CV_T *yp = (CV_T *)cf_workspace_or_flag(CF_WS_PADDED_IMAGE, (size_t)(img + slack) * sizeof(CV_T), &failed);
         if (yp != NULL)
             memset(yp + img, 0, (size_t)slack * sizeof(CV_T));
@@ -242,6 +252,8 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
                     const int64_t phase = ph * s->sw + pw;
                     const int64_t rows = (s->h - ph + s->sh - 1) / s->sh;
                     const int64_t cols = (s->w - pw + s->sw - 1) / s->sw;
+                    /* columns [0, whole) in tiles of each row, the rest spilled */
+                    const int64_t whole = spill_px && ntap[phase] > 0 ? cols / MR * MR : cols;
                     for (int64_t a = 0; a < rows; a++) {
                         CV_T *drow = dxn + ((a * s->sh + ph) * s->w + pw) * C;
                         if (ntap[phase] == 0) {
@@ -249,8 +261,8 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
                                 memset(drow + b * s->sw * C, 0, (size_t)C * sizeof(CV_T));
                             continue;
                         }
-                        for (int64_t b0 = 0; b0 < cols; b0 += MR) {
-                            const int64_t mr = cols - b0 < MR ? cols - b0 : MR;
+                        for (int64_t b0 = 0; b0 < whole; b0 += MR) {
+                            const int64_t mr = whole - b0 < MR ? whole - b0 : MR;
                             const CV_T *abase = yp + (a * wp + b0) * F;
                             for (int64_t jp = 0; jp < npan; jp++) {
                                 const int64_t j0 = jp * NR;
@@ -260,6 +272,27 @@ static int CV_FN(backward_input_phases)(const cf_conv2d_shape *s, const CV_T *dy
                                           drow + b0 * s->sw * C + j0, s->sw * C, (int)mr,
                                           (int)nr, NULL, 0);
                             }
+                        }
+                    }
+                    const int64_t left = cols - whole, spilled = rows * left;
+                    for (int64_t i0 = 0; i0 < spilled; i0 += MR) {
+                        const int64_t mr = spilled - i0 < MR ? spilled - i0 : MR;
+                        int64_t px[CF_UKERNEL_MAX_MR];
+                        CV_T *cell[CF_UKERNEL_MAX_MR];
+                        for (int64_t i = 0; i < MR; i++) { /* spare rows repeat the last */
+                            const int64_t p = i0 + (i < mr ? i : mr - 1);
+                            const int64_t a = p / left, b = whole + p % left;
+                            px[i] = (a * wp + b) * F;
+                            cell[i] = dxn + ((a * s->sh + ph) * s->w + b * s->sw + pw) * C;
+                        }
+                        for (int64_t jp = 0; jp < npan; jp++) {
+                            const int64_t j0 = jp * NR;
+                            const int64_t nr = C - j0 < NR ? C - j0 : NR;
+                            uk.direct_px(ntap[phase], toff + phase * T, F, yp, px,
+                                         wpk + jp * T * F * NR + wbase[phase] * NR, NR, block,
+                                         NR, (int)mr, (int)nr, 0, NULL, 0);
+                            for (int64_t i = 0; i < mr; i++)
+                                memcpy(cell[i] + j0, block + i * NR, (size_t)nr * sizeof(CV_T));
                         }
                     }
                 }

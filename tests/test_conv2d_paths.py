@@ -44,6 +44,9 @@ CASES = [
     ("im2col-fwd-huge-dilation", (2, 5, 5, 3), (2, 2, 3, 4), 1, "same", 1000),
     ("im2col-fwd-huge-stride", (2, 6, 5, 2), (2, 3, 2, 5), (4000, 3000), 3, 1),
     ("phases-dx", (3, 9, 10, 5), (3, 3, 5, 7), (2, 3), "same", (1, 2)),
+    # phases of 13 columns: 2 whole 6-pixel tiles a row, the row ends run together
+    # through the row-spanning pixel tile (AVX2 float32), 40 channels = 16 + 16 + 8
+    ("phases-dx-row-ends-spilled", (2, 23, 26, 40), (3, 3, 40, 24), 2, "same", 1),
     ("phases-dx-stride-gt-kernel", (2, 11, 9, 17), (2, 2, 17, 35), (3, 4), ((1, 0), (2, 1)), 1),
     ("phases-dx-dilated-even", (3, 12, 12, 4), (4, 3, 4, 6), 2, "same", (2, 2)),
     ("col2im-dx-many-phases", (2, 12, 12, 3), (3, 3, 3, 5), (5, 4), "same", 1),
