@@ -275,8 +275,25 @@ class _Resolved:
 
 ALGORITHMS = ("auto", "direct", "winograd")
 
-#: The output tile m of Winograd's F(m x m, 3 x 3) (csrc/winograd.h).
+#: The output tile m of Winograd's F(m x m, 3 x 3) (csrc/winograd.h): 2, or
+#: WINOGRAD_LARGE_TILE for layers of at least WINOGRAD_LARGE_MIN_CHANNELS input
+#: channels and filters and an output of at least WINOGRAD_LARGE_MIN_SIZE rows and
+#: columns, where F(4x4, 3x3)'s 4x fewer products beat its costlier transforms and a
+#: 4 x 4 grid wastes little (a 14 x 14 output would compute 16 x 16), and its error
+#: stays within the bound (notes/winograd.md). The kernel gradient runs F(2x2)
+#: whatever the tile (csrc/winograd.h: F(4x4)'s kernel-gradient error is over it).
 WINOGRAD_TILE = 2
+WINOGRAD_LARGE_TILE = 4
+WINOGRAD_LARGE_MIN_CHANNELS = 32
+WINOGRAD_LARGE_MIN_SIZE = 28
+
+
+def winograd_tile(c: int, f: int, out_hw: tuple[int, int]) -> int:
+    """Winograd's output tile m for a layer of ``c`` input channels, ``f`` filters and
+    an output of ``out_hw``: a fixed rule on the geometry (the same bits every call)."""
+    if min(c, f) >= WINOGRAD_LARGE_MIN_CHANNELS and min(out_hw) >= WINOGRAD_LARGE_MIN_SIZE:
+        return WINOGRAD_LARGE_TILE
+    return WINOGRAD_TILE
 
 #: "auto" picks Winograd for 3x3 stride-1 layers of at least this many input
 #: channels and filters and an output of at least WINOGRAD_MIN_SIZE rows and
@@ -342,7 +359,8 @@ class ConvSpec(_Resolved):
         self._set(fmt=fmt, n=n, h=h, w=w, c=c, f=f, kh=kh, kw=kw, sh=window.sh, sw=window.sw,
                   dh=window.dh, dw=window.dw, pt=window.pt, pb=window.pb, pl=window.pl,
                   pr=window.pr, oh=window.oh, ow=window.ow, algorithm=algorithm,
-                  winograd_tile=WINOGRAD_TILE if algorithm == "winograd" else 0,
+                  winograd_tile=(winograd_tile(c, f, (window.oh, window.ow))
+                                 if algorithm == "winograd" else 0),
                   requested=algorithm if requested is None else requested)
 
     def _rebatch(self, n: int) -> None:
@@ -353,7 +371,8 @@ class ConvSpec(_Resolved):
                                           (self.oh, self.ow), n)
             object.__setattr__(self, "algorithm", algorithm)
             object.__setattr__(self, "winograd_tile",
-                               WINOGRAD_TILE if algorithm == "winograd" else 0)
+                               winograd_tile(self.c, self.f, (self.oh, self.ow))
+                               if algorithm == "winograd" else 0)
 
     @property
     def x_nhwc(self) -> tuple[int, int, int, int]:

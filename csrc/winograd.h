@@ -13,8 +13,9 @@
  *   dg = G^T [ sum_tiles (B^T d B) . (A dY A^T) ] G
  * (the transpose of G, not an inverse of it: exact), the sum over tiles being
  * the alpha^2 products V^T W reduced in fixed chunks of tiles, summed in a
- * fixed order. The input gradient is the forward of dy with the flipped,
- * channel-transposed kernel. Every output is computed by one thread, each
+ * fixed order, always as F(2x2, 3x3) (F(4x4)'s kernel-gradient error is over
+ * the bound its forward keeps). The input gradient is the forward of dy with
+ * the flipped, channel-transposed kernel. Every output is computed by one thread, each
  * sum in a fixed order: bit-identical for any thread count.
  *
  * s->winograd holds m; the boundary (geometry.c) has checked that the layer

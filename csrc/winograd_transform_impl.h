@@ -12,14 +12,16 @@
  * default is -ffp-contract=off), so every level gives the scalar loops' bits.
  *
  * The 1-D transforms map the values at in[j * is + l] to out[k * os + l] for
- * lanes l < n. F(2, 3) with the points (0, 1, -1, inf), F(4, 3) with
- * (0, 1, -1, 2, -2, inf) (Lavin & Gray, 2016):
+ * lanes l < n. F(2, 3) with the points (0, 1, -1, inf) (Lavin & Gray, 2016),
+ * F(4, 3) with (0, 1, -1, 1/2, -2, inf), whose float32 error is about half of
+ * that of (0, 1, -1, 2, -2, inf) (notes/winograd.md):
  *
  *   F(2,3)  B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
  *           A^T = [1 1 1 0; 0 1 -1 -1]
- *   F(4,3)  B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
- *                  0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
- *           A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ *   F(4,3)  B^T = [1 -3/2 -2 3/2 1 0; 0 -1 1/2 5/2 1 0; 0 1 -5/2 1/2 1 0;
+ *                  0 -2 -1 2 1 0; 0 1/2 -1 -1/2 1 0; 0 1 -3/2 -2 3/2 1]
+ *           A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0;
+ *                  0 1 -1 1/8 -8 1]
  *
  * (G, the kernel's transform, is in winograd_impl.h: it runs once per call.) */
 
@@ -45,14 +47,12 @@ static inline WT_TGT void WT_FN(wt_bt4)(const WT_T *restrict in, int64_t is, WT_
     for (int64_t l = 0; l < n; l++) {
         const WT_T d0 = in[l], d1 = in[is + l], d2 = in[2 * is + l], d3 = in[3 * is + l];
         const WT_T d4 = in[4 * is + l], d5 = in[5 * is + l];
-        const WT_T a = d4 - 4 * d2, b = d3 - 4 * d1; /* rows 1, 2 */
-        const WT_T c = d4 - d2, e = 2 * (d3 - d1);    /* rows 3, 4 */
-        out[l] = 4 * d0 - 5 * d2 + d4;
-        out[os + l] = a + b;
-        out[2 * os + l] = a - b;
-        out[3 * os + l] = c + e;
-        out[4 * os + l] = c - e;
-        out[5 * os + l] = 4 * d1 - 5 * d3 + d5;
+        out[l] = d0 - (WT_T)1.5 * d1 - 2 * d2 + (WT_T)1.5 * d3 + d4;
+        out[os + l] = -d1 + (WT_T)0.5 * d2 + (WT_T)2.5 * d3 + d4;
+        out[2 * os + l] = d1 - (WT_T)2.5 * d2 + (WT_T)0.5 * d3 + d4;
+        out[3 * os + l] = -2 * d1 - d2 + 2 * d3 + d4;
+        out[4 * os + l] = (WT_T)0.5 * d1 - d2 - (WT_T)0.5 * d3 + d4;
+        out[5 * os + l] = d1 - (WT_T)1.5 * d2 - 2 * d3 + (WT_T)1.5 * d4 + d5;
     }
 }
 
@@ -76,11 +76,11 @@ static inline WT_TGT void WT_FN(wt_at4)(const WT_T *restrict in, int64_t is, WT_
     for (int64_t l = 0; l < n; l++) {
         const WT_T m0 = in[l], m1 = in[is + l], m2 = in[2 * is + l], m3 = in[3 * is + l];
         const WT_T m4 = in[4 * is + l], m5 = in[5 * is + l];
-        const WT_T sp = m1 + m2, sm = m1 - m2, tp = m3 + m4, tm = m3 - m4;
-        out[l] = m0 + sp + tp;
-        out[os + l] = sm + 2 * tm;
-        out[2 * os + l] = sp + 4 * tp;
-        out[3 * os + l] = sm + 8 * tm + m5;
+        const WT_T sp = m1 + m2, sm = m1 - m2;
+        out[l] = m0 + sp + m3 + m4;
+        out[os + l] = sm + (WT_T)0.5 * m3 - 2 * m4;
+        out[2 * os + l] = sp + (WT_T)0.25 * m3 + 4 * m4;
+        out[3 * os + l] = sm + (WT_T)0.125 * m3 - 8 * m4 + m5;
     }
 }
 
@@ -105,12 +105,12 @@ static inline WT_TGT void WT_FN(wt_a4)(const WT_T *restrict in, int64_t is, WT_T
     WT_LANES
     for (int64_t l = 0; l < n; l++) {
         const WT_T i0 = in[l], i1 = in[is + l], i2 = in[2 * is + l], i3 = in[3 * is + l];
-        const WT_T ev = i0 + i2, od = i1 + i3, ev4 = i0 + 4 * i2, od2 = 2 * i1 + 8 * i3;
+        const WT_T ev = i0 + i2, od = i1 + i3;
         out[l] = i0;
         out[os + l] = ev + od;
         out[2 * os + l] = ev - od;
-        out[3 * os + l] = ev4 + od2;
-        out[4 * os + l] = ev4 - od2;
+        out[3 * os + l] = i0 + (WT_T)0.5 * i1 + (WT_T)0.25 * i2 + (WT_T)0.125 * i3;
+        out[4 * os + l] = i0 - 2 * i1 + 4 * i2 - 8 * i3;
         out[5 * os + l] = i3;
     }
 }

@@ -243,8 +243,10 @@ def test_auto_picks_the_same_for_fused_and_unfused():
 
 
 # The bench's cells a-e (cnnfast/bench/workloads.py), smaller batches; d (stride 2)
-# and e (5x5) are not Winograd's.
-CELLS = {"a": (4, 28, 28, 1, 32), "b": (4, 14, 14, 32, 64), "c": (2, 56, 56, 64, 64)}
+# and e (5x5) are not Winograd's. a and b run F(2x2), c F(4x4) (forward and input
+# gradient), as does "c28", the smallest layer the F(4x4) rule takes.
+CELLS = {"a": (4, 28, 28, 1, 32), "b": (4, 14, 14, 32, 64), "c": (2, 56, 56, 64, 64),
+         "c28": (4, 28, 28, 32, 32)}
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
@@ -264,6 +266,52 @@ def test_accuracy_within_5x_of_direct(cell):
         errs[alg] = [np.max(np.abs(g - w_)) for g, w_ in zip(got, want)]
     for i, name in enumerate(("y", "dx", "dk", "db")):
         assert errs["winograd"][i] <= 5 * errs["direct"][i], (cell, name, errs)
+
+
+def test_the_tile_rule():
+    # F(4x4) from 28 x 28 outputs and 32 channels and filters on, F(2x2) below
+    assert _spec.winograd_tile(32, 32, (28, 28)) == 4
+    assert _spec.winograd_tile(64, 64, (56, 56)) == 4
+    assert _spec.winograd_tile(32, 64, (14, 14)) == 2
+    assert _spec.winograd_tile(16, 64, (56, 56)) == 2
+    assert _spec.winograd_tile(1, 32, (28, 28)) == 2
+    spec = _spec.conv_spec((2, 56, 56, 64), (3, 3, 64, 64), padding="same")
+    assert spec.algorithm == "winograd" and spec.winograd_tile == 4
+    assert spec.with_batch(64).winograd_tile == 4
+    b = _spec.conv_spec((128, 14, 14, 32), (3, 3, 32, 64), padding="same")
+    assert b.winograd_tile == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_f4x4_layers_bits_for_any_thread_count_and_fused_pooling(dtype):
+    # a layer the F(4x4) rule takes, with its 2x2 pooling fused and not: the same bits
+    # for 1, 2 and 3 threads, fused against unfused, at every level
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 29, 28, 32)).astype(dtype)
+    k = (rng.standard_normal((3, 3, 32, 33)) / 17).astype(dtype)
+    b = rng.standard_normal(33).astype(dtype)
+    assert _spec.conv_spec(x.shape, k.shape, padding="same").winograd_tile == 4
+    kw = dict(padding="same", activation="relu", algorithm="winograd")
+    for level in LEVELS:
+        _kernels.set_simd_cap(level)
+        runs = []
+        for threads in (1, 2, 3):
+            cnnfast.set_num_threads(threads)
+            z = cnnfast.conv2d(x, k, b, **kw)
+            y, idx = cnnfast.pool2d(z, pool_size=2, return_indices=True)
+            yf, idxf = cnnfast.conv2d_pool2d(x, k, b, pool_size=2, return_indices=True, **kw)
+            assert np.array_equal(yf, y) and np.array_equal(idxf, idx), level
+            dy = np.cos(np.arange(y.size)).reshape(y.shape).astype(dtype)
+            got = cnnfast.conv2d_pool2d_backward(dy, x, k, idxf, yf, padding="same",
+                                                 activation="relu", algorithm="winograd")
+            dz = cnnfast.pool2d_backward(dy * (y > 0), z, indices=idx, pool_size=2)
+            want = cnnfast.conv2d_backward(dz, x, k, padding="same", algorithm="winograd")
+            for g, w in zip(got, want):
+                assert np.array_equal(g, w), level
+            runs.append((z, *got))
+        for other in runs[1:]:
+            for a, w in zip(other, runs[0]):
+                assert np.array_equal(a, w), level
 
 
 def test_finite_difference_gradients():
