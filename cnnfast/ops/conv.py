@@ -76,8 +76,9 @@ def conv2d(
     C-contiguous array of the output's shape and dtype to write into (reused
     buffers avoid the page faults of a fresh large allocation per call).
     ``algorithm``: "direct", "winograd" (3x3 stride-1 layers only: F(2x2, 3x3), or
-    F(4x4, 3x3) on large layers, notes/winograd.md) or "auto" (Winograd where a fixed rule on the geometry
-    says it is faster; the same choice, hence the same bits, on every call).
+    F(4x4, 3x3) on large layers, notes/winograd.md) or "auto" (Winograd where a fixed
+    rule on the geometry says it is faster; the same choice, hence the same bits, on
+    every call).
     """
     ba = None if bias is None else _as_real_array(bias, "bias")
     (xa, ka, ba), dt = _conv_inputs(x, kernel, ba)
