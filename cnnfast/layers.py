@@ -116,9 +116,13 @@ class Conv2D(_ActivatedLayer):
         self.kernel: np.ndarray | None = None
         self.bias: np.ndarray | None = None
         self._x: np.ndarray | None = None  # the last forward's input, NHWC
-        # ReLU runs in the convolution kernel's epilogue; its backward is a mask on dy
-        self._fused_relu = self.activation.name == "relu"
         self._specs: dict[int, _spec.ConvSpec] = {}
+
+    @property
+    def _fused_relu(self) -> bool:
+        """ReLU runs in the convolution kernel's epilogue, its backward as a mask on dy
+        (read from the activation at each call: it may be replaced after construction)."""
+        return self.activation.name == "relu"
 
     def _channels_hw(self, shape: Shape) -> tuple[int, tuple[int, int]]:
         if len(shape) != 3:

@@ -140,6 +140,19 @@ def test_a_layer_given_new_weight_arrays_gets_a_new_chain():
     np.testing.assert_array_equal(m.predict(x), _steps_output(m, x))
 
 
+def test_a_conv_given_another_activation_predicts_with_it():
+    m = _model("unfusable")  # its second Conv2D runs alone (no fused pooling)
+    x = _x(m, 3)
+    conv = m.layers[2]
+    linear = m.predict(x)
+    conv.activation = cnnfast.activations.get("relu")
+    relu = m.predict(x)
+    np.testing.assert_array_equal(relu, _steps_output(m, x))
+    assert not np.array_equal(relu, linear)
+    conv.activation = cnnfast.activations.get("linear")
+    np.testing.assert_array_equal(m.predict(x), linear)
+
+
 def _dense_chain(rows=2, depth=3, units=4, dtype=np.float32):
     k = np.ones((depth, units), dtype)
     return training.InferenceChain(dtype, (rows, depth), (rows, units),
