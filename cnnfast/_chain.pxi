@@ -82,10 +82,13 @@ cdef class InferenceChain:
         self.in_shape, self.out_shape = in_shape, out_shape
         self.keep = []
         cdef int64_t n = len(steps), i
+        # runnable only once all of this succeeds (nsteps > 0): a chain whose
+        # construction raised, or is raising now, runs nothing
+        self.nsteps = 0
+        free(self.steps)
         self.steps = <cf_chain_step *>malloc(n * sizeof(cf_chain_step))
         if self.steps == NULL:
             raise MemoryError()
-        self.nsteps = n
         cdef cf_chain_step *st
         cdef const char *err
         cdef int64_t count, expect = 1
@@ -123,6 +126,7 @@ cdef class InferenceChain:
             buf = bufs[i % 2]
             self.steps[i].dst = cnp.PyArray_DATA(buf)
             self.steps[i + 1].src = cnp.PyArray_DATA(buf)
+        self.nsteps = n
 
     cdef int _fill(self, cf_chain_step *st, tuple step, int64_t i) except -1:
         st.op, st.relu, st.pool_mode = -1, 0, 0
@@ -184,6 +188,8 @@ cdef class InferenceChain:
     def run(self, cnp.ndarray x, cnp.ndarray out):
         """out = the chain applied to x (x of in_shape, out of out_shape, both of the
         chain's dtype, aligned and C-contiguous, not overlapping)."""
+        if self.nsteps == 0:
+            raise ValueError("this inference chain was not built (its construction failed)")
         _check(x, self.dtype, self.in_shape, "x")
         _check_out(out, self.dtype, self.out_shape, "out")
         if _overlap(x, out):
@@ -194,6 +200,9 @@ cdef class InferenceChain:
         if run == NULL:
             raise MemoryError()
         memcpy(run, self.steps, size)
+        # the arrays this copy points into, held for the call (a concurrent __init__
+        # replaces self.keep)
+        cdef list alive = self.keep
         run[0].src = cnp.PyArray_DATA(x)
         run[self.nsteps - 1].dst = cnp.PyArray_DATA(out)
         cdef int nt = cf_get_num_threads()
@@ -204,5 +213,6 @@ cdef class InferenceChain:
             rc = cf_chain_run_by_dtype(self.dt, run, self.nsteps, nt)
             cf_call_end(&cs)
         free(run)
+        del alive
         if rc != 0:
             raise MemoryError("cnnfast: could not allocate an inference workspace")

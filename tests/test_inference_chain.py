@@ -206,3 +206,21 @@ def test_chain_checks_each_call_s_arrays():
     both = np.zeros((2, 4), np.float32)
     with pytest.raises(ValueError, match="out: must not overlap x"):
         square(both, both)
+
+
+def test_a_chain_whose_construction_failed_runs_nothing():
+    from cnnfast import _kernels
+
+    k = np.ones((3, 4), np.float32)
+    chain = _kernels.InferenceChain.__new__(_kernels.InferenceChain)
+    x, out = np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match="was not built"):
+        chain.run(x, out)
+    alloc = lambda count: np.empty(count, np.float32)  # noqa: E731
+    chain.__init__(np.float32, (2, 3), (2, 4), [("dense", 2, k, None, False)], alloc)
+    chain.run(x, out)
+    with pytest.raises(ValueError, match="unknown kind"):
+        chain.__init__(np.float32, (2, 3), (2, 4),
+                       [("dense", 2, k, None, False), ("gelu",)], alloc)
+    with pytest.raises(ValueError, match="was not built"):
+        chain.run(x, out)
