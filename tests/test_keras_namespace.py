@@ -81,8 +81,10 @@ def _learnable_mnist(n_train=512, n_test=128, seed=0):
 
 
 def test_the_keras_io_mnist_convnet_runs_unchanged(monkeypatch, capsys):
-    # the script as shipped (15 epochs) on a small learnable stand-in for MNIST
+    # the script as shipped (15 epochs) on a small learnable stand-in for MNIST, seeded
+    # (the script itself draws unseeded weights and dropout masks)
     monkeypatch.setattr(cnnfast.datasets.mnist, "load_data", lambda: _learnable_mnist())
+    cnnfast.utils.set_random_seed(0)
     script = ROOT / "examples" / "mnist_convnet.py"
     if not script.exists():
         pytest.skip("examples/ is not next to the tests")
@@ -93,7 +95,9 @@ def test_the_keras_io_mnist_convnet_runs_unchanged(monkeypatch, capsys):
     assert "x_train shape: (512, 28, 28, 1)" in out and "Epoch 15/15" in out
     assert "Total params: 34,826" in out
     accuracy = float(out.split("Test accuracy:")[1].split()[0])
-    assert accuracy > 0.9
+    # it learns (chance: 0.1): 60 Adam steps reach 0.898-0.914 on 128 test images over
+    # seeds 0-5 (2026-12-07, Xeon), so the bound leaves room for other SIMD levels' bits
+    assert accuracy > 0.85
     assert len(namespace["model"].history.history["val_accuracy"]) == 15
 
 
