@@ -36,14 +36,6 @@ cdef extern from "chain.h" nogil:
                               int nthreads)
 
 
-cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
-    """Whether the byte ranges of two C-contiguous arrays overlap."""
-    cdef char *pa = <char *>cnp.PyArray_DATA(a)
-    cdef char *pb = <char *>cnp.PyArray_DATA(b)
-    cdef cnp.npy_intp na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
-    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
-
-
 cdef class InferenceChain:
     """Steps of inference run by one C call (see cnnfast.ops.training.InferenceChain).
 

@@ -251,6 +251,14 @@ cdef inline void _check(cnp.ndarray a, object dtype, tuple shape, str name) exce
         raise ValueError(f"{name}: expected shape {shape}, got {(<object>a).shape}")
 
 
+cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
+    """Whether the byte ranges of two C-contiguous arrays overlap."""
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    cdef cnp.npy_intp na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+
+
 cdef inline void _check_out(cnp.ndarray a, object dtype, tuple shape, str name) except *:
     _check(a, dtype, shape, name)
     if not a.flags.writeable:
@@ -512,10 +520,9 @@ def softmax_rows(cnp.ndarray z, cnp.ndarray out):
             raise ValueError(f"softmax_rows: {name} must be aligned and C-contiguous")
     if not out.flags.writeable:
         raise ValueError("softmax_rows: out is read-only")
-    cdef const char *zp = <const char *>_data(z)
-    cdef char *op = <char *>_data(out)
-    cdef Py_ssize_t nbytes = z.nbytes
-    if op != zp and op < zp + nbytes and zp < op + nbytes:
+    cdef const void *zp = _data(z)
+    cdef void *op = _data(out)
+    if op != zp and _overlap(z, out):
         raise ValueError("softmax_rows: out overlaps z without being z")
     cdef cf_dtype edt = _element_type(z, "softmax_rows: z")
     cdef int64_t k = z.shape[z.ndim - 1]
