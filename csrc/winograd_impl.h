@@ -53,13 +53,62 @@ static void WG_FN(wg_make_split)(const cf_conv2d_shape *s, int64_t MR, int64_t r
     sp->prow = (sp->ptiles + MR - 1) / MR * MR;
 }
 
+/* The values of an item's padded band (wg_pad_band): its input rows, with the
+ * padding's zero rows and columns, as one image. */
+static int64_t WG_FN(wg_band_elems)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp)
+{
+    return (sp->R * sp->m + 2) * (sp->tw * sp->m + 2) * s->c;
+}
+
+/* Whether copying the item's rows into a padded band costs fewer values than
+ * its border tiles' patches (alpha^2 pixels each): on small images, where
+ * half the tiles touch the padding. */
+static int WG_FN(wg_band_pays)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp,
+                               int64_t ty0, int64_t rows)
+{
+    const int m = sp->m, al = sp->al;
+    int64_t in_rows = 0, in_cols = 0;
+    for (int64_t ty = ty0; ty < ty0 + rows; ty++)
+        in_rows += ty * m - s->pt >= 0 && ty * m - s->pt + al <= s->h;
+    for (int64_t tx = 0; tx < sp->tw; tx++)
+        in_cols += tx * m - s->pl >= 0 && tx * m - s->pl + al <= s->w;
+    const int64_t border = rows * sp->tw - in_rows * in_cols;
+    return (rows * m + 2) * (sp->tw * m + 2) <= border * al * al;
+}
+
+/* The input rows of tile rows [ty0, ty0 + rows) of image xn into band: rows
+ * * m + 2 rows of tw * m + 2 pixels, the padding's zeros included. */
+static void WG_FN(wg_pad_band)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp,
+                               const WG_T *xn, int64_t ty0, int64_t rows, WG_T *band)
+{
+    const int64_t C = s->c, H = s->h, W = s->w;
+    const int64_t BR = rows * sp->m + 2, BW = sp->tw * sp->m + 2;
+    /* band column j is image column j - pl: [j0, j1) inside the image */
+    const int64_t j0 = s->pl < BW ? s->pl : BW;
+    const int64_t j1 = W + s->pl < BW ? W + s->pl : BW;
+    for (int64_t r = 0; r < BR; r++) {
+        const int64_t iy = ty0 * sp->m - s->pt + r;
+        WG_T *d = band + r * BW * C;
+        if (iy < 0 || iy >= H || j0 >= j1) {
+            memset(d, 0, (size_t)(BW * C) * sizeof(WG_T));
+            continue;
+        }
+        memset(d, 0, (size_t)(j0 * C) * sizeof(WG_T));
+        memcpy(d + j0 * C, xn + (iy * W + j0 - s->pl) * C, (size_t)((j1 - j0) * C) * sizeof(WG_T));
+        memset(d + j1 * C, 0, (size_t)((BW - j1) * C) * sizeof(WG_T));
+    }
+}
+
 /* The input tiles of item `it` (image n, tile rows from ty0) into v:
  * alpha^2 planes of prow rows x C, one row per tile; rows past the item's
  * tiles zeroed (the micro-kernel reads them). Out-of-image pixels read as
- * zeros (the padding). Returns the item's tile count. */
+ * zeros (the padding): tiles over the border read them from a patch of the
+ * tile, or, where that costs less (wg_band_pays), every tile reads the
+ * item's padded band (band: wg_band_elems values, or NULL for patches
+ * always). The same values either way. Returns the item's tile count. */
 static int64_t WG_FN(wg_input_item)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp,
                                     const WG_TF *tf, const WG_T *x, int64_t it, WG_T *v,
-                                    WG_T *patch, WG_T *tmp)
+                                    WG_T *band, WG_T *patch, WG_T *tmp)
 {
     const int m = sp->m, al = sp->al;
     const int64_t C = s->c, H = s->h, W = s->w;
@@ -67,6 +116,20 @@ static int64_t WG_FN(wg_input_item)(const cf_conv2d_shape *s, const WG_FN(wg_spl
     const int64_t rows = sp->th - ty0 < sp->R ? sp->th - ty0 : sp->R;
     const int64_t ntile = rows * sp->tw, plane = sp->prow * C;
     const WG_T *xn = x + n * H * W * C;
+    if (band != NULL && WG_FN(wg_band_pays)(s, sp, ty0, rows)) {
+        WG_FN(wg_pad_band)(s, sp, xn, ty0, rows, band);
+        const int64_t BW = sp->tw * m + 2;
+        for (int64_t t = 0; t < ntile; t++) {
+            const WG_T *d = band + ((t / sp->tw) * m * BW + (t % sp->tw) * m) * C;
+            for (int64_t c0 = 0; c0 < C; c0 += CF_WINO_LANES) {
+                const int64_t nc = C - c0 < CF_WINO_LANES ? C - c0 : CF_WINO_LANES;
+                tf->input(m, d + c0, BW * C, C, v + t * C + c0, plane, nc, tmp);
+            }
+        }
+        for (int e = 0; e < al * al; e++)
+            memset(v + e * plane + ntile * C, 0, (size_t)((sp->prow - ntile) * C) * sizeof(WG_T));
+        return ntile;
+    }
     for (int64_t t = 0; t < ntile; t++) {
         const int64_t iy0 = (ty0 + t / sp->tw) * m - s->pt, ix0 = (t % sp->tw) * m - s->pl;
         const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + al <= H && ix0 + al <= W;
@@ -329,7 +392,9 @@ static int WG_FN(wg_forward)(const cf_conv2d_shape *s, const WG_T *x, const WG_T
 #endif
     {
         CF_REGION_FP_ENTER();
-        WG_T *v = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_INPUT, (size_t)(al2 * sp.prow * C + uk.mr) * sizeof(WG_T), &failed);
+        /* the transformed tiles, the micro-kernel's slack, then the padded band */
+        const int64_t vpad = (al2 * sp.prow * C + uk.mr + 15) / 16 * 16;
+        WG_T *v = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_INPUT, (size_t)(vpad + WG_FN(wg_band_elems)(s, &sp)) * sizeof(WG_T), &failed);
         WG_T *mt = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_PRODUCTS, (size_t)(al2 * sp.prow * F) * sizeof(WG_T), &failed);
         WG_T *band = po != NULL ? (WG_T *)cf_workspace_or_flag(CF_WS_POOL_BAND, (size_t)(sp.R * sp.m * s->ow * F) * sizeof(WG_T), &failed)
                                 : NULL;
@@ -345,7 +410,7 @@ static int WG_FN(wg_forward)(const cf_conv2d_shape *s, const WG_T *x, const WG_T
         for (int64_t it = 0; it < sp.items; it++) {
             if (v == NULL || mt == NULL || (po != NULL && band == NULL))
                 continue;
-            const int64_t ntile = WG_FN(wg_input_item)(s, &sp, &tf, x, it, v, scratch,
+            const int64_t ntile = WG_FN(wg_input_item)(s, &sp, &tf, x, it, v, v + vpad, scratch,
                                                        scratch + 36 * CF_WINO_LANES);
             WG_FN(wg_products)(&uk, &sp, C, F, ntile, v, u, mt);
             const int64_t n = it / sp.bands, r0 = (it % sp.bands) * sp.R * sp.m;
@@ -511,7 +576,8 @@ int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s_in, const WG_T *
     {
         CF_REGION_FP_ENTER();
         /* MR values of slack: the micro-kernel reads MR rows from the last */
-        WG_T *v = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_INPUT, (size_t)(al2 * sp.prow * C + MR) * sizeof(WG_T), &failed);
+        const int64_t vpad = (al2 * sp.prow * C + MR + 15) / 16 * 16;
+        WG_T *v = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_INPUT, (size_t)(vpad + WG_FN(wg_band_elems)(s, &sp)) * sizeof(WG_T), &failed);
         WG_T *w = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_PRODUCTS, (size_t)(al2 * sp.prow * F + MR) * sizeof(WG_T), &failed);
         WG_T scratch[WG_TILE_SCRATCH];
         if (v != NULL && w != NULL) {
@@ -528,8 +594,8 @@ int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s_in, const WG_T *
             memset(db, 0, (size_t)F * sizeof(WG_T));
             const int64_t i1 = (ch + 1) * chunk < sp.items ? (ch + 1) * chunk : sp.items;
             for (int64_t it = ch * chunk; it < i1; it++) {
-                const int64_t ntile = WG_FN(wg_input_item)(s, &sp, &tf, x, it, v, scratch,
-                                                           scratch + 36 * CF_WINO_LANES);
+                const int64_t ntile = WG_FN(wg_input_item)(s, &sp, &tf, x, it, v, v + vpad,
+                                                           scratch, scratch + 36 * CF_WINO_LANES);
                 WG_FN(wg_dy_item)(s, &sp, &tf, dy, it, w, scratch, scratch + 36 * CF_WINO_LANES);
                 /* the bias gradient: the sum of each dy tile is its transform's
                  * entry (1, 1) (A's row 1 is all ones) */
