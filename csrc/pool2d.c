@@ -89,6 +89,10 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
     _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask((b), (b), _CMP_ORD_Q), (v), (b), _CMP_NLE_UQ)
 #define V_UPD_MIN(v, b) \
     _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask((b), (b), _CMP_ORD_Q), (v), (b), _CMP_NGE_UQ)
+#define V_MAX(v, b) _mm512_max_ps((v), (b))
+#define V_MIN(v, b) _mm512_min_ps((v), (b))
+#define V_ANY_NAN4(a, b, c, d) \
+    (_mm512_cmp_ps_mask((a), (b), _CMP_UNORD_Q) | _mm512_cmp_ps_mask((c), (d), _CMP_UNORD_Q))
 #define I_LD(p, k) _mm512_maskz_loadu_epi32((k), (p))
 #define I_ST(p, k, v) _mm512_mask_storeu_epi32((p), (k), (v))
 #define I_SET1(a) _mm512_set1_epi32(a)
@@ -128,6 +132,10 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
     _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask((b), (b), _CMP_ORD_Q), (v), (b), _CMP_NLE_UQ)
 #define V_UPD_MIN(v, b) \
     _mm512_mask_cmp_pd_mask(_mm512_cmp_pd_mask((b), (b), _CMP_ORD_Q), (v), (b), _CMP_NGE_UQ)
+#define V_MAX(v, b) _mm512_max_pd((v), (b))
+#define V_MIN(v, b) _mm512_min_pd((v), (b))
+#define V_ANY_NAN4(a, b, c, d) \
+    (_mm512_cmp_pd_mask((a), (b), _CMP_UNORD_Q) | _mm512_cmp_pd_mask((c), (d), _CMP_UNORD_Q))
 #define I_LD(p, k) _mm256_maskz_loadu_epi32((k), (p))
 #define I_ST(p, k, v) _mm256_mask_storeu_epi32((p), (k), (v))
 #define I_SET1(a) _mm256_set1_epi32(a)
@@ -174,6 +182,11 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
     _mm256_and_ps(_mm256_cmp_ps((b), (b), _CMP_ORD_Q), _mm256_cmp_ps((v), (b), _CMP_NLE_UQ))
 #define V_UPD_MIN(v, b) \
     _mm256_and_ps(_mm256_cmp_ps((b), (b), _CMP_ORD_Q), _mm256_cmp_ps((v), (b), _CMP_NGE_UQ))
+#define V_MAX(v, b) _mm256_max_ps((v), (b))
+#define V_MIN(v, b) _mm256_min_ps((v), (b))
+#define V_ANY_NAN4(a, b, c, d)                                                 \
+    _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps((a), (b), _CMP_UNORD_Q),  \
+                                    _mm256_cmp_ps((c), (d), _CMP_UNORD_Q)))
 #define I_LD(p, k) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define I_ST(p, k, v) _mm256_storeu_si256((__m256i *)(void *)(p), (v))
 #define I_SET1(a) _mm256_set1_epi32(a)
@@ -208,6 +221,11 @@ static int cf_pool_threads(int nthreads, int64_t tasks, int64_t work)
     _mm256_and_pd(_mm256_cmp_pd((b), (b), _CMP_ORD_Q), _mm256_cmp_pd((v), (b), _CMP_NLE_UQ))
 #define V_UPD_MIN(v, b) \
     _mm256_and_pd(_mm256_cmp_pd((b), (b), _CMP_ORD_Q), _mm256_cmp_pd((v), (b), _CMP_NGE_UQ))
+#define V_MAX(v, b) _mm256_max_pd((v), (b))
+#define V_MIN(v, b) _mm256_min_pd((v), (b))
+#define V_ANY_NAN4(a, b, c, d)                                                 \
+    _mm256_movemask_pd(_mm256_or_pd(_mm256_cmp_pd((a), (b), _CMP_UNORD_Q),  \
+                                    _mm256_cmp_pd((c), (d), _CMP_UNORD_Q)))
 #define I_LD(p, k) _mm_loadu_si128((const __m128i *)(const void *)(p))
 #define I_ST(p, k, v) _mm_storeu_si128((__m128i *)(void *)(p), (v))
 #define I_SET1(a) _mm_set1_epi32(a)

@@ -13,6 +13,9 @@
  *   V_UPD_MAX(v,b)  lanes where v must replace best b for max:
  *                   ordered(b) && !(v <= b)  ==  v > b || (isnan(v) && !isnan(b))
  *   V_UPD_MIN(v,b)  ordered(b) && !(v >= b)
+ *   V_MAX(v,b) V_MIN(v,b)  v > b ? v : b / v < b ? v : b (the max/min
+ *                   instructions: b where either is NaN, or where they are equal)
+ *   V_ANY_NAN4(a,b,c,d)  nonzero when a lane of any of the four is NaN
  *   I_LD(p,k) I_ST(p,k,v) I_SET1(a) I_BLEND(m,a,b) I_EQ(a,b)
  *   V_CANON(v)      NaN lanes -> the default quiet NaN (see pool2d_impl.h)
  *   K_TAIL(r)       mask of the first min(r, VL) lanes (unused when !CF_MASKED)
@@ -119,6 +122,15 @@ static CF_TGT void CF_VFN(cf_pool_fwd2_)(const cf_pool2d_shape *s, int mode, con
             if (mode == CF_POOL_AVG) {
                 /* x/4 == x*0.25 exactly: same result as the scalar division. */
                 V_ST(yo + ch, k, V_CANON(V_MUL(V_ADD(V_ADD(V_ADD(a, b), c), d), quarter)));
+                continue;
+            }
+            if (ar == NULL && !V_ANY_NAN4(a, b, c, d)) {
+                /* no NaN (the usual case) and no index: the max/min
+                 * instructions keep the earlier of equal values (-0 and +0
+                 * included), as the ordered updates below do */
+                const VT best = is_max ? V_MAX(d, V_MAX(c, V_MAX(b, a)))
+                                       : V_MIN(d, V_MIN(c, V_MIN(b, a)));
+                V_ST(yo + ch, k, best);
                 continue;
             }
             VT best = a;
@@ -329,6 +341,9 @@ static CF_TGT int64_t CF_VFN(cf_pool_bwd2_)(const cf_pool2d_shape *s, int mode, 
 #undef V_CANON
 #undef V_UPD_MAX
 #undef V_UPD_MIN
+#undef V_MAX
+#undef V_MIN
+#undef V_ANY_NAN4
 #undef I_LD
 #undef I_ST
 #undef I_SET1

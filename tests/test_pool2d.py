@@ -471,6 +471,45 @@ def test_backward_kernel_counts_stray_indices_at_every_simd_level(dtype, geo):
         _kernels.set_simd_cap(_START)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_2x2_rows_give_the_scalar_bits_at_every_simd_level(dtype, mode):
+    """The 2x2 / stride-2 rows without indices take max/min instructions where a
+    window block holds no NaN: the same bits as the ordered updates of the scalar row
+    (the first of equal values, -0 against +0 included; the first NaN, its payload
+    kept), with and without indices, for channel counts with full vectors and
+    tails at every level."""
+    rng = np.random.default_rng(7)
+    levels = simd_levels()  # read before the cap below lowers them
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    nan_payload = np.array([0x7FC01234 if dtype == np.float32 else 0x7FF8000000001234],
+                           dtype=uint).view(dtype)[0]
+    for c in (8, 16, 19, 35):
+        # image 0: ties of -0 and +0 only; 1: ties and infinities; 2: NaNs as well
+        x = rng.integers(-1, 2, (3, 8, 6, c)).astype(dtype)
+        x[0] = np.where(rng.random(x[0].shape) < 0.5, -0.0, 0.0)
+        x[0, 0::4, ::2] = 0.0  # +0 first in some windows, -0 first in the others
+        x[0, 2::4, ::2] = -0.0
+        x[1:][rng.random(x[1:].shape) < 0.2] = -0.0
+        x[1:][rng.random(x[1:].shape) < 0.05] = np.inf
+        x[1:][rng.random(x[1:].shape) < 0.05] = -np.inf
+        x[2][rng.random(x[2].shape) < 0.04] = np.nan
+        x[2][rng.random(x[2].shape) < 0.04] = nan_payload
+        try:
+            _kernels.set_simd_cap("scalar")
+            want = cnnfast.pool2d(x, 2, mode=mode)
+            want_i = cnnfast.pool2d(x, 2, mode=mode, return_indices=True)
+            for level in levels:
+                _kernels.set_simd_cap(level)
+                got = cnnfast.pool2d(x, 2, mode=mode)
+                np.testing.assert_array_equal(got.view(uint), want.view(uint), f"{level} c={c}")
+                got_y, got_i = cnnfast.pool2d(x, 2, mode=mode, return_indices=True)
+                np.testing.assert_array_equal(got_y.view(uint), want_i[0].view(uint))
+                np.testing.assert_array_equal(got_i, want_i[1])
+        finally:
+            _kernels.set_simd_cap(_START)
+
+
 def test_indices_outside_their_window_are_an_error():
     """In range but not in their own window (indices of another x, or of another
     padding): the backward would drop those gradients, so the boundary refuses them."""
