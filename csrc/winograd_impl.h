@@ -83,9 +83,10 @@ static void WG_FN(wg_pad_band)(const cf_conv2d_shape *s, const WG_FN(wg_split) *
 {
     const int64_t C = s->c, H = s->h, W = s->w;
     const int64_t BR = rows * sp->m + 2, BW = sp->tw * sp->m + 2;
-    /* band column j is image column j - pl: [j0, j1) inside the image */
-    const int64_t j0 = s->pl < BW ? s->pl : BW;
-    const int64_t j1 = W + s->pl < BW ? W + s->pl : BW;
+    /* band column j is image column j - pl: [j0, j1) inside the image (pl < 0
+     * where the input gradient's transposed layer crops the image) */
+    const int64_t j0 = s->pl < 0 ? 0 : s->pl < BW ? s->pl : BW;
+    const int64_t j1 = W + s->pl < j0 ? j0 : W + s->pl < BW ? W + s->pl : BW;
     for (int64_t r = 0; r < BR; r++) {
         const int64_t iy = ty0 * sp->m - s->pt + r;
         WG_T *d = band + r * BW * C;

@@ -85,6 +85,25 @@ def test_matches_reference_every_level_and_thread_count(n, h, w, c, f, padding, 
         cnnfast.set_num_threads(0)
 
 
+@pytest.mark.parametrize("padding", [((3, 0), (0, 3)), ((3, 3), (3, 3)), ((0, 3), (3, 1))])
+def test_input_gradient_of_wide_paddings(padding):
+    # the input gradient runs the forward on dy with padding 2 - p: negative (a
+    # crop of dy) where p is 3; small images read their tiles from a padded band
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 5, 4))
+    k = rng.standard_normal((3, 3, 4, 5))
+    dy = rng.standard_normal(ref.conv2d(x, k, None, padding=padding).shape)
+    want = ref.conv2d_backward(dy, x, k, padding=padding)
+    try:
+        for level in LEVELS:
+            _kernels.set_simd_cap(level)
+            got = cnnfast.conv2d_backward(dy, x, k, padding=padding, algorithm="winograd")
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12, err_msg=level)
+    finally:
+        _kernels.set_simd_cap(_START_LEVEL)
+
+
 def test_tile_tails_and_large_blocks():
     """Images whose tiles span several work items (tile rows per item) and whose
     last tile row and column overhang the output, at every level."""
