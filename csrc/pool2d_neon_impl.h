@@ -31,6 +31,12 @@
 #define V_CANON(v) vbslq_f32(vceqq_f32((v), (v)), (v), vdupq_n_f32(NAN))
 #define V_UPD_MAX(v, b) vandq_u32(vceqq_f32((b), (b)), vmvnq_u32(vcleq_f32((v), (b))))
 #define V_UPD_MIN(v, b) vandq_u32(vceqq_f32((b), (b)), vmvnq_u32(vcgeq_f32((v), (b))))
+/* selects, not FMAX/FMIN: those order -0 below +0 and return NaN for a NaN operand */
+#define V_MAX(v, b) vbslq_f32(vcgtq_f32((v), (b)), (v), (b))
+#define V_MIN(v, b) vbslq_f32(vcltq_f32((v), (b)), (v), (b))
+#define V_ANY_NAN4(a, b, c, d)                                                        \
+    (vminvq_u32(vandq_u32(vandq_u32(vceqq_f32((a), (a)), vceqq_f32((b), (b))),          \
+                          vandq_u32(vceqq_f32((c), (c)), vceqq_f32((d), (d))))) == 0)
 #define I_LD(p, k) vld1q_s32(p)
 #define I_ST(p, k, v) vst1q_s32((p), (v))
 #define I_SET1(a) vdupq_n_s32(a)
@@ -63,6 +69,11 @@
     vandq_u64(vceqq_f64((b), (b)), vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vcleq_f64((v), (b))))))
 #define V_UPD_MIN(v, b) \
     vandq_u64(vceqq_f64((b), (b)), vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vcgeq_f64((v), (b))))))
+#define V_MAX(v, b) vbslq_f64(vcgtq_f64((v), (b)), (v), (b))
+#define V_MIN(v, b) vbslq_f64(vcltq_f64((v), (b)), (v), (b))
+#define V_ANY_NAN4(a, b, c, d)                                                               \
+    (vminvq_u32(vreinterpretq_u32_u64(vandq_u64(vandq_u64(vceqq_f64((a), (a)), vceqq_f64((b), (b))), \
+                                                vandq_u64(vceqq_f64((c), (c)), vceqq_f64((d), (d)))))) == 0)
 /* two int32 indices per two doubles: the 64-bit lane masks narrowed, and
  * the 32-bit comparisons sign-extended back to 64-bit lanes */
 #define I_LD(p, k) vld1_s32(p)

@@ -656,6 +656,39 @@ static void test_pool(cf_dtype dt, int mode)
         check_bits("dx with NaNs vs scalar", dxs, dxl, (size_t)nx * es, 2);
         free(xn), free(dyn), free(ys), free(yl), free(dxs), free(dxl), free(as), free(al);
     }
+    /* Without NaNs the 2x2 / stride-2 rows without indices take max/min
+     * selects: a 2x2 pooling of values with ties of -0 and +0 sprinkled in, no
+     * indices, at this level and scalar (the first of equal values wins in
+     * both). */
+    if (ctx_level != CF_SIMD_SCALAR && mode != CF_POOL_AVG) {
+        static const int64_t chans[] = {4, 8, 13, 16, 19, 32, 35, 64};
+        cf_pool2d_shape q = {0};
+        q.n = rng_int(1, 3);
+        q.h = rng_int(2, 12);
+        q.w = rng_int(2, 12);
+        q.c = pick(chans, 8);
+        q.kh = q.kw = q.sh = q.sw = 2;
+        q.oh = q.h / 2;
+        q.ow = q.w / 2;
+        const int64_t nq = q.n * q.h * q.w * q.c, nyq = q.n * q.oh * q.ow * q.c;
+        void *xz = buf_random(dt, nq);
+        for (int64_t i = 0; i < nq; i++) {
+            const int64_t r = rng_int(0, 3);
+            if (r == 0)
+                set(dt, xz, i, -0.0);
+            else if (r == 1)
+                set(dt, xz, i, 0.0);
+        }
+        void *yzl = buf_new(dt, nyq), *yzs = buf_new(dt, nyq);
+        call_begin(&cs);
+        cf_pool2d_forward_by_dtype(dt, &q, mode, xz, yzl, NULL, 2);
+        cf_simd_set_cap(CF_SIMD_SCALAR);
+        cf_pool2d_forward_by_dtype(dt, &q, mode, xz, yzs, NULL, 2);
+        cf_simd_set_cap(ctx_level);
+        call_end(&cs);
+        check_bits("2x2 y of signed zeros, no indices, vs scalar", yzs, yzl, (size_t)nyq * es, 2);
+        free(xz), free(yzl), free(yzs);
+    }
 
     /* backward twice for max/min: from argmax, and finding the winners in x */
     double *dyd = to_double(dt, dy, ny);
