@@ -53,11 +53,19 @@ static void WG_FN(wg_make_split)(const cf_conv2d_shape *s, int64_t MR, int64_t r
     sp->prow = (sp->ptiles + MR - 1) / MR * MR;
 }
 
-/* The values of an item's padded band (wg_pad_band): its input rows, with the
+/* The values of an item's padded band (pad_rows): its input rows, with the
  * padding's zero rows and columns, as one image. */
 static int64_t WG_FN(wg_band_elems)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp)
 {
     return (sp->R * sp->m + 2) * (sp->tw * sp->m + 2) * s->c;
+}
+
+/* Where the band starts in an item's input scratch: after its transformed
+ * tiles and the micro-kernel's MR values of slack, at a multiple of 16 values. */
+static int64_t WG_FN(wg_band_offset)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp,
+                                     int64_t MR)
+{
+    return ((int64_t)sp->al * sp->al * sp->prow * s->c + MR + 15) / 16 * 16;
 }
 
 /* Whether copying the item's rows into a padded band costs fewer values than
@@ -76,29 +84,11 @@ static int WG_FN(wg_band_pays)(const cf_conv2d_shape *s, const WG_FN(wg_split) *
     return (rows * m + 2) * (sp->tw * m + 2) <= border * al * al;
 }
 
-/* The input rows of tile rows [ty0, ty0 + rows) of image xn into band: rows
- * * m + 2 rows of tw * m + 2 pixels, the padding's zeros included. */
-static void WG_FN(wg_pad_band)(const cf_conv2d_shape *s, const WG_FN(wg_split) *sp,
-                               const WG_T *xn, int64_t ty0, int64_t rows, WG_T *band)
-{
-    const int64_t C = s->c, H = s->h, W = s->w;
-    const int64_t BR = rows * sp->m + 2, BW = sp->tw * sp->m + 2;
-    /* band column j is image column j - pl: [j0, j1) inside the image (pl < 0
-     * where the input gradient's transposed layer crops the image) */
-    const int64_t j0 = s->pl < 0 ? 0 : s->pl < BW ? s->pl : BW;
-    const int64_t j1 = W + s->pl < j0 ? j0 : W + s->pl < BW ? W + s->pl : BW;
-    for (int64_t r = 0; r < BR; r++) {
-        const int64_t iy = ty0 * sp->m - s->pt + r;
-        WG_T *d = band + r * BW * C;
-        if (iy < 0 || iy >= H || j0 >= j1) {
-            memset(d, 0, (size_t)(BW * C) * sizeof(WG_T));
-            continue;
-        }
-        memset(d, 0, (size_t)(j0 * C) * sizeof(WG_T));
-        memcpy(d + j0 * C, xn + (iy * W + j0 - s->pl) * C, (size_t)((j1 - j0) * C) * sizeof(WG_T));
-        memset(d + j1 * C, 0, (size_t)((BW - j1) * C) * sizeof(WG_T));
-    }
-}
+#define PR_T WG_T
+#define PR_FN WG_FN
+#include "pad_rows_impl.h"
+#undef PR_T
+#undef PR_FN
 
 /* The input tiles of item `it` (image n, tile rows from ty0) into v:
  * alpha^2 planes of prow rows x C, one row per tile; rows past the item's
@@ -112,33 +102,32 @@ static int64_t WG_FN(wg_input_item)(const cf_conv2d_shape *s, const WG_FN(wg_spl
                                     WG_T *band, WG_T *patch, WG_T *tmp)
 {
     const int m = sp->m, al = sp->al;
-    const int64_t C = s->c, H = s->h, W = s->w;
+    const int64_t C = s->c;
+    int64_t H = s->h, W = s->w;
     const int64_t n = it / sp->bands, ty0 = (it % sp->bands) * sp->R;
     const int64_t rows = sp->th - ty0 < sp->R ? sp->th - ty0 : sp->R;
     const int64_t ntile = rows * sp->tw, plane = sp->prow * C;
-    const WG_T *xn = x + n * H * W * C;
+    /* the tiles read img, H x W pixels, tile (0, 0)'s first pixel at (y0, x0):
+     * the image itself, or the band, where every tile is inside */
+    const WG_T *img = x + n * H * W * C;
+    int64_t y0 = ty0 * m - s->pt, x0 = -s->pl;
     if (band != NULL && WG_FN(wg_band_pays)(s, sp, ty0, rows)) {
-        WG_FN(wg_pad_band)(s, sp, xn, ty0, rows, band);
-        const int64_t BW = sp->tw * m + 2;
-        for (int64_t t = 0; t < ntile; t++) {
-            const WG_T *d = band + ((t / sp->tw) * m * BW + (t % sp->tw) * m) * C;
-            for (int64_t c0 = 0; c0 < C; c0 += CF_WINO_LANES) {
-                const int64_t nc = C - c0 < CF_WINO_LANES ? C - c0 : CF_WINO_LANES;
-                tf->input(m, d + c0, BW * C, C, v + t * C + c0, plane, nc, tmp);
-            }
-        }
-        for (int e = 0; e < al * al; e++)
-            memset(v + e * plane + ntile * C, 0, (size_t)((sp->prow - ntile) * C) * sizeof(WG_T));
-        return ntile;
+        cf_conv2d_shape at_band = *s; /* band row 0 is the item's first input row */
+        at_band.pt = s->pt - ty0 * m;
+        H = rows * m + 2;
+        W = sp->tw * m + 2;
+        WG_FN(pad_rows)(&at_band, img, 0, H, W, band, 0);
+        img = band;
+        y0 = x0 = 0;
     }
     for (int64_t t = 0; t < ntile; t++) {
-        const int64_t iy0 = (ty0 + t / sp->tw) * m - s->pt, ix0 = (t % sp->tw) * m - s->pl;
+        const int64_t iy0 = y0 + (t / sp->tw) * m, ix0 = x0 + (t % sp->tw) * m;
         const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + al <= H && ix0 + al <= W;
         for (int64_t c0 = 0; c0 < C; c0 += CF_WINO_LANES) {
             const int64_t nc = C - c0 < CF_WINO_LANES ? C - c0 : CF_WINO_LANES;
             WG_T *out = v + t * C + c0;
             if (inside) {
-                tf->input(m, xn + (iy0 * W + ix0) * C + c0, W * C, C, out, plane, nc, tmp);
+                tf->input(m, img + (iy0 * W + ix0) * C + c0, W * C, C, out, plane, nc, tmp);
                 continue;
             }
             /* the tile's pixels inside the image: columns [j0, j1) of rows in range */
@@ -152,7 +141,7 @@ static int64_t WG_FN(wg_input_item)(const cf_conv2d_shape *s, const WG_FN(wg_spl
                     continue;
                 }
                 memset(d, 0, (size_t)(j0 * nc) * sizeof(WG_T));
-                const WG_T *src = xn + (iy * W + ix0 + j0) * C + c0;
+                const WG_T *src = img + (iy * W + ix0 + j0) * C + c0;
                 if (nc == C) /* whole pixels: one run */
                     memcpy(d + j0 * nc, src, (size_t)((j1 - j0) * nc) * sizeof(WG_T));
                 else
@@ -394,7 +383,7 @@ static int WG_FN(wg_forward)(const cf_conv2d_shape *s, const WG_T *x, const WG_T
     {
         CF_REGION_FP_ENTER();
         /* the transformed tiles, the micro-kernel's slack, then the padded band */
-        const int64_t vpad = (al2 * sp.prow * C + uk.mr + 15) / 16 * 16;
+        const int64_t vpad = WG_FN(wg_band_offset)(s, &sp, uk.mr);
         WG_T *v = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_INPUT, (size_t)(vpad + WG_FN(wg_band_elems)(s, &sp)) * sizeof(WG_T), &failed);
         WG_T *mt = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_PRODUCTS, (size_t)(al2 * sp.prow * F) * sizeof(WG_T), &failed);
         WG_T *band = po != NULL ? (WG_T *)cf_workspace_or_flag(CF_WS_POOL_BAND, (size_t)(sp.R * sp.m * s->ow * F) * sizeof(WG_T), &failed)
@@ -577,7 +566,7 @@ int WG_FN(cf_winograd_backward_kernel)(const cf_conv2d_shape *s_in, const WG_T *
     {
         CF_REGION_FP_ENTER();
         /* MR values of slack: the micro-kernel reads MR rows from the last */
-        const int64_t vpad = (al2 * sp.prow * C + MR + 15) / 16 * 16;
+        const int64_t vpad = WG_FN(wg_band_offset)(s, &sp, MR);
         WG_T *v = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_INPUT, (size_t)(vpad + WG_FN(wg_band_elems)(s, &sp)) * sizeof(WG_T), &failed);
         WG_T *w = (WG_T *)cf_workspace_or_flag(CF_WS_WINO_PRODUCTS, (size_t)(al2 * sp.prow * F + MR) * sizeof(WG_T), &failed);
         WG_T scratch[WG_TILE_SCRATCH];
